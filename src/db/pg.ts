@@ -1,0 +1,104 @@
+import pg from "pg";
+import QueryStream from "pg-query-stream";
+import { ConnectorError } from "../errors.js";
+import { beginStatement, type Db, type Row, type Tx } from "./db.js";
+
+/** int8 as a number when it fits, as PGlite does, so both back ends return the same shapes. */
+function parseInt8(v: string): number | bigint {
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : BigInt(v);
+}
+
+const types = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === 20 && format !== "binary") return parseInt8;
+    return pg.types.getTypeParser(oid, format);
+  },
+};
+
+export type PgOptions = {
+  /** @default 10 */
+  poolSize?: number;
+  /** @default 5000 */
+  connectTimeoutMs?: number;
+  /** Called when an idle pooled connection dies (e.g. the server restarted). */
+  onIdleError?: (err: Error) => void;
+  /** Reported as Db.kind: a PGlite served over the wire is still "pglite". */
+  kind?: Db["kind"];
+};
+
+/** A `Db` over a real PostgreSQL server (or anything speaking its protocol) through a `pg` pool. */
+export function openPostgres(url: string, opts: PgOptions = {}): Db {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.poolSize ?? 10,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+    types,
+  });
+  // Without a listener an idle client's error (server restart) would crash the process.
+  pool.on("error", (err) => opts.onIdleError?.(err));
+
+  const query = async <T extends Row>(text: string, values?: readonly unknown[]) =>
+    lastResult<T>(await pool.query(text, values as unknown[] | undefined).catch(rethrow));
+
+  return {
+    kind: opts.kind ?? "postgres",
+    query,
+    async tx(fn, txOpts) {
+      const client = await pool.connect().catch(rethrow);
+      let broken: Error | undefined;
+      try {
+        await client.query(beginStatement(txOpts));
+        const result = await fn(clientTx(client));
+        await client.query("commit");
+        return result;
+      } catch (err) {
+        await client.query("rollback").catch((e: Error) => {
+          broken = e;
+        });
+        throw err;
+      } finally {
+        // A connection that could not roll back is discarded, not returned to the pool.
+        client.release(broken);
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+/** Several statements in one parameterless query give an array of results: keep the last, as PGlite does. */
+function lastResult<T extends Row>(res: pg.QueryResult | pg.QueryResult[]): { rows: T[]; rowCount: number } {
+  const last = Array.isArray(res) ? res[res.length - 1] : res;
+  return { rows: (last?.rows ?? []) as T[], rowCount: last?.rowCount ?? 0 };
+}
+
+function clientTx(client: pg.PoolClient): Tx {
+  return {
+    async query<T extends Row>(text: string, values?: readonly unknown[]) {
+      return lastResult<T>(await client.query(text, values as unknown[] | undefined));
+    },
+    stream<T extends Row>(text: string, values?: readonly unknown[], batchSize = 5000) {
+      const qs = new QueryStream(text, values as unknown[] | undefined, { batchSize, types } as never);
+      return client.query(qs) as unknown as AsyncIterable<T>;
+    },
+  };
+}
+
+const UNAVAILABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "ECONNRESET", "57P01", "57P03", "3D000"]);
+
+/** Connection-level failures become DATABASE_UNAVAILABLE so callers (CLI, HTTP) can answer 1 / 503. */
+function rethrow(err: unknown): never {
+  const e = err as { code?: string; message?: string };
+  const msg = e.message ?? "";
+  if (
+    (e.code && UNAVAILABLE.has(e.code)) ||
+    /timeout expired|Connection terminated|connect ECONNREFUSED/i.test(msg)
+  ) {
+    throw new ConnectorError("DATABASE_UNAVAILABLE", `state database unavailable: ${msg || e.code}`, {
+      cause: err,
+    });
+  }
+  throw err;
+}
