@@ -6,7 +6,10 @@
 export type Row = Record<string, unknown>;
 
 export type Queryable = {
-  query<T extends Row = Row>(text: string, values?: readonly unknown[]): Promise<{ rows: T[]; rowCount: number }>;
+  query<T extends Row = Row>(
+    text: string,
+    values?: readonly unknown[],
+  ): Promise<{ rows: T[]; rowCount: number }>;
 };
 
 export type TxOptions = {
@@ -30,7 +33,11 @@ export type Tx = Queryable & {
    * Streams the rows of a query without holding them all in memory (a server-side cursor read in
    * batches). Only inside a transaction, so the rows come from the transaction's snapshot.
    */
-  stream<T extends Row = Row>(text: string, values?: readonly unknown[], batchSize?: number): AsyncIterable<T>;
+  stream<T extends Row = Row>(
+    text: string,
+    values?: readonly unknown[],
+    batchSize?: number,
+  ): AsyncIterable<T>;
 };
 
 export function beginStatement(opts: TxOptions = {}): string {

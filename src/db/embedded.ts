@@ -84,9 +84,13 @@ async function openAsOwner(dir: string): Promise<EmbeddedDb> {
     pg = await PGlite.create(join(dir, "pgdata"));
   } catch (err) {
     await rm(join(dir, "owner.lock"), { force: true });
-    throw new ConnectorError("DATABASE_UNAVAILABLE", `cannot open embedded database in ${dir}: ${String(err)}`, {
-      cause: err,
-    });
+    throw new ConnectorError(
+      "DATABASE_UNAVAILABLE",
+      `cannot open embedded database in ${dir}: ${String(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   const lock = new SessionLock();
   const wire = await serveOverWire(pg, lock);

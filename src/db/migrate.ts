@@ -62,7 +62,9 @@ const appliedIds = async (db: Queryable) =>
 /** For /readyz: every shipped migration is applied. */
 export async function migrationsPending(db: Queryable, dir = MIGRATIONS_DIR): Promise<number> {
   const shipped = await loadMigrations(dir);
-  const exists = await db.query<{ t: string | null }>("select to_regclass('stock_sync.migrations')::text as t");
+  const exists = await db.query<{ t: string | null }>(
+    "select to_regclass('stock_sync.migrations')::text as t",
+  );
   if (!exists.rows[0]?.t) return shipped.length;
   const done = new Set((await appliedIds(db)).map((r) => r.id));
   return shipped.filter((m) => !done.has(m.id)).length;

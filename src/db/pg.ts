@@ -86,7 +86,15 @@ function clientTx(client: pg.PoolClient): Tx {
   };
 }
 
-const UNAVAILABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "ECONNRESET", "57P01", "57P03", "3D000"]);
+const UNAVAILABLE = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "ETIMEDOUT",
+  "ECONNRESET",
+  "57P01",
+  "57P03",
+  "3D000",
+]);
 
 /** Connection-level failures become DATABASE_UNAVAILABLE so callers (CLI, HTTP) can answer 1 / 503. */
 function rethrow(err: unknown): never {

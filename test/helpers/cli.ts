@@ -8,7 +8,10 @@ export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export type RunResult = { code: number | null; stdout: string; stderr: string };
 
 /** Runs `stock-sync …` as a separate process, as a user would. */
-export async function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+export async function runCli(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...cleanEnv(), ...opts.env },
@@ -23,7 +26,12 @@ export async function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.
 export async function startCli(
   args: string[],
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<{ child: ChildProcess; url: string; output: () => RunResult; stop(signal?: NodeJS.Signals): Promise<number | null> }> {
+): Promise<{
+  child: ChildProcess;
+  url: string;
+  output: () => RunResult;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}> {
   const child = spawn(process.execPath, [BIN, "start", ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...cleanEnv(), ...opts.env },
@@ -31,7 +39,10 @@ export async function startCli(
   });
   const out = collect(child);
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start within timeout:\n${out().stderr}`)), opts.timeoutMs ?? 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`no start within timeout:\n${out().stderr}`)),
+      opts.timeoutMs ?? 20_000,
+    );
     const onData = () => {
       const m = /"url":"(http:\/\/[^"]+)".*stock-sync started/.exec(out().stderr);
       if (m) {
@@ -69,7 +80,14 @@ function collect(child: ChildProcess) {
 /** The test runner's environment minus anything that would change the connector's config. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const k of ["DATABASE_URL", "SOURCE_DATABASE_URL", "STOCK_SYNC_CONFIG", "STOCK_SYNC_ADMIN_TOKEN", "OMS_WEBHOOK_SECRET", "SMTP_URL"]) {
+  for (const k of [
+    "DATABASE_URL",
+    "SOURCE_DATABASE_URL",
+    "STOCK_SYNC_CONFIG",
+    "STOCK_SYNC_ADMIN_TOKEN",
+    "OMS_WEBHOOK_SECRET",
+    "SMTP_URL",
+  ]) {
     delete env[k];
   }
   return env;

@@ -18,7 +18,9 @@ export type TestDb = {
 };
 
 /** A fresh, migrated database of the given back end; `drop` removes it (postgres) or closes it. */
-export async function createTestDb(backend: Backend): Promise<TestDb & { drop(keep?: boolean): Promise<void> }> {
+export async function createTestDb(
+  backend: Backend,
+): Promise<TestDb & { drop(keep?: boolean): Promise<void> }> {
   if (backend === "pglite") {
     const pg = await PGlite.create();
     const db = pgliteDb(pg, new SessionLock(), () => pg.close());

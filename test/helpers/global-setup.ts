@@ -1,7 +1,14 @@
 import type { TestProject } from "vitest/node";
 import { loadMigrations, migrate } from "../../src/db/migrate.js";
 import { openPostgres } from "../../src/db/pg.js";
-import { postgresRequired, quoteIdent, TEST_DATABASE_URL, templateName, urlFor, withAdmin } from "./pg-admin.js";
+import {
+  postgresRequired,
+  quoteIdent,
+  TEST_DATABASE_URL,
+  templateName,
+  urlFor,
+  withAdmin,
+} from "./pg-admin.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -22,7 +29,8 @@ export default async function setup(project: TestProject) {
     project.provide("pgSkipReason", "");
   } catch (err) {
     const reason = `PostgreSQL unreachable at ${where}: ${(err as Error).message}`;
-    if (postgresRequired) throw new Error(`${reason} (CI=true or REQUIRE_POSTGRES=1: real-PostgreSQL tests must run)`);
+    if (postgresRequired)
+      throw new Error(`${reason} (CI=true or REQUIRE_POSTGRES=1: real-PostgreSQL tests must run)`);
     console.warn(`\n!! real-PostgreSQL tests will be SKIPPED: ${reason}\n`);
     project.provide("pgTemplate", null);
     project.provide("pgSkipReason", reason);

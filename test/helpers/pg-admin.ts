@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 
-export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const TEST_DATABASE_URL =
+  process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 /** CI=true or REQUIRE_POSTGRES=1: an unreachable PostgreSQL fails the run instead of skipping. */
 export const postgresRequired = process.env.CI === "true" || process.env.REQUIRE_POSTGRES === "1";

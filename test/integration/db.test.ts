@@ -10,12 +10,17 @@ import { inject } from "vitest";
 
 describeEachDb("state database", (t) => {
   it("runs parameterised queries and returns int8 as numbers", async () => {
-    const { rows } = await t().db.query<{ n: number; s: string }>("select $1::int8 as n, $2::text as s", [42, "x"]);
+    const { rows } = await t().db.query<{ n: number; s: string }>("select $1::int8 as n, $2::text as s", [
+      42,
+      "x",
+    ]);
     expect(rows).toEqual([{ n: 42, s: "x" }]);
   });
 
   it("runs several statements in one parameterless query", async () => {
-    const { rows } = await t().db.query<{ b: number }>("create temp table if not exists m(a int); select 2 as b");
+    const { rows } = await t().db.query<{ b: number }>(
+      "create temp table if not exists m(a int); select 2 as b",
+    );
     expect(rows).toEqual([{ b: 2 }]);
   });
 
@@ -39,7 +44,11 @@ describeEachDb("state database", (t) => {
     let count = 0;
     let last = 0;
     await t().db.tx(async (tx) => {
-      for await (const row of tx.stream<{ g: number }>("select g from generate_series(1, $1::int) g", [12_345], 1000)) {
+      for await (const row of tx.stream<{ g: number }>(
+        "select g from generate_series(1, $1::int) g",
+        [12_345],
+        1000,
+      )) {
         count++;
         last = row.g;
       }
@@ -81,18 +90,21 @@ describe("concurrent migrators", () => {
     await db.close();
   });
 
-  it.skipIf(!inject("pgTemplate"))("two PostgreSQL processes migrating an empty database at once", async () => {
-    const name = `t_mig_${process.pid}_${Date.now()}`;
-    await withAdmin((c) => c.query(`create database ${quoteIdent(name)}`));
-    const pools = [openPostgres(urlFor(name)), openPostgres(urlFor(name)), openPostgres(urlFor(name))];
-    try {
-      const results = await Promise.all(pools.map((p) => migrate(p)));
-      const applied = results.flatMap((r) => r.applied);
-      expect(new Set(applied).size).toBe(applied.length); // nothing applied twice
-      expect(await migrationsPending(pools[0]!)).toBe(0);
-    } finally {
-      await Promise.all(pools.map((p) => p.close()));
-      await withAdmin((c) => c.query(`drop database ${quoteIdent(name)} with (force)`));
-    }
-  });
+  it.skipIf(!inject("pgTemplate"))(
+    "two PostgreSQL processes migrating an empty database at once",
+    async () => {
+      const name = `t_mig_${process.pid}_${Date.now()}`;
+      await withAdmin((c) => c.query(`create database ${quoteIdent(name)}`));
+      const pools = [openPostgres(urlFor(name)), openPostgres(urlFor(name)), openPostgres(urlFor(name))];
+      try {
+        const results = await Promise.all(pools.map((p) => migrate(p)));
+        const applied = results.flatMap((r) => r.applied);
+        expect(new Set(applied).size).toBe(applied.length); // nothing applied twice
+        expect(await migrationsPending(pools[0]!)).toBe(0);
+      } finally {
+        await Promise.all(pools.map((p) => p.close()));
+        await withAdmin((c) => c.query(`drop database ${quoteIdent(name)} with (force)`));
+      }
+    },
+  );
 });

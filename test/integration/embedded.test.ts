@@ -43,8 +43,14 @@ describe("embedded database (PGlite shared over the wire)", () => {
     const dir = await tempDir();
     const owner = track(await openEmbedded(dir));
     const url = `postgres://postgres@127.0.0.1:${owner.port}/postgres`;
-    const users: Db[] = [owner, track(openPostgres(url, { poolSize: 3 })), track(openPostgres(url, { poolSize: 3 }))];
-    await owner.query("create table counter (id int primary key, n int not null); insert into counter values (1, 0)");
+    const users: Db[] = [
+      owner,
+      track(openPostgres(url, { poolSize: 3 })),
+      track(openPostgres(url, { poolSize: 3 })),
+    ];
+    await owner.query(
+      "create table counter (id int primary key, n int not null); insert into counter values (1, 0)",
+    );
     const jobs: Promise<unknown>[] = [];
     for (let i = 0; i < 90; i++) {
       const db = users[i % users.length]!;

@@ -1,0 +1,108 @@
+import { Command, CommanderError } from "commander";
+import { configCheck, migrateCommand, notYet, startCommand } from "./commands/basic.js";
+import { type CommandContext, DEFAULT_CONFIG } from "./commands/context.js";
+import { ConnectorError, exitCodeFor } from "./errors.js";
+
+type Io = { env?: NodeJS.ProcessEnv; stdout?: NodeJS.WritableStream; stderr?: NodeJS.WritableStream };
+
+/** argv -> command; resolves to the exit code (SPEC §2: 0 ok, 1 failure, 2 usage or config). */
+export async function main(argv: string[], io: Io = {}): Promise<number> {
+  const env = io.env ?? process.env;
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const program = buildProgram((opts) => ({
+    configPath: opts.config ?? env.STOCK_SYNC_CONFIG ?? DEFAULT_CONFIG,
+    env,
+    stdout,
+    stderr,
+  }));
+  program.exitOverride().configureOutput({
+    writeOut: (s) => stdout.write(s),
+    writeErr: (s) => stderr.write(s),
+  });
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    stderr.write(`stock-sync: ${oneLine(err)}\n`);
+    return exitCodeFor(err);
+  }
+}
+
+function oneLine(err: unknown): string {
+  if (err instanceof ConnectorError) return err.message;
+  const e = err as { code?: string; message?: string };
+  return (e.message ?? String(err)).split("\n")[0] + (e.code ? ` (${e.code})` : "");
+}
+
+type Ctx = (opts: { config?: string }) => CommandContext;
+
+function buildProgram(ctxOf: Ctx): Command {
+  const program = new Command("stock-sync")
+    .description("Keeps an OMS in step with inventory and order flows.")
+    .option("-c, --config <path>", `config file (default ${DEFAULT_CONFIG}, or $STOCK_SYNC_CONFIG)`)
+    .showHelpAfterError();
+  const ctx = () => ctxOf(program.opts());
+
+  program
+    .command("start")
+    .description("run everything: scheduler, delivery workers, HTTP server")
+    .action(() => startCommand(ctx()));
+  program
+    .command("snapshot")
+    .description("a full stock snapshot now")
+    .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
+    .option("--dry-run", "compute and report, send nothing")
+    .option("--force", "override the shrink guard")
+    .action(notYet("snapshot", "the stock export, issue #4"));
+  program
+    .command("delta")
+    .description("a stock delta now")
+    .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
+    .option("--dry-run", "compute and report, send nothing")
+    .action(notYet("delta", "the stock export, issue #4"));
+  program
+    .command("status")
+    .description("subscriptions and last stock runs")
+    .option("--json", "machine-readable output")
+    .action(notYet("status", "the delivery engine, issue #3"));
+  program
+    .command("pause <name>")
+    .description("pause one subscription (messages are kept)")
+    .action(notYet("pause", "the delivery engine, issue #3"));
+  program
+    .command("resume <name>")
+    .description("resume one subscription")
+    .action(notYet("resume", "the delivery engine, issue #3"));
+  program
+    .command("deliveries")
+    .description("list messages")
+    .option("--status <status>", "pending | delivered | failed | dead | superseded")
+    .option("--subscription <name>", "only this subscription")
+    .option("--json", "machine-readable output")
+    .action(notYet("deliveries", "the delivery engine, issue #3"));
+  program
+    .command("replay [ids...]")
+    .description("deliver dead or failed messages again (same webhook-id)")
+    .option("--subscription <name>", "replay a subscription's messages in a time range")
+    .option("--since <time>", "start of the range")
+    .option("--until <time>", "end of the range")
+    .action(notYet("replay", "the delivery engine, issue #3"));
+  program
+    .command("migrate")
+    .description("apply state-schema migrations")
+    .action(() => migrateCommand(ctx()));
+  const config = program.command("config").description("configuration tools");
+  config
+    .command("check")
+    .description("validate the config and print it with secrets redacted")
+    .action(() => configCheck(ctx()));
+  const source = program.command("source").description("source database tools");
+  source
+    .command("install")
+    .description("print or apply the change-capture triggers on the source")
+    .option("--apply", "apply the SQL instead of printing it")
+    .action(notYet("source install", "the stock export, issue #4"));
+  return program;
+}

@@ -1,0 +1,58 @@
+import { stringify } from "yaml";
+import { redactConfig } from "../config/index.js";
+import { migrate } from "../db/migrate.js";
+import { openStateDb } from "../db/open.js";
+import { ConnectorError } from "../errors.js";
+import { startConnector } from "../main.js";
+import { type CommandContext, configAndLog, readConfig } from "./context.js";
+
+export async function configCheck(ctx: CommandContext): Promise<void> {
+  const { config, warnings } = await readConfig(ctx);
+  for (const w of warnings) ctx.stderr.write(`warning: ${w}\n`);
+  ctx.stdout.write(`# ${ctx.configPath}: valid (secrets redacted)\n${stringify(redactConfig(config))}`);
+}
+
+export async function migrateCommand(ctx: CommandContext): Promise<void> {
+  const { config, log } = await configAndLog(ctx);
+  const db = await openStateDb(config.database);
+  try {
+    const { applied, latest } = await migrate(db);
+    ctx.stdout.write(
+      applied.length
+        ? `applied ${applied.length} migration(s): ${applied.join(", ")}\n`
+        : `state schema up to date (migration ${String(latest).padStart(4, "0")})\n`,
+    );
+  } finally {
+    await db.close();
+    log.flush();
+  }
+}
+
+/** Runs until SIGINT/SIGTERM, then stops taking work, finishes what is in flight and resolves. */
+export async function startCommand(ctx: CommandContext): Promise<void> {
+  const { config, log } = await configAndLog(ctx);
+  const running = await startConnector(config, log);
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: string) => {
+      log.info({ signal }, "stopping");
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      running.stop().then(resolve, (err) => {
+        log.error({ err }, "error while stopping");
+        resolve();
+      });
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}
+
+/** Commands whose capability lands in a later issue say so and fail, rather than doing nothing. */
+export function notYet(command: string, issue: string) {
+  return async (): Promise<void> => {
+    throw new ConnectorError(
+      "NOT_AVAILABLE",
+      `\`stock-sync ${command}\` is not available yet (it lands with ${issue})`,
+    );
+  };
+}

@@ -1,0 +1,302 @@
+/**
+ * The config contract (SPEC §3) as one zod schema: defaults, types and cross-field rules in one
+ * place. Durations come out in milliseconds and sizes in bytes, so no other module parses units.
+ * Messages are written to follow "path: " in load.ts (`expected a duration like "1s"`).
+ */
+import cron from "node-cron";
+import { z } from "zod";
+import { durationMs, formatDuration, sizeBytes } from "./duration.ts";
+
+// ---------------------------------------------------------------- building blocks
+
+// Interpolation yields strings ("${PORT:-8080}"), so numbers and booleans also accept their spelling.
+const NUMERIC = /^\s*-?\d+(?:\.\d+)?\s*$/;
+const toNumber = (v: unknown) => (typeof v === "string" && NUMERIC.test(v) ? Number(v) : v);
+const toBoolean = (v: unknown) => (v === "true" ? true : v === "false" ? false : v);
+
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.preprocess(
+    toNumber,
+    // zod reports a non-number as "expected number"; the user should read "integer" either way
+    z
+      .int({ error: (iss) => (iss.code === "invalid_type" ? "expected an integer" : undefined) })
+      .min(min)
+      .max(max),
+  );
+const flag = z.preprocess(toBoolean, z.boolean());
+
+const duration = z.unknown().transform((v, ctx) => {
+  const ms = durationMs(v);
+  if (ms !== undefined) return ms;
+  ctx.addIssue({ code: "custom", message: 'expected a duration like "1s"' });
+  return z.NEVER;
+});
+// For waits where zero would mean a busy loop or an instant timeout.
+const positiveDuration = duration.refine((ms) => ms > 0, 'expected a duration longer than 0, like "1s"');
+
+const size = z.unknown().transform((v, ctx) => {
+  const bytes = sizeBytes(v);
+  if (bytes !== undefined) return bytes;
+  ctx.addIssue({ code: "custom", message: 'expected a size like "1mb"' });
+  return z.NEVER;
+});
+
+const cronExpression = z
+  .string()
+  .refine((s) => cron.validate(s), 'expected a cron expression like "*/2 * * * *"');
+
+/**
+ * A block the user may leave out or leave empty: a YAML key whose children are all commented out
+ * reads as null, and should mean "the defaults", not a type error.
+ */
+function optionalBlock<T extends z.ZodType>(schema: T, fallback: z.input<T>) {
+  return z.preprocess((v) => (v === null ? undefined : v), schema.prefault(fallback as never));
+}
+
+/** A strict object whose every field has a default, so `{}` is a complete input. */
+function section<S extends z.ZodRawShape>(shape: S) {
+  return optionalBlock(z.strictObject(shape), {} as never);
+}
+
+// ---------------------------------------------------------------- secrets and URLs
+
+const WHSEC = /^whsec_[A-Za-z0-9+/]+={0,2}$/;
+const secretList = optionalBlock(z.array(z.string()), []);
+// "${OMS_WEBHOOK_SECRET:-}" is how the shipped config says "optional secret": drop the empties.
+const dropEmpty = (secrets: readonly string[]) => secrets.filter((s) => s !== "");
+
+/** Checks Standard Webhooks secrets; the message names the index and never the secret itself. */
+function checkWhsec(secrets: readonly string[], ctx: z.RefinementCtx, at: PropertyKey[]): void {
+  secrets.forEach((secret, i) => {
+    if (secret !== "" && !WHSEC.test(secret)) {
+      ctx.addIssue({ code: "custom", path: [...at, i], message: 'expected "whsec_" followed by base64' });
+    }
+  });
+}
+
+const whsecList = secretList.superRefine((secrets, ctx) => checkWhsec(secrets, ctx, [])).transform(dropEmpty);
+
+const isHttpUrl = (s: string) => /^https?:\/\/[^\s/]/i.test(s) && URL.canParse(s);
+// file://./out is relative to the working directory, file:///srv/out is absolute.
+const isDestination = (s: string) => isHttpUrl(s) || /^file:\/\/(?:\.{1,2})?\/\S/.test(s);
+const isTarget = (s: string) => isHttpUrl(s) || /^mailto:[^@\s]+@[^@\s]+$/.test(s);
+
+// ---------------------------------------------------------------- sections
+
+const Stock = section({
+  full: section({ schedule: cronExpression.default("0 * * * *") }),
+  delta: section({ schedule: cronExpression.default("*/2 * * * *") }),
+  sellable: section({ include_future_days: integer(0).default(0) }),
+  format: section({
+    columns: z
+      .array(z.string().min(1))
+      .min(1)
+      .superRefine(checkUnique("column"))
+      .default(["sku", "location", "quantity"]),
+    gzip: flag.default(false),
+    part_rows: integer(1).default(50_000),
+  }),
+  guard: section({ max_drop_ratio: z.preprocess(toNumber, z.number().min(0).max(1)).default(0.2) }),
+  simulator: section({
+    enabled: flag.default(false),
+    interval: positiveDuration.prefault("20s"),
+    changes: integer(1).default(5),
+  }),
+});
+
+const Inbound = z
+  .strictObject({
+    path: z
+      .string()
+      .regex(/^\/\S*$/, 'expected a path starting with "/"')
+      .default("/webhooks/oms"),
+    scheme: z.enum(["standard", "onestock"]).default("standard"),
+    secrets: secretList,
+    tolerance: positiveDuration.prefault("5m"),
+    max_body: size.prefault("1mb"),
+    order_id_field: z.string().min(1).default("data.order_id"),
+  })
+  // onestock keys are free-form; only Standard Webhooks secrets have a format to check
+  .superRefine((v, ctx) => (v.scheme === "standard" ? checkWhsec(v.secrets, ctx, ["secrets"]) : undefined))
+  .transform((v) => ({ ...v, secrets: dropEmpty(v.secrets) }));
+
+const Server = section({
+  host: z.string().min(1).default("127.0.0.1"),
+  port: integer(0, 65_535).default(8080),
+  admin_token: z.string().default(""),
+  inbound: optionalBlock(Inbound, {}),
+});
+
+const NAME = /^[a-z0-9][a-z0-9_.-]*$/;
+const SUBJECT = /^(?:[A-Za-z0-9_-]+|\*)(?:\.(?:[A-Za-z0-9_-]+|\*))*$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const Ordering = z.enum(["fifo", "key", "none"]);
+
+// Stock messages must reach the OMS in sequence (SPEC §6), so they default to fifo.
+const defaultOrdering = (subjects: readonly string[]): z.output<typeof Ordering> =>
+  subjects.some((s) => s.startsWith("stock.")) ? "fifo" : "none";
+
+const Subscription = z
+  .strictObject({
+    name: z.string().regex(NAME, 'expected lowercase letters, digits, "_", "." or "-", like "oms-stock"'),
+    subjects: z.array(z.string().regex(SUBJECT, 'expected a subject like "stock.full" or "order.*"')).min(1),
+    url: z
+      .string()
+      .refine(isDestination, "expected an http:// or https:// URL, or file://./dir or file:///dir"),
+    method: z.enum(["POST", "PUT", "PATCH"]).default("POST"),
+    headers: optionalBlock(
+      z.record(
+        z.string().regex(HEADER_NAME, "expected an HTTP header name"),
+        // `x-api-version: 2` reads as a number in YAML; a header value is text either way
+        z.preprocess((v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v), z.string()),
+      ),
+      {},
+    ),
+    secrets: whsecList,
+    rate_limit: z
+      .strictObject({ requests: integer(1), per: positiveDuration })
+      .nullable()
+      .default(null),
+    concurrency: integer(1).default(4),
+    timeout: positiveDuration.prefault("15s"),
+    retry_intervals: z.array(duration).min(1).prefault(["30s", "60s", "120s", "240s", "480s", "840s"]),
+    retries_until_failure: integer(1).default(3),
+    ordering: Ordering.optional(),
+    status: z.enum(["enabled", "paused"]).default("enabled"),
+  })
+  .transform((s) => ({ ...s, ordering: s.ordering ?? defaultOrdering(s.subjects) }));
+
+const targets = optionalBlock(
+  z.array(z.string().refine(isTarget, "expected an http:// or https:// URL, or mailto:address")),
+  [],
+);
+
+const Notifications = section({
+  on_failure: targets,
+  on_deactivation: targets,
+  on_failure_recovered: targets,
+  smtp: section({ url: z.string().default(""), from: z.string().min(1).default("stock-sync@localhost") }),
+  min_interval: duration.prefault("1h"),
+});
+
+const Delivery = section({
+  poll_interval: positiveDuration.prefault("1s"),
+  lease: positiveDuration.prefault("60s"),
+  retention: duration.prefault("30d"),
+  shutdown_grace: duration.prefault("10s"),
+});
+
+const Log = section({
+  level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+  format: z.enum(["auto", "json", "pretty"]).default("auto"),
+});
+
+export const ConfigSchema = z
+  .strictObject({
+    database: section({
+      url: z.string().default(""),
+      data_dir: z.string().min(1).default("./data"),
+      pool_size: integer(1).default(10),
+    }),
+    source: section({ url: z.string().default("") }),
+    stock: Stock,
+    server: Server,
+    subscriptions: optionalBlock(z.array(Subscription).superRefine(checkUniqueNames), []),
+    notifications: Notifications,
+    delivery: Delivery,
+    log: Log,
+  })
+  .superRefine(checkAcrossSections);
+
+/** The validated config: durations in milliseconds, sizes in bytes, every default filled in. */
+export type Config = z.output<typeof ConfigSchema>;
+export type SubscriptionConfig = Config["subscriptions"][number];
+
+// ---------------------------------------------------------------- cross-field rules
+
+function checkUnique(what: string) {
+  return (items: readonly string[], ctx: z.RefinementCtx) =>
+    items.forEach((item, i) => {
+      if (items.indexOf(item) !== i)
+        ctx.addIssue({ code: "custom", path: [i], message: `duplicate ${what} "${item}"` });
+    });
+}
+
+function checkUniqueNames(subs: readonly { name: string }[], ctx: z.RefinementCtx): void {
+  subs.forEach((sub, i) => {
+    const first = subs.findIndex((s) => s.name === sub.name);
+    if (first !== i) {
+      const message = `duplicate name "${sub.name}" (also subscriptions[${first}].name)`;
+      ctx.addIssue({ code: "custom", path: [i, "name"], message });
+    }
+  });
+}
+
+function checkAcrossSections(config: Config, ctx: z.RefinementCtx): void {
+  const lease = config.delivery.lease;
+  config.subscriptions.forEach((sub, i) => {
+    // a lease that ends mid-request lets a second worker deliver the same message concurrently
+    if (sub.timeout >= lease) {
+      const message = `must be shorter than delivery.lease (${formatDuration(lease)}), got ${formatDuration(sub.timeout)}`;
+      ctx.addIssue({ code: "custom", path: ["subscriptions", i, "timeout"], message });
+    }
+  });
+  const n = config.notifications;
+  if (n.smtp.url !== "") return;
+  for (const list of ["on_failure", "on_deactivation", "on_failure_recovered"] as const) {
+    const i = n[list].findIndex((t) => t.startsWith("mailto:"));
+    if (i >= 0) {
+      const message = "mailto: targets need notifications.smtp.url (an smtp:// URL)";
+      ctx.addIssue({ code: "custom", path: ["notifications", list, i], message });
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- warnings
+
+const DAY_S = 86_400;
+const DELTA_MIN_GAP_S = 60;
+const DELTA_MAX_GAP_S = 300;
+
+/** Legal but doubtful settings, for the caller to log: the delta should run every 1 to 5 minutes. */
+export function configWarnings(config: Config): string[] {
+  const schedule = config.stock.delta.schedule;
+  const { min, max } = cronGaps(schedule);
+  const warnings: string[] = [];
+  const at = `stock.delta.schedule "${schedule}"`;
+  if (min < DELTA_MIN_GAP_S) {
+    warnings.push(
+      `${at} runs as often as every ${formatDuration(min * 1000)}; deltas are meant to run every 1 to 5 minutes`,
+    );
+  }
+  if (max > DELTA_MAX_GAP_S) {
+    warnings.push(
+      `${at} leaves up to ${formatDuration(max * 1000)} between runs; deltas are meant to run every 1 to 5 minutes`,
+    );
+  }
+  return warnings;
+}
+
+/** Shortest and longest wait between fire times of a valid cron expression, in seconds. */
+export function cronGaps(expression: string): { min: number; max: number } {
+  const f = cron.parse(expression);
+  const times = f.hour
+    .flatMap((h) => f.minute.flatMap((m) => f.second.map((s) => h * 3600 + m * 60 + s)))
+    .sort((a, b) => a - b);
+  const wrap = times[0]! + DAY_S - times.at(-1)!;
+  // judging one day is enough unless the schedule skips days, and then some wait is a day or more
+  const everyDay =
+    f.dayOfMonth.length === 31 &&
+    f.month.length === 12 &&
+    new Set(f.dayOfWeek.map((d) => Number(d) % 7)).size === 7;
+  let min = wrap;
+  let max = everyDay ? wrap : DAY_S;
+  // a loop, not Math.min(...gaps): "* * * * * *" has 86,400 fire times a day
+  for (let i = 1; i < times.length; i++) {
+    const gap = times[i]! - times[i - 1]!;
+    min = Math.min(min, gap);
+    max = Math.max(max, gap);
+  }
+  return { min, max };
+}

@@ -1,0 +1,75 @@
+import { fileURLToPath } from "node:url";
+import type { Config } from "./config/index.js";
+import type { Db } from "./db/db.js";
+import { migrate } from "./db/migrate.js";
+import { openStateDb } from "./db/open.js";
+import { openPostgres } from "./db/pg.js";
+import { createHttpServer, type HttpServer } from "./http/server.js";
+import { seedDemoSource } from "./inventory/seed.js";
+import type { Logger } from "./log.js";
+
+export const FIXTURES_DIR = fileURLToPath(new URL("../fixtures/inventory/", import.meta.url));
+
+/** What every command needs: the config, a logger, the state database (migrated) and the source. */
+export type App = {
+  config: Config;
+  log: Logger;
+  db: Db;
+  source: Db;
+  close(): Promise<void>;
+};
+
+export async function openApp(config: Config, log: Logger, opts: { migrate?: boolean } = {}): Promise<App> {
+  const db = await openStateDb(config.database, (err) => log.warn({ err }, "state database connection lost"));
+  try {
+    if (opts.migrate !== false) {
+      const { applied } = await migrate(db);
+      if (applied.length) log.info({ applied }, "state schema migrated");
+    }
+    const source = config.source.url ? openPostgres(config.source.url, { poolSize: 4 }) : db;
+    if (!config.source.url) {
+      // No source configured: the demo inventory lives beside the state, seeded on first start.
+      const { seeded, counts } = await seedDemoSource(db, { fixturesDir: FIXTURES_DIR });
+      if (seeded) log.info({ counts }, "demo inventory loaded from fixtures/");
+    }
+    return {
+      config,
+      log,
+      db,
+      source,
+      async close() {
+        if (source !== db) await source.close();
+        await db.close();
+      },
+    };
+  } catch (err) {
+    await db.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+export type Running = { app: App; http: HttpServer; url: string; stop(): Promise<void> };
+
+/** `stock-sync start`: everything in one process. Later issues add the scheduler and delivery. */
+export async function startConnector(config: Config, log: Logger): Promise<Running> {
+  const app = await openApp(config, log);
+  const http = createHttpServer({ db: app.db, log });
+  let url: string;
+  try {
+    url = await http.listen({ host: config.server.host, port: config.server.port });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  log.info({ url, database: app.db.kind }, "stock-sync started");
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      await http.close();
+      await app.close();
+      log.info("stock-sync stopped");
+    })();
+    return stopping;
+  };
+  return { app, http, url, stop };
+}

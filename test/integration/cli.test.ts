@@ -1,0 +1,136 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { runCli, startCli } from "../helpers/cli.js";
+import { createTestDb, type TestDb } from "../helpers/db.js";
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "stock-sync-cli-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function config(name: string, yaml: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, yaml);
+  return path;
+}
+
+const noStack = (s: string) => expect(s).not.toMatch(/\n\s+at /);
+
+describe("stock-sync CLI: config and exit codes", () => {
+  it("config check prints the shipped config with secrets redacted", async () => {
+    const secret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0";
+    const r = await runCli(["config", "check"], {
+      env: { OMS_WEBHOOK_SECRET: secret, STOCK_SYNC_ADMIN_TOKEN: "admin-token-123" },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("oms-stock");
+    expect(r.stdout).toContain("erp-orders");
+    expect(r.stdout + r.stderr).not.toContain(secret);
+    expect(r.stdout + r.stderr).not.toContain("admin-token-123");
+  });
+
+  it("a misspelled key is a one-line error naming it, exit 2", async () => {
+    const path = await config("typo.yaml", "server:\n  prot: 8080\n");
+    const r = await runCli(["--config", path, "config", "check"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain("server.prot");
+    noStack(r.stderr);
+  });
+
+  it("a wrong type is a one-line error naming the path, exit 2", async () => {
+    const path = await config("type.yaml", "stock:\n  format:\n    part_rows: many\n");
+    const r = await runCli(["--config", path, "migrate"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("stock.format.part_rows");
+    noStack(r.stderr);
+  });
+
+  it("a missing config file is exit 2", async () => {
+    const r = await runCli(["--config", join(dir, "nope.yaml"), "config", "check"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("config file not found");
+  });
+
+  it("an unreachable database.url is a one-line error, exit 1", async () => {
+    const path = await config("down.yaml", 'database:\n  url: "postgres://postgres:pw@127.0.0.1:9/none"\n');
+    const r = await runCli(["--config", path, "migrate"]);
+    expect(r.code).toBe(1);
+    expect(
+      r.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => l.startsWith("stock-sync:")),
+    ).toHaveLength(1);
+    expect(r.stderr).toMatch(/unavailable|ECONNREFUSED/);
+    expect(r.stderr).not.toContain(":pw@");
+    noStack(r.stderr);
+  });
+
+  it("commands that land later say so and exit 1", async () => {
+    const r = await runCli(["snapshot"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/not available yet/);
+  });
+
+  it("bad usage is exit 2", async () => {
+    const r = await runCli(["no-such-command"]);
+    expect(r.code).toBe(2);
+  });
+});
+
+describe("stock-sync start on the embedded default", () => {
+  it("serves /readyz, answers a second process, stops on SIGINT with 0 and reuses its data", async () => {
+    const dataDir = join(dir, "data");
+    const path = await config("embedded.yaml", `database:\n  data_dir: ${dataDir}\nserver:\n  port: 0\n`);
+    const first = await startCli(["--config", path]);
+    try {
+      expect(first.output().stderr).toContain("demo inventory loaded");
+      expect((await fetch(`${first.url}/readyz`)).status).toBe(200);
+      expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
+      // A second process on the same config reaches the running connector's embedded database.
+      const migrate = await runCli(["--config", path, "migrate"]);
+      expect(migrate.stderr).toBe("");
+      expect(migrate.code).toBe(0);
+      expect(migrate.stdout).toContain("up to date");
+      const started = Date.now();
+      expect(await first.stop("SIGINT")).toBe(0);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await first.stop("SIGKILL");
+    }
+    const second = await startCli(["--config", path]);
+    try {
+      expect(second.output().stderr).not.toContain("demo inventory loaded");
+      expect((await fetch(`${second.url}/readyz`)).status).toBe(200);
+    } finally {
+      expect(await second.stop("SIGTERM")).toBe(0);
+    }
+  });
+});
+
+describe.skipIf(!inject("pgTemplate"))("stock-sync start on real PostgreSQL", () => {
+  let t: TestDb & { drop(keep?: boolean): Promise<void> };
+  beforeAll(async () => {
+    t = await createTestDb("postgres");
+  });
+  afterAll(async () => {
+    await t?.drop();
+  });
+
+  it("serves /readyz against database.url and stops cleanly", async () => {
+    const path = await config("pg.yaml", `database:\n  url: "${t.url}"\nserver:\n  port: 0\n`);
+    const running = await startCli(["--config", path]);
+    try {
+      expect((await fetch(`${running.url}/readyz`)).status).toBe(200);
+    } finally {
+      expect(await running.stop("SIGTERM")).toBe(0);
+    }
+  });
+});
