@@ -22,6 +22,11 @@ export type TxOptions = {
 export type Db = Queryable & {
   /** Runs `fn` in one transaction on one connection; commits when it resolves, rolls back when it throws. */
   tx<T>(fn: (tx: Tx) => Promise<T>, opts?: TxOptions): Promise<T>;
+  /**
+   * LISTEN on a channel, where the back end can deliver notifications to this process (a real
+   * PostgreSQL server, or PGlite in this process). Resolves to a function that stops listening.
+   */
+  listen?(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   /** Closes the pool or the embedded database. */
   close(): Promise<void>;
   /** "postgres" or "pglite", for logs and the rare behaviour that differs. */

@@ -114,5 +114,6 @@ function openAsClient(endpoint: Endpoint): EmbeddedDb {
     poolSize: 4,
     kind: "pglite",
   });
-  return Object.assign(db, { role: "client" as const, port: endpoint.port });
+  // Notifications do not cross the wire server: this process finds new work by polling.
+  return Object.assign(db, { role: "client" as const, port: endpoint.port, listen: undefined });
 }

@@ -62,9 +62,57 @@ export function openPostgres(url: string, opts: PgOptions = {}): Db {
         client.release(broken);
       }
     },
+    listen: (channel, onPayload) => listenWithReconnect(url, channel, onPayload, opts),
     async close() {
       await pool.end();
     },
+  };
+}
+
+const RECONNECT_MS = 1000;
+
+/**
+ * A dedicated connection for LISTEN (a pooled one would be handed to other queries). When it
+ * drops (server restart), it reconnects every second until it works again; what was notified
+ * meanwhile is found by the caller's polling.
+ */
+async function listenWithReconnect(
+  url: string,
+  channel: string,
+  onPayload: (payload: string) => void,
+  opts: PgOptions,
+): Promise<() => Promise<void>> {
+  let client: pg.Client | undefined;
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  const connect = async () => {
+    const c = new pg.Client({
+      connectionString: url,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+    });
+    c.on("notification", (n) => {
+      if (n.channel === channel) onPayload(n.payload ?? "");
+    });
+    c.on("error", (err) => {
+      opts.onIdleError?.(err);
+      c.end().catch(() => undefined);
+      if (!closed) timer = setTimeout(retry, RECONNECT_MS);
+    });
+    await c.connect();
+    await c.query(`listen ${c.escapeIdentifier(channel)}`);
+    client = c;
+  };
+  const retry = () => {
+    if (closed) return;
+    connect().catch(() => {
+      if (!closed) timer = setTimeout(retry, RECONNECT_MS);
+    });
+  };
+  await connect().catch(rethrow);
+  return async () => {
+    closed = true;
+    clearTimeout(timer);
+    await client?.end().catch(() => undefined);
   };
 }
 

@@ -55,6 +55,11 @@ export function pgliteDb(pg: PGlite, lock: SessionLock, onClose: () => Promise<v
         }
       });
     },
+    // NOTIFY from any in-process query reaches these listeners after its transaction commits.
+    async listen(channel, onPayload) {
+      const unlisten = await lock.run(() => pg.listen(channel, onPayload));
+      return () => lock.run(() => unlisten());
+    },
     close: onClose,
   };
 }

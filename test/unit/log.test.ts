@@ -17,7 +17,12 @@ describe("logger", () => {
   it("writes JSON lines when the destination is not a TTY", () => {
     const { destination, lines } = capture();
     createLogger({ destination }).info({ rows: 3 }, "snapshot done");
-    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 30, rows: 3, msg: "snapshot done", service: "stock-sync" });
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      level: 30,
+      rows: 3,
+      msg: "snapshot done",
+      service: "stock-sync",
+    });
   });
 
   it("never writes tokens, whsec_ secrets or URL passwords", () => {

@@ -1,0 +1,201 @@
+import type { Queryable } from "../db/db.js";
+
+/** LISTEN/NOTIFY channel: the payload is a comma-separated list of subscription names. */
+export const OUTBOX_CHANNEL = "stock_sync_outbox";
+
+const BACKLOG = "status in ('pending', 'failed')";
+
+export type DeliveryRow = {
+  id: number;
+  message_id: string;
+  subscription: string;
+  ordering_key: string | null;
+  sequence: number | null;
+  status: string;
+  attempts: number;
+  next_attempt_at: Date;
+  subject: string;
+  payload: Uint8Array;
+  content_type: string;
+  headers: Record<string, string>;
+};
+
+export const insertMessage = (
+  db: Queryable,
+  m: {
+    id: string;
+    subject: string;
+    payload: Buffer;
+    contentType: string;
+    headers: object;
+    orderingKey: string | null;
+  },
+) =>
+  db.query(
+    `insert into stock_sync.messages (id, subject, payload, content_type, headers, ordering_key)
+     values ($1, $2, $3, $4, $5::jsonb, $6)`,
+    [m.id, m.subject, m.payload, m.contentType, JSON.stringify(m.headers), m.orderingKey],
+  );
+
+export const insertDeliveries = (
+  db: Queryable,
+  messageId: string,
+  orderingKey: string | null,
+  subscriptions: string[],
+  sequences: (number | null)[],
+) =>
+  db.query(
+    `insert into stock_sync.deliveries (message_id, subscription, ordering_key, sequence)
+     select $1, s, $2, q from unnest($3::text[], $4::int8[]) as t(s, q)`,
+    [messageId, orderingKey, subscriptions, sequences],
+  );
+
+/** Takes the subscription's next stock sequence number (creating its row if needed). */
+export async function nextSequence(db: Queryable, subscription: string): Promise<number> {
+  const { rows } = await db.query<{ seq: number }>(
+    `insert into stock_sync.subscriptions (name, next_sequence) values ($1, 2)
+     on conflict (name) do update set next_sequence = stock_sync.subscriptions.next_sequence + 1
+     returning next_sequence - 1 as seq`,
+    [subscription],
+  );
+  return rows[0]!.seq;
+}
+
+export const notifyOutbox = (db: Queryable, subscriptions: string[]) =>
+  db.query("select pg_notify($1, $2)", [OUTBOX_CHANNEL, subscriptions.join(",")]);
+
+/**
+ * Creates rows for configured subscriptions. A `status` in the config that differs from the one
+ * seen at the last start is a config change and applies; otherwise the runtime status stands.
+ */
+export const syncSubscriptions = (db: Queryable, subs: { name: string; status: string }[]) =>
+  db.query(
+    `insert into stock_sync.subscriptions (name, status, config_status, status_reason)
+     select n, s, s, 'config' from unnest($1::text[], $2::text[]) as t(n, s)
+     on conflict (name) do update set
+       status = case when stock_sync.subscriptions.config_status is distinct from excluded.config_status
+                     then excluded.status else stock_sync.subscriptions.status end,
+       status_reason = case when stock_sync.subscriptions.config_status is distinct from excluded.config_status
+                     then 'config' else stock_sync.subscriptions.status_reason end,
+       config_status = excluded.config_status`,
+    [subs.map((s) => s.name), subs.map((s) => s.status)],
+  );
+
+/**
+ * Takes or renews the sending lease of each named subscription that is free, expired, ours, or
+ * held by a process on this host that no longer runs (`deadOwners`). Returns the ones we hold.
+ */
+export async function acquireLeases(
+  db: Queryable,
+  owner: string,
+  names: string[],
+  now: Date,
+  leaseMs: number,
+  deadOwners: string[],
+): Promise<string[]> {
+  const { rows } = await db.query<{ name: string }>(
+    `update stock_sync.subscriptions set lease_owner = $1, lease_until = $3::timestamptz + $4 * interval '1 millisecond'
+     where name in (select name from stock_sync.subscriptions
+                    where name = any($2::text[])
+                      and (lease_owner is null or lease_owner = $1 or lease_until < $3 or lease_owner = any($5::text[]))
+                    for update skip locked)
+     returning name`,
+    [owner, names, now, leaseMs, deadOwners],
+  );
+  return rows.map((r) => r.name);
+}
+
+export const leaseOwners = async (db: Queryable, names: string[]) =>
+  (
+    await db.query<{ owner: string }>(
+      "select distinct lease_owner as owner from stock_sync.subscriptions where name = any($1::text[]) and lease_owner is not null",
+      [names],
+    )
+  ).rows.map((r) => r.owner);
+
+export const releaseLeases = (db: Queryable, owner: string) =>
+  db.query(
+    "update stock_sync.subscriptions set lease_owner = null, lease_until = null where lease_owner = $1",
+    [owner],
+  );
+
+export async function subscriptionStatuses(db: Queryable, names: string[]): Promise<Map<string, string>> {
+  const { rows } = await db.query<{ name: string; status: string }>(
+    "select name, status from stock_sync.subscriptions where name = any($1::text[])",
+    [names],
+  );
+  return new Map(rows.map((r) => [r.name, r.status]));
+}
+
+const DELIVERY_COLUMNS = `d.id, d.message_id, d.subscription, d.ordering_key, d.sequence, d.status, d.attempts,
+  d.next_attempt_at, m.subject, m.payload, m.content_type, m.headers`;
+
+/** fifo: only the head of the backlog; nothing behind it may go first. */
+export const backlogHead = async (db: Queryable, subscription: string) =>
+  (
+    await db.query<DeliveryRow>(
+      `select ${DELIVERY_COLUMNS} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+       where d.subscription = $1 and d.${BACKLOG} order by d.id limit 1`,
+      [subscription],
+    )
+  ).rows;
+
+/** key: the head of each key's backlog that is due, oldest first. */
+export const dueKeyHeads = async (
+  db: Queryable,
+  subscription: string,
+  now: Date,
+  limit: number,
+  skip: number[],
+) =>
+  (
+    await db.query<DeliveryRow>(
+      `select ${DELIVERY_COLUMNS} from (
+         select distinct on (coalesce(ordering_key, message_id)) id, next_attempt_at
+         from stock_sync.deliveries where subscription = $1 and ${BACKLOG}
+         order by coalesce(ordering_key, message_id), id) h
+       join stock_sync.deliveries d on d.id = h.id join stock_sync.messages m on m.id = d.message_id
+       where h.next_attempt_at <= $2 and d.id <> all($4::int8[])
+       order by d.id limit $3`,
+      [subscription, now, limit, skip],
+    )
+  ).rows;
+
+/** none: any due delivery, oldest first. */
+export const dueAny = async (db: Queryable, subscription: string, now: Date, limit: number, skip: number[]) =>
+  (
+    await db.query<DeliveryRow>(
+      `select ${DELIVERY_COLUMNS} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+       where d.subscription = $1 and d.${BACKLOG} and d.next_attempt_at <= $2 and d.id <> all($4::int8[])
+       order by d.id limit $3`,
+      [subscription, now, limit, skip],
+    )
+  ).rows;
+
+/** When the next not-yet-due delivery of the backlog becomes due (to set a timer). */
+export async function nextDueAt(db: Queryable, subscription: string, now: Date): Promise<Date | null> {
+  const { rows } = await db.query<{ at: Date | null }>(
+    `select min(next_attempt_at) as at from stock_sync.deliveries
+     where subscription = $1 and ${BACKLOG} and next_attempt_at > $2`,
+    [subscription, now],
+  );
+  return rows[0]?.at ?? null;
+}
+
+/**
+ * The last check before a request goes out: the delivery is still owed, the subscription is
+ * enabled, and this process still holds its lease. A pause committed by any process is seen here.
+ */
+export async function mayAttempt(
+  db: Queryable,
+  deliveryId: number,
+  owner: string,
+  now: Date,
+): Promise<boolean> {
+  const { rows } = await db.query(
+    `select 1 from stock_sync.deliveries d join stock_sync.subscriptions s on s.name = d.subscription
+     where d.id = $1 and d.${BACKLOG} and s.status = 'enabled' and s.lease_owner = $2 and s.lease_until > $3`,
+    [deliveryId, owner, now],
+  );
+  return rows.length === 1;
+}

@@ -1,0 +1,19 @@
+import type { Queryable } from "../db/db.js";
+
+/**
+ * Deletes delivered (and superseded) deliveries older than the retention, their attempts, and
+ * messages no delivery needs any more. Undelivered messages are never purged.
+ */
+export async function purgeDelivered(db: Queryable, now: Date, retentionMs: number): Promise<number> {
+  const cutoff = new Date(now.getTime() - retentionMs);
+  const { rowCount } = await db.query(
+    `delete from stock_sync.deliveries where status in ('delivered', 'superseded') and updated_at < $1`,
+    [cutoff],
+  );
+  await db.query(
+    `delete from stock_sync.messages m where m.created_at < $1
+     and not exists (select 1 from stock_sync.deliveries d where d.message_id = m.id)`,
+    [cutoff],
+  );
+  return rowCount;
+}

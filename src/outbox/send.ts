@@ -1,0 +1,130 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, open, rename, rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Agent, request } from "undici";
+import { createMailer } from "../notifications/mail.js";
+import { type AttemptResult, classifyError } from "./retry.js";
+
+export type OutboundRequest = {
+  url: string;
+  method: string;
+  headers: Record<string, string>;
+  body: Buffer;
+  timeoutMs: number;
+  /** The name a file:// destination gives this message (lexical order = delivery order). */
+  fileName: string;
+};
+
+export type SendResult = { result: AttemptResult; responseBody: string | null; durationMs: number };
+export type Sender = { send(req: OutboundRequest): Promise<SendResult>; close(): Promise<void> };
+
+/** Response bodies are kept for the attempt log only: the first 4 KB. */
+export const RESPONSE_BODY_CAP = 4096;
+
+export type SenderOptions = { smtp: { url: string; from: string }; cwd?: string };
+
+/** One sender for every scheme: http(s) through a pooled undici agent, file:// and mailto:. */
+export function createSender(opts: SenderOptions): Sender {
+  // One agent keeps a connection pool per origin; redirects are never followed (no interceptor).
+  const agent = new Agent({ connect: { timeout: 10_000 }, keepAliveTimeout: 30_000, connections: 64 });
+  const mailer = opts.smtp.url ? createMailer(opts.smtp.url, opts.smtp.from) : null;
+  const cwd = opts.cwd ?? process.cwd();
+
+  async function dispatch(req: OutboundRequest): Promise<Omit<SendResult, "durationMs">> {
+    if (req.url.startsWith("file://")) {
+      await writeAtomically(filePath(req.url, cwd), req.fileName, req.body);
+      return { result: { kind: "response", status: 200 }, responseBody: null };
+    }
+    if (req.url.startsWith("mailto:")) {
+      if (!mailer) throw Object.assign(new Error("notifications.smtp.url is not set"), { code: "NO_SMTP" });
+      const { title, text } = JSON.parse(req.body.toString("utf8")) as { title: string; text: string };
+      await mailer.send(req.url.slice("mailto:".length), title, text);
+      return { result: { kind: "response", status: 250 }, responseBody: null };
+    }
+    return sendHttp(agent, req);
+  }
+
+  return {
+    async send(req) {
+      const started = performance.now();
+      try {
+        const out = await dispatch(req);
+        return { ...out, durationMs: performance.now() - started };
+      } catch (err) {
+        const scheme = req.url.startsWith("file://") ? "file" : req.url.startsWith("mailto:") ? "mail" : null;
+        const classified = classifyError(err);
+        const errorClass = scheme && classified.errorClass === "other" ? scheme : classified.errorClass;
+        return {
+          result: { kind: "error", errorClass, message: classified.message },
+          responseBody: null,
+          durationMs: performance.now() - started,
+        };
+      }
+    },
+    async close() {
+      mailer?.close();
+      await agent.close();
+    },
+  };
+}
+
+async function sendHttp(agent: Agent, req: OutboundRequest): Promise<Omit<SendResult, "durationMs">> {
+  const res = await request(req.url, {
+    dispatcher: agent,
+    method: req.method as "POST",
+    headers: req.headers,
+    body: req.body,
+    signal: AbortSignal.timeout(req.timeoutMs),
+    headersTimeout: req.timeoutMs,
+    bodyTimeout: req.timeoutMs,
+  });
+  const responseBody = await readCapped(res.body, RESPONSE_BODY_CAP);
+  const retryAfter = res.headers["retry-after"];
+  return {
+    result: {
+      kind: "response",
+      status: res.statusCode,
+      retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+    },
+    responseBody,
+  };
+}
+
+/** Reads at most `cap` bytes; a larger body is cut off (the connection is then not reused). */
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }, cap: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= cap) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, cap).toString("utf8");
+}
+
+/** `file://./out/stock` is relative to the working directory; `file:///var/out` is absolute. */
+export function filePath(url: string, cwd: string): string {
+  return resolve(cwd, decodeURIComponent(url.slice("file://".length)));
+}
+
+/** Temp file, fsync, rename: a reader of the folder sees the whole file or none of it. */
+async function writeAtomically(dir: string, name: string, body: Buffer): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `.${name}.${randomBytes(4).toString("hex")}.tmp`);
+  const handle = await open(tmp, "w");
+  try {
+    await handle.writeFile(body);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await rename(tmp, join(dir, name));
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}

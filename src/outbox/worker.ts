@@ -1,0 +1,225 @@
+import PQueue from "p-queue";
+import type { Clock } from "../clock.js";
+import type { Db } from "../db/db.js";
+import type { Logger } from "../log.js";
+import type { Subscription } from "../subscriptions/subscriptions.js";
+import { recordOutcome } from "./outcome.js";
+import {
+  backlogHead,
+  type DeliveryRow,
+  dueAny,
+  dueKeyHeads,
+  mayAttempt,
+  nextDueAt,
+  subscriptionStatuses,
+} from "./queries.js";
+import { buildRequest } from "./request.js";
+import { decide } from "./retry.js";
+import type { Sender } from "./send.js";
+
+export type WorkerDeps = {
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  sender: Sender;
+  random: () => number;
+  owner: string;
+  all: readonly Subscription[];
+  notifyMinIntervalMs: number;
+  /** Wake other subscriptions (a notification was enqueued for them). */
+  wake: (names: string[]) => void;
+  /** Observers (metrics, tests). */
+  onAttempt?: (sub: Subscription, row: DeliveryRow, outcome: string, durationMs: number) => void;
+};
+
+const RETRY_PUMP_MS = 1000;
+// Recording an outcome is retried briefly: each give-up means the message is sent again later.
+const RECORD_RETRIES_MS = [100, 500, 1500];
+
+async function withRetries<T>(fn: () => Promise<T>): Promise<T> {
+  for (const delay of RECORD_RETRIES_MS) {
+    try {
+      return await fn();
+    } catch {
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+  return fn();
+}
+
+/**
+ * Sends one subscription's backlog while this process holds its lease: a p-queue gives the
+ * concurrency and the rate limit (sliding window), the ordering decides what may start.
+ */
+export class SubscriptionWorker {
+  readonly #queue: PQueue;
+  readonly #inFlight = new Set<number>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
+  #pumping = false;
+  #again = false;
+  #stopped = false;
+  /** After a database failure nothing new starts before this time (no hot loop of re-sends). */
+  #backoffUntil = 0;
+
+  constructor(
+    readonly sub: Subscription,
+    private readonly deps: WorkerDeps,
+  ) {
+    const limit = sub.rate_limit;
+    this.#queue = new PQueue({
+      concurrency: sub.ordering === "fifo" ? 1 : sub.concurrency,
+      ...(limit ? { intervalCap: limit.requests, interval: limit.per, strict: true } : {}),
+    });
+  }
+
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Look for due work now (new messages, a resume, a finished attempt). Coalesces bursts. */
+  wake(): void {
+    if (this.#stopped) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#pump().finally(() => {
+      this.#pumping = false;
+    });
+  }
+
+  async #pump(): Promise<void> {
+    do {
+      this.#again = false;
+      try {
+        await this.#fill();
+      } catch (err) {
+        this.deps.log.warn(
+          { err, subscription: this.sub.name },
+          "delivery worker could not read its backlog",
+        );
+        this.#backoffUntil = this.deps.clock.now().getTime() + RETRY_PUMP_MS;
+        this.#wakeAt(this.#backoffUntil);
+        return;
+      }
+    } while (this.#again && !this.#stopped);
+  }
+
+  async #fill(): Promise<void> {
+    const { db, clock } = this.deps;
+    const now = clock.now();
+    if (now.getTime() < this.#backoffUntil) return this.#wakeAt(this.#backoffUntil);
+    const status = (await subscriptionStatuses(db, [this.sub.name])).get(this.sub.name);
+    if (status !== "enabled" || this.#stopped) return;
+    const rows = await this.#due(now);
+    for (const row of rows) {
+      this.#inFlight.add(row.id);
+      void this.#queue.add(() => this.#attempt(row)).catch(() => undefined);
+    }
+  }
+
+  /** What may start now under this subscription's ordering; sets a timer for what is not due yet. */
+  async #due(now: Date): Promise<DeliveryRow[]> {
+    const { db } = this.deps;
+    if (this.sub.ordering === "fifo") {
+      if (this.#inFlight.size > 0) return [];
+      const [head] = await backlogHead(db, this.sub.name);
+      if (!head) return [];
+      if (head.next_attempt_at > now) {
+        this.#wakeAt(head.next_attempt_at.getTime());
+        return [];
+      }
+      return [head];
+    }
+    const room = this.#room();
+    if (room <= 0) return [];
+    const skip = [...this.#inFlight];
+    const rows =
+      this.sub.ordering === "key"
+        ? await dueKeyHeads(db, this.sub.name, now, room, skip)
+        : await dueAny(db, this.sub.name, now, room, skip);
+    if (rows.length < room) {
+      const next = await nextDueAt(db, this.sub.name, now);
+      if (next) this.#wakeAt(next.getTime());
+    }
+    return rows;
+  }
+
+  /** Queue only what can start soon, so a pause or a lost lease leaves little queued. */
+  #room(): number {
+    const perWindow = this.sub.rate_limit?.requests ?? Number.POSITIVE_INFINITY;
+    const target = Math.min(this.sub.concurrency * 2, perWindow + this.sub.concurrency);
+    return Math.max(0, Math.max(target, 1) - this.#inFlight.size);
+  }
+
+  async #attempt(row: DeliveryRow): Promise<void> {
+    const { db, clock, sender, owner } = this.deps;
+    try {
+      if (this.#stopped) return;
+      const startedAt = clock.now();
+      // The lease must outlast this request, so no other process can send for us meanwhile.
+      const leaseNeeded = new Date(startedAt.getTime() + this.sub.timeout);
+      if (!(await mayAttempt(db, row.id, owner, leaseNeeded))) return;
+      const sent = await sender.send(buildRequest(this.sub, row, startedAt));
+      const now = clock.now();
+      const decision = decide(sent.result, row.attempts + 1, this.sub.retry_intervals, now, this.deps.random);
+      const wake = await withRetries(() =>
+        db.tx((tx) =>
+          recordOutcome(
+            tx,
+            {
+              deliveryId: row.id,
+              startedAt,
+              durationMs: sent.durationMs,
+              result: sent.result,
+              responseBody: sent.responseBody,
+              decision,
+            },
+            {
+              subscription: this.sub,
+              all: this.deps.all,
+              now,
+              notifyMinIntervalMs: this.deps.notifyMinIntervalMs,
+            },
+          ),
+        ),
+      );
+      this.deps.onAttempt?.(this.sub, row, decision.kind, sent.durationMs);
+      if (wake.length) this.deps.wake(wake);
+    } catch (err) {
+      // Not recorded (state database down?): the delivery stays owed and is sent again later.
+      this.deps.log.warn(
+        { err, subscription: this.sub.name, delivery: row.id },
+        "delivery attempt not recorded",
+      );
+      this.#backoffUntil = clock.now().getTime() + RETRY_PUMP_MS;
+    } finally {
+      this.#inFlight.delete(row.id);
+      this.wake();
+    }
+  }
+
+  #wakeAt(at: number): void {
+    if (this.#stopped || at >= this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(
+      () => {
+        this.#timerAt = Number.POSITIVE_INFINITY;
+        this.wake();
+      },
+      Math.max(0, at - this.deps.clock.now().getTime()),
+    );
+  }
+
+  /** Stops starting attempts; waits up to `graceMs` for those in flight. */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#queue.clear();
+    const idle = this.#queue.onIdle();
+    await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
+  }
+}

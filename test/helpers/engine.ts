@@ -1,0 +1,81 @@
+import type { Clock } from "../../src/clock.js";
+import { systemClock } from "../../src/clock.js";
+import { type Config, loadConfig } from "../../src/config/index.js";
+import type { Db } from "../../src/db/db.js";
+import { createLogger } from "../../src/log.js";
+import { createDeliveryEngine, type DeliveryEngine, type EngineDeps } from "../../src/outbox/engine.js";
+import { enqueue, type NewMessage } from "../../src/outbox/enqueue.js";
+import { createSender } from "../../src/outbox/send.js";
+import { buildSubscriptions, type Subscription } from "../../src/subscriptions/subscriptions.js";
+
+export const quietLog = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", format: "json" });
+
+/** A validated config from a YAML snippet (the same validation users get). */
+export function testConfig(yaml: string): Config {
+  return loadConfig(yaml, {}).config;
+}
+
+export type TestEngine = {
+  engine: DeliveryEngine;
+  subs: Subscription[];
+  enqueue(msg: Omit<NewMessage, "contentType"> & { contentType?: string }): Promise<string>;
+  stop(): Promise<void>;
+};
+
+/** A delivery engine over `db` with the config's subscriptions; enqueue wakes it via LISTEN. */
+export async function startEngine(
+  db: Db,
+  config: Config,
+  extra: { clock?: Clock; random?: () => number; onAttempt?: EngineDeps["onAttempt"]; start?: boolean } = {},
+): Promise<TestEngine> {
+  const subs = buildSubscriptions(config);
+  const sender = createSender({ smtp: config.notifications.smtp });
+  const engine = createDeliveryEngine(
+    {
+      db,
+      clock: extra.clock ?? systemClock,
+      log: quietLog,
+      sender,
+      random: extra.random ?? (() => 0.5),
+      onAttempt: extra.onAttempt,
+    },
+    {
+      subscriptions: subs,
+      pollIntervalMs: config.delivery.poll_interval,
+      leaseMs: config.delivery.lease,
+      shutdownGraceMs: config.delivery.shutdown_grace,
+      retentionMs: config.delivery.retention,
+      notifyMinIntervalMs: config.notifications.min_interval,
+    },
+  );
+  if (extra.start !== false) await engine.start();
+  return {
+    engine,
+    subs,
+    async enqueue(msg) {
+      const { id, subscriptions } = await db.tx((tx) =>
+        enqueue(tx, subs, { contentType: "application/json", ...msg }),
+      );
+      engine.wake(subscriptions);
+      return id;
+    },
+    async stop() {
+      await engine.stop();
+      await sender.close();
+    },
+  };
+}
+
+export async function waitUntil<T>(
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 15_000,
+  what = "condition",
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
