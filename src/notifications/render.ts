@@ -29,8 +29,9 @@ const MAX_ERROR = 200;
 export function renderNotification(n: Notification): { title: string; text: string } {
   const name = n.subscription ?? "(unnamed)";
   const last = lastOutcome(n);
+  const detail = redactString(n.detail.trim());
   const lines = (...parts: (string | false)[]) =>
-    [...parts.filter((p): p is string => p !== false), `Time: ${n.at}`].join("\n");
+    [...parts.filter((p): p is string => p !== false && p !== ""), `Time: ${n.at}`].join("\n");
   switch (n.kind) {
     case "failing":
       return {
@@ -40,7 +41,7 @@ export function renderNotification(n: Notification): { title: string; text: stri
         text: lines(
           `Deliveries to subscription ${name} are failing: ${failures(n)}.`,
           last !== "" && `Last result: ${last}.`,
-          n.detail,
+          detail,
           "stock-sync keeps retrying on the subscription's retry intervals. If the last one fails too, " +
             "the subscription is deactivated; its messages are kept.",
           `To do: check the receiver; \`stock-sync deliveries --subscription ${name}\` lists the messages.`,
@@ -52,7 +53,7 @@ export function renderNotification(n: Notification): { title: string; text: stri
         text: lines(
           `Subscription ${name} was deactivated: nothing more is sent to it until it is resumed.`,
           last !== "" && `Last result: ${last}.`,
-          n.detail,
+          detail,
           `To do: fix the receiver, then \`stock-sync resume ${name}\`; its messages are kept and flow again in order.`,
         ),
       };
@@ -62,7 +63,7 @@ export function renderNotification(n: Notification): { title: string; text: stri
         text: lines(
           `Subscription ${name} is delivering again` +
             (n.consecutiveFailures ? ` after ${failures(n)}.` : "."),
-          n.detail,
+          detail,
           "Nothing to do.",
         ),
       };
@@ -71,7 +72,7 @@ export function renderNotification(n: Notification): { title: string; text: stri
         title: oneLine(`stock-sync: full stock snapshot refused${n.subscription ? ` for ${name}` : ""}`),
         text: lines(
           "A full stock snapshot was refused and not sent: the OMS keeps the stock it had.",
-          n.detail,
+          detail,
           "To do: check the inventory source. If the drop is real, raise stock.guard.max_drop_ratio " +
             "in the config; the next scheduled full snapshot is checked again.",
         ),

@@ -114,13 +114,13 @@ async function countFailure(
   error: string | null,
 ): Promise<{ before: number; after: number }> {
   const { rows } = await tx.query<{ before: number; after: number }>(
-    `with old as (select consecutive_failures as n from stock_sync.subscriptions where name = $1 for update)
-     update stock_sync.subscriptions set
-       consecutive_failures = case when $2 then 0 else consecutive_failures + 1 end,
-       last_success_at = case when $2 then $3 else last_success_at end,
-       last_failure_at = case when $2 then last_failure_at else $3 end,
-       last_status = $4, last_error = case when $2 then last_error else $5 end
-     where name = $1 returning (select n from old) as before, consecutive_failures as after`,
+    `update stock_sync.subscriptions s set
+       consecutive_failures = case when $2 then 0 else s.consecutive_failures + 1 end,
+       last_success_at = case when $2 then $3 else s.last_success_at end,
+       last_failure_at = case when $2 then s.last_failure_at else $3 end,
+       last_status = $4, last_error = case when $2 then s.last_error else $5 end
+     from (select consecutive_failures as n from stock_sync.subscriptions where name = $1 for update) old
+     where s.name = $1 returning old.n as before, s.consecutive_failures as after`,
     [name, success, now, status, error],
   );
   return rows[0] ?? { before: 0, after: 0 };

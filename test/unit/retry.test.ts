@@ -48,20 +48,38 @@ describe("decide", () => {
 
   it.each([429, 503])("HTTP %i waits at least the Retry-After hint, in seconds or as a date", (status) => {
     const inNinety = new Date(NOW.getTime() + 90_000).toUTCString();
-    expect(decide(response(status, "120"), 1, INTERVALS, NOW, MID)).toEqual({ kind: "retry", delayMs: 120_000 });
-    expect(decide(response(status, inNinety), 1, INTERVALS, NOW, HIGH)).toEqual({ kind: "retry", delayMs: 90_000 });
+    expect(decide(response(status, "120"), 1, INTERVALS, NOW, MID)).toEqual({
+      kind: "retry",
+      delayMs: 120_000,
+    });
+    expect(decide(response(status, inNinety), 1, INTERVALS, NOW, HIGH)).toEqual({
+      kind: "retry",
+      delayMs: 90_000,
+    });
     // jitter never brings the delay below the hint
-    expect(decide(response(status, "70"), 2, INTERVALS, NOW, LOW)).toEqual({ kind: "retry", delayMs: 70_000 });
+    expect(decide(response(status, "70"), 2, INTERVALS, NOW, LOW)).toEqual({
+      kind: "retry",
+      delayMs: 70_000,
+    });
     // a hint shorter than the schedule does not shorten it
     expect(decide(response(status, "1"), 1, INTERVALS, NOW, MID)).toEqual({ kind: "retry", delayMs: 30_000 });
   });
 
   it("caps the hint at the last interval", () => {
-    expect(decide(response(429, "86400"), 1, INTERVALS, NOW, MID)).toEqual({ kind: "retry", delayMs: 300_000 });
+    expect(decide(response(429, "86400"), 1, INTERVALS, NOW, MID)).toEqual({
+      kind: "retry",
+      delayMs: 300_000,
+    });
     const nextWeek = new Date(NOW.getTime() + 7 * 86_400_000).toUTCString();
-    expect(decide(response(503, nextWeek), 1, INTERVALS, NOW, LOW)).toEqual({ kind: "retry", delayMs: 300_000 });
+    expect(decide(response(503, nextWeek), 1, INTERVALS, NOW, LOW)).toEqual({
+      kind: "retry",
+      delayMs: 300_000,
+    });
     // the scheduled delay itself may still jitter above the capped hint
-    expect(decide(response(429, "86400"), 3, INTERVALS, NOW, HIGH)).toEqual({ kind: "retry", delayMs: 360_000 });
+    expect(decide(response(429, "86400"), 3, INTERVALS, NOW, HIGH)).toEqual({
+      kind: "retry",
+      delayMs: 360_000,
+    });
   });
 
   it("ignores Retry-After on other statuses, and garbage or past hints", () => {
@@ -127,13 +145,19 @@ describe("classifyError", () => {
   let hangup: Server;
   let closedPort: number;
   const port = (s: Server) => (s.address() as AddressInfo).port;
-  const caught = async (p: Promise<unknown>) => p.then(() => expect.unreachable(), (err: unknown) => err);
+  const caught = async (p: Promise<unknown>) =>
+    p.then(
+      () => expect.unreachable(),
+      (err: unknown) => err,
+    );
 
   beforeAll(async () => {
     silent = createServer(() => {}); // never answers
     hangup = createServer((req) => req.socket.destroy());
     const probe = createServer();
-    await Promise.all([silent, hangup, probe].map((s) => new Promise<void>((ok) => s.listen(0, "127.0.0.1", ok))));
+    await Promise.all(
+      [silent, hangup, probe].map((s) => new Promise<void>((ok) => s.listen(0, "127.0.0.1", ok))),
+    );
     closedPort = port(probe);
     await new Promise((ok) => probe.close(ok));
   });
@@ -149,7 +173,10 @@ describe("classifyError", () => {
     expect(direct.errorClass).toBe("connect");
     expect(direct.message).toContain("ECONNREFUSED");
     const wrapped = classifyError(await caught(fetch(`http://127.0.0.1:${closedPort}/`)));
-    expect(wrapped).toEqual({ errorClass: "connect", message: expect.stringMatching(/^fetch failed: .*ECONNREFUSED/) });
+    expect(wrapped).toEqual({
+      errorClass: "connect",
+      message: expect.stringMatching(/^fetch failed: .*ECONNREFUSED/),
+    });
   });
 
   it("classifies real timeouts against a server that never answers", async () => {
@@ -167,7 +194,9 @@ describe("classifyError", () => {
   });
 
   it("classifies a real TLS failure (https to a plain HTTP server) as tls", async () => {
-    const err = await caught(fetch(`https://127.0.0.1:${port(silent)}/`, { signal: AbortSignal.timeout(5_000) }));
+    const err = await caught(
+      fetch(`https://127.0.0.1:${port(silent)}/`, { signal: AbortSignal.timeout(5_000) }),
+    );
     expect(classifyError(err).errorClass).toBe("tls");
   });
 
@@ -207,7 +236,10 @@ describe("classifyError", () => {
 
   it("keeps URL credentials and secrets out of the message", () => {
     const err = new TypeError("fetch failed", {
-      cause: coded("ENOTFOUND", "getaddrinfo ENOTFOUND https://user:hunter2@oms.example.com/stock?token=abc123"),
+      cause: coded(
+        "ENOTFOUND",
+        "getaddrinfo ENOTFOUND https://user:hunter2@oms.example.com/stock?token=abc123",
+      ),
     });
     const { message } = classifyError(err);
     expect(message).toContain("ENOTFOUND");

@@ -1,0 +1,87 @@
+import type { Queryable } from "../db/db.js";
+import { ConnectorError } from "../errors.js";
+import { notifyOutbox } from "./queries.js";
+
+/** Operations on subscriptions and deliveries, shared by the CLI and the admin API. */
+
+export async function setSubscriptionStatus(
+  db: Queryable,
+  name: string,
+  status: "enabled" | "paused",
+  now: Date,
+  reason: string,
+): Promise<{ name: string; status: string; previous: string }> {
+  const { rows } = await db.query<{ previous: string }>(
+    `with old as (select status from stock_sync.subscriptions where name = $1 for update)
+     update stock_sync.subscriptions s set status = $2, status_reason = $3, status_changed_at = $4
+     from old where s.name = $1 returning old.status as previous`,
+    [name, status, reason, now],
+  );
+  if (!rows[0]) throw new ConnectorError("NOT_FOUND", `no subscription named "${name}"`);
+  // Wakes the process sending for it (a resume should not wait for the next poll).
+  await notifyOutbox(db, [name]);
+  return { name, status, previous: rows[0].previous };
+}
+
+export const DELIVERY_STATUSES = ["pending", "failed", "delivered", "dead", "superseded"] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+export type DeliveryListing = {
+  id: number;
+  message_id: string;
+  subscription: string;
+  subject: string;
+  status: DeliveryStatus;
+  attempts: number;
+  sequence: number | null;
+  created_at: Date;
+  updated_at: Date;
+  next_attempt_at: Date;
+  last_status: number | null;
+  last_error: string | null;
+};
+
+export async function listDeliveries(
+  db: Queryable,
+  filter: { status?: string; subscription?: string; limit?: number },
+): Promise<DeliveryListing[]> {
+  if (filter.status && !DELIVERY_STATUSES.includes(filter.status as DeliveryStatus)) {
+    throw new ConnectorError("INVALID_INPUT", `status: expected one of ${DELIVERY_STATUSES.join(", ")}`);
+  }
+  const { rows } = await db.query<DeliveryListing>(
+    `select d.id, d.message_id, d.subscription, m.subject, d.status, d.attempts, d.sequence, d.created_at,
+            d.updated_at, d.next_attempt_at, d.last_status, d.last_error
+     from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+     where ($1::text is null or d.status = $1) and ($2::text is null or d.subscription = $2)
+     order by d.id desc limit $3`,
+    [filter.status ?? null, filter.subscription ?? null, filter.limit ?? 100],
+  );
+  return rows;
+}
+
+export type ReplaySelection =
+  | { ids: string[] }
+  | { subscription: string; since: Date; until?: Date | undefined };
+
+/**
+ * Dead or failed deliveries go out again, now, with the same webhook-id and a fresh retry round.
+ * `ids` are delivery ids or message ids (a message id replays it to every subscription it failed for).
+ */
+export async function replay(
+  db: Queryable,
+  sel: ReplaySelection,
+  now: Date,
+): Promise<{ id: number; subscription: string }[]> {
+  const where =
+    "ids" in sel
+      ? "(d.id::text = any($2::text[]) or d.message_id = any($2::text[]))"
+      : "d.subscription = $2 and d.created_at >= $3 and ($4::timestamptz is null or d.created_at < $4)";
+  const values = "ids" in sel ? [now, sel.ids] : [now, sel.subscription, sel.since, sel.until ?? null];
+  const { rows } = await db.query<{ id: number; subscription: string }>(
+    `update stock_sync.deliveries d set status = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1
+     where ${where} and d.status in ('dead', 'failed') returning d.id, d.subscription`,
+    values,
+  );
+  if (rows.length) await notifyOutbox(db, [...new Set(rows.map((r) => r.subscription))]);
+  return rows;
+}

@@ -1,0 +1,136 @@
+import { afterEach, expect, it } from "vitest";
+import { setSubscriptionStatus } from "../../src/outbox/admin.js";
+import { describeEachDb } from "../helpers/db.js";
+import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { type Receiver, startReceiver } from "../helpers/receiver.js";
+
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+async function receiver(...args: Parameters<typeof startReceiver>): Promise<Receiver> {
+  const r = await startReceiver(...args);
+  cleanup.push(() => r.close());
+  return r;
+}
+
+type AttemptRow = {
+  outcome: string;
+  status: number | null;
+  error_class: string | null;
+  next_attempt_at: Date | null;
+  attempted_at: Date;
+};
+
+describeEachDb("delivery failures", (t) => {
+  async function engine(yaml: string): Promise<TestEngine> {
+    const e = await startEngine(t().db, testConfig(yaml));
+    cleanup.push(() => e.stop());
+    return e;
+  }
+
+  const attempts = async (subscription: string) =>
+    (
+      await t().db.query<AttemptRow>(
+        `select a.outcome, a.status, a.error_class, a.next_attempt_at, a.attempted_at from stock_sync.attempts a
+         join stock_sync.deliveries d on d.id = a.delivery_id where d.subscription = $1 order by a.id`,
+        [subscription],
+      )
+    ).rows;
+
+  const subYaml = (name: string, url: string, more = "") =>
+    `  - name: ${name}\n    subjects: ["order.*"]\n    url: "${url}"\n${more}`;
+
+  it.each([
+    { status: 429, header: "7", minMs: 7000 },
+    { status: 503, header: "date+9", minMs: 8000 },
+    { status: 503, header: "3600", minMs: 20_000, maxMs: 20_000 * 1.2 + 1000 }, // capped at the last interval
+  ])("HTTP $status with Retry-After $header waits for the hint", async ({ status, header, minMs, maxMs }) => {
+    const value = header === "date+9" ? new Date(Date.now() + 9000).toUTCString() : header;
+    const r = await receiver(() => ({ status, headers: { "retry-after": value } }));
+    const name = `ra${status}${header.replace(/\W/g, "")}`;
+    const e = await engine(`subscriptions:\n${subYaml(name, r.url, "    retry_intervals: [0.05, 20]\n")}`);
+    await e.enqueue({ subject: "order.created", payload: "{}" });
+    const [a] = await waitUntil(async () => {
+      const rows = await attempts(name);
+      return rows.length ? rows : undefined;
+    });
+    const waitMs = a!.next_attempt_at!.getTime() - a!.attempted_at.getTime();
+    expect(a!.outcome).toBe("retry");
+    expect(waitMs).toBeGreaterThanOrEqual(minMs);
+    if (maxMs) expect(waitMs).toBeLessThanOrEqual(maxMs);
+  });
+
+  it("a timeout and a refused connection are retried on the schedule, then dead", async () => {
+    const hanging = await receiver(() => ({ status: 200, hang: true }));
+    const closed = await receiver();
+    await closed.down();
+    const e = await engine(
+      `subscriptions:\n${subYaml("hangs", hanging.url, "    timeout: 0.3\n    retry_intervals: [0.05, 0.05]\n")}${subYaml("refused", closed.url, "    retry_intervals: [0.05, 0.05]\n")}`,
+    );
+    await e.enqueue({ subject: "order.created", payload: "{}" });
+    for (const [name, errorClass] of [
+      ["hangs", "timeout"],
+      ["refused", "connect"],
+    ] as const) {
+      const rows = await waitUntil(
+        async () => {
+          const list = await attempts(name);
+          return list.length === 3 ? list : undefined;
+        },
+        10_000,
+        `${name} attempts`,
+      );
+      expect(rows.map((r) => r.outcome)).toEqual(["retry", "retry", "dead"]);
+      expect(rows.every((r) => r.error_class === errorClass)).toBe(true);
+    }
+  });
+
+  it("a dead message deactivates the subscription and notifies; later messages wait and flow on resume", async () => {
+    let healthy = false;
+    const r = await receiver(() => ({ status: healthy ? 204 : 500 }));
+    const alerts = await receiver();
+    const e = await engine(
+      `subscriptions:\n${subYaml("flaky", r.url, "    ordering: fifo\n    retry_intervals: [0.05, 0.05]\n    retries_until_failure: 2\n")}` +
+        `notifications:\n  on_failure: ["${alerts.url}/failing"]\n  on_deactivation: ["${alerts.url}/deactivated"]\n  on_failure_recovered: ["${alerts.url}/recovered"]\n`,
+    );
+    const first = await e.enqueue({ subject: "order.created", payload: '{"n":1}' });
+    await waitUntil(async () => {
+      const { rows } = await t().db.query<{ status: string }>(
+        "select status from stock_sync.subscriptions where name = 'flaky'",
+      );
+      return rows[0]?.status === "deactivated";
+    });
+    const later = [2, 3].map((n) => e.enqueue({ subject: "order.created", payload: `{"n":${n}}` }));
+    await Promise.all(later);
+    const notes = await alerts.waitFor(2);
+    expect(notes.map((n) => n.path).sort()).toEqual(["/deactivated", "/failing"]);
+    const deactivated = JSON.parse(notes.find((n) => n.path === "/deactivated")!.body.toString());
+    expect(deactivated).toMatchObject({ type: "ops.subscription.deactivated", subscription: "flaky" });
+    expect(deactivated.text).toContain("flaky");
+    const before = r.requests.length;
+    expect(before).toBe(3); // 1 attempt + 2 retries of the first message; nothing after
+    healthy = true;
+    await setSubscriptionStatus(t().db, "flaky", "enabled", new Date(), "test");
+    const all = await r.waitFor(before + 2);
+    expect(all.slice(before).map((q) => JSON.parse(q.body.toString()).n)).toEqual([2, 3]);
+    expect(all.every((q, i) => i >= before || q.headers["webhook-id"] === first)).toBe(true);
+    const recovered = await alerts.waitFor(3);
+    expect(recovered.map((n) => n.path)).toContain("/recovered");
+  });
+
+  it("failing is notified once per window, however many failures follow", async () => {
+    const r = await receiver(() => ({ status: 500 }));
+    const alerts = await receiver();
+    const e = await engine(
+      `subscriptions:\n${subYaml("noisy", r.url, `    retry_intervals: [${Array(10).fill(0.02).join(", ")}]\n    retries_until_failure: 1\n`)}` +
+        `notifications:\n  on_failure: ["${alerts.url}"]\n`,
+    );
+    for (let i = 0; i < 3; i++) await e.enqueue({ subject: "order.created", payload: "{}" });
+    await r.waitFor(12); // no message has died yet: the subscription is still enabled
+    await alerts.waitFor(1);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(alerts.requests.filter((n) => JSON.parse(n.body.toString()).kind === "failing")).toHaveLength(1);
+  });
+});
