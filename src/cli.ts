@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { configCheck, migrateCommand, notYet, startCommand } from "./commands/basic.js";
 import { type CommandContext, DEFAULT_CONFIG } from "./commands/context.js";
+import { deliveriesCommand, pauseCommand, replayCommand, statusCommand } from "./commands/deliveries.js";
 import { ConnectorError, exitCodeFor } from "./errors.js";
 
 type Io = { env?: NodeJS.ProcessEnv; stdout?: NodeJS.WritableStream; stderr?: NodeJS.WritableStream };
@@ -66,29 +67,30 @@ function buildProgram(ctxOf: Ctx): Command {
     .command("status")
     .description("subscriptions and last stock runs")
     .option("--json", "machine-readable output")
-    .action(notYet("status", "the delivery engine, issue #3"));
+    .action((opts) => statusCommand(ctx(), opts));
   program
     .command("pause <name>")
     .description("pause one subscription (messages are kept)")
-    .action(notYet("pause", "the delivery engine, issue #3"));
+    .action((name: string) => pauseCommand(ctx(), name, "paused"));
   program
     .command("resume <name>")
     .description("resume one subscription")
-    .action(notYet("resume", "the delivery engine, issue #3"));
+    .action((name: string) => pauseCommand(ctx(), name, "enabled"));
   program
     .command("deliveries")
     .description("list messages")
     .option("--status <status>", "pending | delivered | failed | dead | superseded")
     .option("--subscription <name>", "only this subscription")
+    .option("--limit <n>", "at most this many, newest first", "100")
     .option("--json", "machine-readable output")
-    .action(notYet("deliveries", "the delivery engine, issue #3"));
+    .action((opts) => deliveriesCommand(ctx(), opts));
   program
     .command("replay [ids...]")
     .description("deliver dead or failed messages again (same webhook-id)")
     .option("--subscription <name>", "replay a subscription's messages in a time range")
     .option("--since <time>", "start of the range")
     .option("--until <time>", "end of the range")
-    .action(notYet("replay", "the delivery engine, issue #3"));
+    .action((ids: string[], opts) => replayCommand(ctx(), ids, opts));
   program
     .command("migrate")
     .description("apply state-schema migrations")

@@ -7,6 +7,11 @@ import { openPostgres } from "./db/pg.js";
 import { createHttpServer, type HttpServer } from "./http/server.js";
 import { seedDemoSource } from "./inventory/seed.js";
 import type { Logger } from "./log.js";
+import { createDeliveryEngine, type DeliveryEngine } from "./outbox/engine.js";
+import { syncSubscriptions } from "./outbox/queries.js";
+import { createSender } from "./outbox/send.js";
+import { buildSubscriptions, type Subscription } from "./subscriptions/subscriptions.js";
+import { systemClock } from "./clock.js";
 
 export const FIXTURES_DIR = fileURLToPath(new URL("../fixtures/inventory/", import.meta.url));
 
@@ -16,6 +21,8 @@ export type App = {
   log: Logger;
   db: Db;
   source: Db;
+  /** Configured subscriptions plus the internal notification targets. */
+  subscriptions: Subscription[];
   close(): Promise<void>;
 };
 
@@ -26,6 +33,11 @@ export async function openApp(config: Config, log: Logger, opts: { migrate?: boo
       const { applied } = await migrate(db);
       if (applied.length) log.info({ applied }, "state schema migrated");
     }
+    const subscriptions = buildSubscriptions(config);
+    await syncSubscriptions(
+      db,
+      subscriptions.map((s) => ({ name: s.name, status: s.status })),
+    );
     const source = config.source.url ? openPostgres(config.source.url, { poolSize: 4 }) : db;
     if (!config.source.url) {
       // No source configured: the demo inventory lives beside the state, seeded on first start.
@@ -37,6 +49,7 @@ export async function openApp(config: Config, log: Logger, opts: { migrate?: boo
       log,
       db,
       source,
+      subscriptions,
       async close() {
         if (source !== db) await source.close();
         await db.close();
@@ -48,16 +61,37 @@ export async function openApp(config: Config, log: Logger, opts: { migrate?: boo
   }
 }
 
-export type Running = { app: App; http: HttpServer; url: string; stop(): Promise<void> };
+export type Running = {
+  app: App;
+  http: HttpServer;
+  engine: DeliveryEngine;
+  url: string;
+  stop(): Promise<void>;
+};
 
-/** `stock-sync start`: everything in one process. Later issues add the scheduler and delivery. */
+/** `stock-sync start`: everything in one process. Later issues add the scheduler. */
 export async function startConnector(config: Config, log: Logger): Promise<Running> {
   const app = await openApp(config, log);
+  const sender = createSender({ smtp: config.notifications.smtp });
+  const engine = createDeliveryEngine(
+    { db: app.db, clock: systemClock, log: log.child({ component: "delivery" }), sender },
+    {
+      subscriptions: app.subscriptions,
+      pollIntervalMs: config.delivery.poll_interval,
+      leaseMs: config.delivery.lease,
+      shutdownGraceMs: config.delivery.shutdown_grace,
+      retentionMs: config.delivery.retention,
+      notifyMinIntervalMs: config.notifications.min_interval,
+    },
+  );
   const http = createHttpServer({ db: app.db, log });
   let url: string;
   try {
+    await engine.start();
     url = await http.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {
+    await engine.stop();
+    await sender.close();
     await app.close();
     throw err;
   }
@@ -65,11 +99,14 @@ export async function startConnector(config: Config, log: Logger): Promise<Runni
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
+      // Stop taking requests, then let in-flight deliveries finish and release their leases.
       await http.close();
+      await engine.stop();
+      await sender.close();
       await app.close();
       log.info("stock-sync stopped");
     })();
     return stopping;
   };
-  return { app, http, url, stop };
+  return { app, http, engine, url, stop };
 }

@@ -14,6 +14,7 @@ import {
   subscriptionStatuses,
 } from "./queries.js";
 import { buildRequest } from "./request.js";
+import { SendLimiter } from "./limiter.js";
 import { decide } from "./retry.js";
 import type { Sender } from "./send.js";
 
@@ -53,6 +54,8 @@ async function withRetries<T>(fn: () => Promise<T>): Promise<T> {
  */
 export class SubscriptionWorker {
   readonly #queue: PQueue;
+  /** The rate limit, applied to the instant each request goes out (see limiter.ts). */
+  readonly #limiter: SendLimiter | null;
   readonly #inFlight = new Set<number>();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
@@ -66,11 +69,12 @@ export class SubscriptionWorker {
     readonly sub: Subscription,
     private readonly deps: WorkerDeps,
   ) {
+    this.#queue = new PQueue({ concurrency: sub.ordering === "fifo" ? 1 : sub.concurrency });
     const limit = sub.rate_limit;
-    this.#queue = new PQueue({
-      concurrency: sub.ordering === "fifo" ? 1 : sub.concurrency,
-      ...(limit ? { intervalCap: limit.requests, interval: limit.per, strict: true } : {}),
-    });
+    // The margin absorbs the jitter between recording a send and its arrival (event loop, network).
+    this.#limiter = limit
+      ? new SendLimiter(limit.requests, limit.per + Math.min(50, limit.per * 0.05))
+      : null;
   }
 
   get inFlight(): number {
@@ -155,14 +159,12 @@ export class SubscriptionWorker {
   }
 
   async #attempt(row: DeliveryRow): Promise<void> {
-    const { db, clock, sender, owner } = this.deps;
+    const { db, clock } = this.deps;
     try {
       if (this.#stopped) return;
-      const startedAt = clock.now();
-      // The lease must outlast this request, so no other process can send for us meanwhile.
-      const leaseNeeded = new Date(startedAt.getTime() + this.sub.timeout);
-      if (!(await mayAttempt(db, row.id, owner, leaseNeeded))) return;
-      const sent = await sender.send(buildRequest(this.sub, row, startedAt));
+      const outcome = await this.#send(row);
+      if (!outcome) return;
+      const { at: startedAt, sent } = outcome;
       const now = clock.now();
       const decision = decide(sent.result, row.attempts + 1, this.sub.retry_intervals, now, this.deps.random);
       const wake = await withRetries(() =>
@@ -201,6 +203,29 @@ export class SubscriptionWorker {
     }
   }
 
+  /**
+   * The last checks, then the request. The lease must outlast the request, so no other process
+   * can send for this subscription meanwhile; the check comes after waiting for a rate slot, so
+   * a pause committed by any process stops everything that has not gone out.
+   */
+  async #send(row: DeliveryRow) {
+    const { db, clock, sender, owner } = this.deps;
+    const slot = await this.#limiter?.acquire();
+    try {
+      const leaseNeeded = new Date(clock.now().getTime() + this.sub.timeout);
+      if (this.#stopped || !(await mayAttempt(db, row.id, owner, leaseNeeded))) {
+        slot?.cancel();
+        return null;
+      }
+      slot?.commit();
+      const at = clock.now();
+      return { at, sent: await sender.send(buildRequest(this.sub, row, at)) };
+    } catch (err) {
+      slot?.cancel();
+      throw err;
+    }
+  }
+
   #wakeAt(at: number): void {
     if (this.#stopped || at >= this.#timerAt) return;
     clearTimeout(this.#timer);
@@ -219,6 +244,7 @@ export class SubscriptionWorker {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#queue.clear();
+    this.#limiter?.clear();
     const idle = this.#queue.onIdle();
     await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
   }

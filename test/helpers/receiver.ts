@@ -39,6 +39,7 @@ export async function startReceiver(responder: Responder = () => ({ status: 204 
   const sockets = new Set<import("node:net").Socket>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const at = Date.now(); // arrival, before the body is read
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const rec: Recorded = {
@@ -46,7 +47,7 @@ export async function startReceiver(responder: Responder = () => ({ status: 204 
       path: req.url ?? "",
       headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, String(v)])),
       body: Buffer.concat(chunks),
-      at: Date.now(),
+      at,
     };
     const index = requests.push(rec) - 1;
     for (const w of waiters.filter((w) => requests.length >= w.n)) w.resolve();

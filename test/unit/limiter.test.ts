@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+import { SendLimiter } from "../../src/outbox/limiter.js";
+
+function maxInWindow(times: number[], ms: number): number {
+  let best = 0;
+  let start = 0;
+  for (let end = 0; end < times.length; end++) {
+    while (times[end]! - times[start]! >= ms) start++;
+    best = Math.max(best, end - start + 1);
+  }
+  return best;
+}
+
+describe("SendLimiter", () => {
+  it("never lets more than cap sends into any window, with concurrent and slow reservations", async () => {
+    const limiter = new SendLimiter(5, 100);
+    const sent: number[] = [];
+    const worker = async () => {
+      for (let i = 0; i < 5; i++) {
+        const slot = await limiter.acquire();
+        await new Promise((r) => setTimeout(r, Math.random() * 20)); // work between reserve and send
+        slot.commit();
+        sent.push(Date.now());
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    expect(sent).toHaveLength(20);
+    expect(maxInWindow(sent, 100)).toBeLessThanOrEqual(5);
+  });
+
+  it("a cancelled reservation frees its slot at once", async () => {
+    const limiter = new SendLimiter(1, 10_000);
+    (await limiter.acquire()).cancel();
+    const started = Date.now();
+    (await limiter.acquire()).commit();
+    expect(Date.now() - started).toBeLessThan(50);
+  });
+});
