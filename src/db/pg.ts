@@ -35,8 +35,10 @@ export function openPostgres(url: string, opts: PgOptions = {}): Db {
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
     types,
   });
-  // Without a listener an idle client's error (server restart) would crash the process.
+  // Without a listener a client's error event (server restart) would crash the process; the
+  // query in progress, if any, fails on its own.
   pool.on("error", (err) => opts.onIdleError?.(err));
+  pool.on("connect", (client) => client.on("error", (err) => opts.onIdleError?.(err)));
 
   const query = async <T extends Row>(text: string, values?: readonly unknown[]) =>
     lastResult<T>(await pool.query(text, values as unknown[] | undefined).catch(rethrow));

@@ -61,7 +61,7 @@ export async function startCli(
     url,
     output: () => ({ code: child.exitCode, ...out() }),
     async stop(signal = "SIGINT") {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
       const [code] = await once(child, "exit");
       return code as number | null;

@@ -1,0 +1,136 @@
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import type { Db } from "../../src/db/db.js";
+import { openPostgres } from "../../src/db/pg.js";
+import { startCli } from "../helpers/cli.js";
+import { createTestDb } from "../helpers/db.js";
+import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { startReceiver } from "../helpers/receiver.js";
+import { withAdmin } from "../helpers/pg-admin.js";
+
+/** A backlog of `n` order events for subscription `bulk`, inserted in one transaction. */
+async function insertBacklog(db: Db, n: number): Promise<void> {
+  await db.query(
+    `insert into stock_sync.messages (id, subject, payload, content_type)
+     select 'msg_crash_' || g, 'order.created', convert_to('{"n":' || g || '}', 'UTF8'), 'application/json'
+     from generate_series(1, $1::int) g`,
+    [n],
+  );
+  await db.query(
+    `insert into stock_sync.deliveries (message_id, subscription)
+     select 'msg_crash_' || g, 'bulk' from generate_series(1, $1::int) g order by g`,
+    [n],
+  );
+  await db.query("select pg_notify('stock_sync_outbox', 'bulk')");
+}
+
+const CONCURRENCY = 8;
+
+describe("kill -9 while delivering, then restart", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "stock-sync-crash-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const backend of ["postgres", "pglite"] as const) {
+    const total = backend === "postgres" ? 10_000 : 1_000;
+    const skip = backend === "postgres" && !inject("pgTemplate");
+    it.skipIf(skip)(
+      `[${backend}] delivers all ${total}; duplicates carry the same webhook-id and are at most the in-flight count`,
+      async () => {
+        const receiver = await startReceiver();
+        const testDb = backend === "postgres" ? await createTestDb("postgres") : null;
+        const database = testDb ? `  url: "${testDb.url}"\n` : `  data_dir: ${join(dir, "data")}\n`;
+        const config = join(dir, `${backend}.yaml`);
+        await writeFile(
+          config,
+          `database:\n${database}server:\n  port: 0\nstock:\n  simulator:\n    enabled: false\n` +
+            `subscriptions:\n  - name: bulk\n    subjects: ["order.*"]\n    url: "${receiver.url}"\n    concurrency: ${CONCURRENCY}\n    timeout: 5s\n`,
+        );
+        const first = await startCli(["--config", config]);
+        // Reach the state database as another process would: the server URL, or the embedded endpoint.
+        const url =
+          testDb?.url ??
+          `postgres://postgres@127.0.0.1:${JSON.parse(await readFile(join(dir, "data", "endpoint.json"), "utf8")).port}/postgres`;
+        const client = openPostgres(url, { poolSize: 1 });
+        try {
+          await insertBacklog(client, total);
+          await client.close();
+          await receiver.waitFor(Math.floor(total * 0.3), 60_000);
+          first.child.kill("SIGKILL");
+          await new Promise((r) => first.child.once("exit", r));
+          const seenAtKill = receiver.requests.length;
+          const second = await startCli(["--config", config]);
+          try {
+            const distinctIds = () => new Set(receiver.requests.map((q) => q.headers["webhook-id"]!));
+            await waitUntil(async () => distinctIds().size === total, 120_000, "every message delivered");
+            const ids = receiver.requests.map((q) => q.headers["webhook-id"]!);
+            expect(distinctIds().size).toBe(total);
+            const duplicates = ids.length - total;
+            expect(duplicates).toBeLessThanOrEqual(CONCURRENCY);
+            expect(seenAtKill).toBeLessThan(total);
+            // Every duplicate is a message that was in flight at the kill, sent again with its id.
+            for (const id of ids.filter((id, i) => ids.indexOf(id) !== i))
+              expect(id).toMatch(/^msg_crash_\d+$/);
+          } finally {
+            await second.stop("SIGTERM");
+          }
+        } finally {
+          await first.stop("SIGKILL");
+          await receiver.close();
+          await testDb?.drop();
+        }
+      },
+      240_000,
+    );
+  }
+});
+
+describe.skipIf(!inject("pgTemplate"))(
+  "PostgreSQL connections dropped mid-delivery (as in a server restart)",
+  () => {
+    it("keeps running and delivers everything", async () => {
+      const t = await createTestDb("postgres");
+      const receiver = await startReceiver();
+      const name = new URL(t.url!).pathname.slice(1);
+      const e = await startEngine(
+        t.db,
+        testConfig(
+          `subscriptions:\n  - name: bulk\n    subjects: ["order.*"]\n    url: "${receiver.url}"\n    concurrency: 4\n    retry_intervals: [0.1, 0.1, 0.1, 0.1, 0.1]\n`,
+        ),
+      );
+      try {
+        await insertBacklog(t.db, 2000);
+        for (const at of [300, 900]) {
+          await receiver.waitFor(at, 30_000);
+          await withAdmin((c) =>
+            c.query(
+              `select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`,
+              [name],
+            ),
+          );
+        }
+        await waitUntil(
+          async () => {
+            const { rows } = await t.db.query<{ n: number }>(
+              "select count(*)::int as n from stock_sync.deliveries where status = 'delivered'",
+            );
+            return rows[0]!.n === 2000;
+          },
+          60_000,
+          "all delivered after the connections dropped",
+        );
+        expect(new Set(receiver.requests.map((q) => q.headers["webhook-id"])).size).toBe(2000);
+      } finally {
+        await e.stop();
+        await receiver.close();
+        await t.drop();
+      }
+    }, 120_000);
+  },
+);
