@@ -14,6 +14,8 @@ export type DeliveryRow = {
   status: string;
   attempts: number;
   next_attempt_at: Date;
+  /** When the delivery was enqueued (for the enqueue-to-delivered latency). */
+  created_at: Date;
   subject: string;
   payload: Uint8Array;
   content_type: string;
@@ -128,7 +130,7 @@ export async function subscriptionStatuses(db: Queryable, names: string[]): Prom
 }
 
 const DELIVERY_COLUMNS = `d.id, d.message_id, d.subscription, d.ordering_key, d.sequence, d.status, d.attempts,
-  d.next_attempt_at, m.subject, m.payload, m.content_type, m.headers`;
+  d.next_attempt_at, d.created_at, m.subject, m.payload, m.content_type, m.headers`;
 
 /** fifo: only the head of the backlog; nothing behind it may go first. */
 export const backlogHead = async (db: Queryable, subscription: string) =>

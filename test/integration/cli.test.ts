@@ -1,8 +1,8 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { runCli, startCli } from "../helpers/cli.js";
+import { ROOT, runCli, startCli } from "../helpers/cli.js";
 import { createTestDb, type TestDb } from "../helpers/db.js";
 
 let dir: string;
@@ -88,7 +88,15 @@ describe("stock-sync CLI: config and exit codes", () => {
 describe("stock-sync start on the embedded default", () => {
   it("serves /readyz, answers a second process, stops on SIGINT with 0 and reuses its data", async () => {
     const dataDir = join(dir, "data");
-    const path = await config("embedded.yaml", `database:\n  data_dir: ${dataDir}\nserver:\n  port: 0\n`);
+    // The shipped config, with its data and drop folders moved into the test's directory.
+    const shipped = await readFile(join(ROOT, "config/stock-sync.yaml"), "utf8");
+    const path = await config(
+      "embedded.yaml",
+      shipped
+        .replace("data_dir: ./data", `data_dir: ${dataDir}`)
+        .replace("port: 8080", "port: 0")
+        .replaceAll("file://./out/", `file://${dir}/out/`),
+    );
     const first = await startCli(["--config", path]);
     try {
       expect(first.output().stderr).toContain("demo inventory loaded");
@@ -99,6 +107,17 @@ describe("stock-sync start on the embedded default", () => {
       expect(migrate.stderr).toBe("");
       expect(migrate.code).toBe(0);
       expect(migrate.stdout).toContain("up to date");
+      // Pause and status from another process reach the same embedded database.
+      const pause = await runCli(["--config", path, "pause", "erp-orders"]);
+      expect(pause.stderr).toBe("");
+      expect(pause.code).toBe(0);
+      expect(pause.stdout).toContain("erp-orders: paused");
+      const status = await runCli(["--config", path, "status", "--json"]);
+      expect(status.code).toBe(0);
+      const subs = JSON.parse(status.stdout).subscriptions as { name: string; status: string }[];
+      expect(subs.find((s) => s.name === "erp-orders")?.status).toBe("paused");
+      expect(subs.find((s) => s.name === "oms-stock")?.status).toBe("enabled");
+      expect((await runCli(["--config", path, "pause", "no-such"])).code).toBe(1);
       const started = Date.now();
       expect(await first.stop("SIGINT")).toBe(0);
       expect(Date.now() - started).toBeLessThan(5000);
