@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
-import { configCheck, migrateCommand, notYet, startCommand } from "./commands/basic.js";
+import { configCheck, migrateCommand, startCommand } from "./commands/basic.js";
 import { type CommandContext, DEFAULT_CONFIG } from "./commands/context.js";
+import { sourceInstallCommand, stockCommand } from "./commands/stock.js";
 import { deliveriesCommand, pauseCommand, replayCommand, statusCommand } from "./commands/deliveries.js";
 import { ConnectorError, exitCodeFor } from "./errors.js";
 
@@ -56,13 +57,13 @@ function buildProgram(ctxOf: Ctx): Command {
     .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
     .option("--dry-run", "compute and report, send nothing")
     .option("--force", "override the shrink guard")
-    .action(notYet("snapshot", "the stock export, issue #4"));
+    .action((opts) => stockCommand(ctx(), "full", opts));
   program
     .command("delta")
     .description("a stock delta now")
     .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
     .option("--dry-run", "compute and report, send nothing")
-    .action(notYet("delta", "the stock export, issue #4"));
+    .action((opts) => stockCommand(ctx(), "delta", opts));
   program
     .command("status")
     .description("subscriptions and last stock runs")
@@ -105,6 +106,6 @@ function buildProgram(ctxOf: Ctx): Command {
     .command("install")
     .description("print or apply the change-capture triggers on the source")
     .option("--apply", "apply the SQL instead of printing it")
-    .action(notYet("source install", "the stock export, issue #4"));
+    .action((opts) => sourceInstallCommand(ctx(), opts));
   return program;
 }

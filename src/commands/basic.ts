@@ -2,7 +2,6 @@ import { stringify } from "yaml";
 import { redactConfig } from "../config/index.js";
 import { migrate } from "../db/migrate.js";
 import { openStateDb } from "../db/open.js";
-import { ConnectorError } from "../errors.js";
 import { startConnector } from "../main.js";
 import { type CommandContext, configAndLog, readConfig } from "./context.js";
 
@@ -45,14 +44,4 @@ export async function startCommand(ctx: CommandContext): Promise<void> {
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
   });
-}
-
-/** Commands whose capability lands in a later issue say so and fail, rather than doing nothing. */
-export function notYet(command: string, issue: string) {
-  return async (): Promise<void> => {
-    throw new ConnectorError(
-      "NOT_AVAILABLE",
-      `\`stock-sync ${command}\` is not available yet (it lands with ${issue})`,
-    );
-  };
 }

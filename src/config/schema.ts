@@ -5,6 +5,7 @@
  */
 import cron from "node-cron";
 import { z } from "zod";
+import { DEFAULT_CAPTURE_TABLES } from "../inventory/queries.ts";
 import { durationMs, formatDuration, sizeBytes } from "./duration.ts";
 
 // ---------------------------------------------------------------- building blocks
@@ -97,6 +98,32 @@ const Stock = section({
     part_rows: integer(1).default(50_000),
   }),
   guard: section({ max_drop_ratio: z.preprocess(toNumber, z.number().min(0).max(1)).default(0.2) }),
+  // SQL against the source; "" = the shipped queries for the reference schema (src/inventory/queries.ts).
+  queries: section({
+    sellable: z.string().default(""),
+    sellable_keys: z.string().default(""),
+    time_candidates: z.string().default(""),
+  }),
+  capture: section({
+    // triggers: xid8 change capture installed on the source (`stock-sync source install`);
+    // full_diff: no triggers allowed, every delta compares the whole sellable stock with what was sent.
+    mode: z.enum(["triggers", "full_diff"]).default("triggers"),
+    tables: optionalBlock(
+      z.array(
+        z
+          .strictObject({
+            table: z.string().min(1),
+            sku: z.string().min(1).optional(),
+            location: z.string().min(1).optional(),
+          })
+          .refine(
+            (t) => t.sku || t.location,
+            "expected sku, location or both: the key columns a row affects",
+          ),
+      ),
+      DEFAULT_CAPTURE_TABLES,
+    ),
+  }),
   simulator: section({
     enabled: flag.default(false),
     interval: positiveDuration.prefault("20s"),

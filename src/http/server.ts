@@ -1,17 +1,41 @@
-import Fastify, { LogController } from "fastify";
+import Fastify, { type FastifyBaseLogger, LogController } from "fastify";
+import type { Clock } from "../clock.js";
+import type { Config } from "../config/index.js";
 import type { Db } from "../db/db.js";
 import { migrationsPending } from "../db/migrate.js";
+import { registerInbound } from "../inbound/route.js";
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics/metrics.js";
+import type { Subscription } from "../subscriptions/subscriptions.js";
+import { registerAdmin } from "./admin.js";
+import { clientErrorHandler, installErrorHandlers } from "./errors.js";
+import { type OpsDeps, registerOps } from "./ops.js";
 
-export type HttpDeps = { db: Db; log: Logger };
+export type HttpDeps = {
+  db: Db;
+  log: Logger;
+  config: Config;
+  /** Every subscription the engine runs: inbound events fan out to the matching ones. */
+  subscriptions: readonly Subscription[];
+  metrics: Metrics;
+  clock: Clock;
+  stockStatus?: OpsDeps["stockStatus"];
+};
 
-/** The one HTTP server: operations endpoints now; inbound webhooks and the admin API join it. */
+/**
+ * The one HTTP server (SPEC §7, §8): health, inbound webhooks, metrics, status and the admin API.
+ * Routes are registered now and loaded on `listen()` or `ready()`.
+ */
 export function createHttpServer(deps: HttpDeps) {
+  const log = deps.log.child({ component: "http" });
   const app = Fastify({
-    loggerInstance: deps.log.child({ component: "http" }),
+    // typed as fastify's logger so plugins take a plain FastifyInstance
+    loggerInstance: log as FastifyBaseLogger,
     // Request lines would drown the log at webhook rates; failures are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
+    clientErrorHandler,
   });
+  installErrorHandlers(app, log);
 
   app.get("/healthz", async () => ({ status: "ok" }));
 
@@ -22,11 +46,22 @@ export function createHttpServer(deps: HttpDeps) {
         return reply.code(503).send({ status: "not ready", detail: `${pending} migration(s) pending` });
       return { status: "ready" };
     } catch (err) {
-      deps.log.warn({ err }, "readiness check failed");
+      log.warn({ err }, "readiness check failed");
       return reply.code(503).send({ status: "not ready", detail: "state database unavailable" });
     }
   });
 
+  const { db, clock, metrics } = deps;
+  registerOps(app, { db, clock, metrics, stockStatus: deps.stockStatus });
+  registerAdmin(app, { db, clock, adminToken: deps.config.server.admin_token });
+  registerInbound(app, {
+    db,
+    log,
+    clock,
+    metrics,
+    settings: deps.config.server.inbound,
+    subscriptions: deps.subscriptions,
+  });
   return app;
 }
 

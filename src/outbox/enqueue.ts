@@ -19,6 +19,8 @@ export type NewMessage = {
   /** The subscription an ops.* event is about: it never receives news about itself. */
   about?: string;
   createdAt?: Date;
+  /** The stock run that produced it (stock_sync.stock_runs). */
+  runId?: number;
 };
 
 export type Enqueued = { id: string; subscriptions: string[] };
@@ -42,6 +44,7 @@ export async function enqueue(
     contentType: msg.contentType,
     headers: msg.headers ?? {},
     orderingKey: msg.orderingKey ?? null,
+    runId: msg.runId ?? null,
   });
   if (targets.length === 0) return { id, subscriptions: [] };
   const sequences: (number | null)[] = [];

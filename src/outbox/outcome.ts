@@ -100,7 +100,15 @@ export async function recordOutcome(
   const wake: string[] = [];
   for (const kind of notify) {
     const detail = kind === "deactivated" ? (signals.deactivate ?? "") : (error ?? "delivered again");
-    wake.push(...(await notifyOnce(tx, ctx, kind, { failures: failures.after, status, error, detail })));
+    wake.push(
+      ...(await notifyOnce(
+        tx,
+        ctx,
+        kind,
+        { failures: failures.after, status, error, detail },
+        ctx.subscription.name,
+      )),
+    );
   }
   return wake;
 }
@@ -138,10 +146,10 @@ async function deactivate(tx: Queryable, name: string, reason: string, now: Date
 /** Enqueues an ops.* event unless one of the same kind about the same subscription went out recently. */
 export async function notifyOnce(
   tx: Queryable,
-  ctx: OutcomeContext,
+  ctx: Pick<OutcomeContext, "all" | "now" | "notifyMinIntervalMs">,
   kind: NotificationKind,
   facts: { failures?: number; status?: number | null; error?: string | null; detail: string },
-  about = ctx.subscription.name,
+  about: string,
 ): Promise<string[]> {
   const { rowCount } = await tx.query(
     `insert into stock_sync.notifications_sent (subscription, kind, sent_at) values ($1, $2, $3)

@@ -31,12 +31,13 @@ export const insertMessage = (
     contentType: string;
     headers: object;
     orderingKey: string | null;
+    runId: number | null;
   },
 ) =>
   db.query(
-    `insert into stock_sync.messages (id, subject, payload, content_type, headers, ordering_key)
-     values ($1, $2, $3, $4, $5::jsonb, $6)`,
-    [m.id, m.subject, m.payload, m.contentType, JSON.stringify(m.headers), m.orderingKey],
+    `insert into stock_sync.messages (id, subject, payload, content_type, headers, ordering_key, run_id)
+     values ($1, $2, $3, $4, $5::jsonb, $6, $7)`,
+    [m.id, m.subject, m.payload, m.contentType, JSON.stringify(m.headers), m.orderingKey, m.runId],
   );
 
 export const insertDeliveries = (

@@ -1,5 +1,6 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings test ${VAR} interpolation itself
 import { readFileSync } from "node:fs";
+import { DEFAULT_CAPTURE_TABLES } from "../../src/inventory/queries.ts";
 import { describe, expect, it } from "vitest";
 import {
   formatDuration,
@@ -146,6 +147,8 @@ describe("loadConfig: defaults", () => {
       sellable: { include_future_days: 0 },
       format: { columns: ["sku", "location", "quantity"], gzip: false, part_rows: 50_000 },
       guard: { max_drop_ratio: 0.2 },
+      queries: { sellable: "", sellable_keys: "", time_candidates: "" },
+      capture: { mode: "triggers", tables: DEFAULT_CAPTURE_TABLES },
       simulator: { enabled: false, interval: 20_000, changes: 5 },
     });
     expect(config.server).toEqual({

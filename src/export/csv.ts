@@ -1,0 +1,91 @@
+import { once } from "node:events";
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { createGzip } from "node:zlib";
+import { type CsvFormatterStream, format, writeToBuffer } from "@fast-csv/format";
+
+export type StockRow = { sku: string; location: string; quantity: number } & Record<string, unknown>;
+
+export type CsvOptions = { columns: readonly string[]; gzip: boolean };
+
+// Always write the header row and a final newline: every part is a complete CSV file.
+const formatOptions = (columns: readonly string[]) => ({
+  headers: [...columns],
+  alwaysWriteHeaders: true,
+  includeEndRowDelimiter: true,
+});
+
+/** One small file's worth of rows (a delta part) as CSV bytes, gzipped when configured. */
+export async function encodeCsv(rows: readonly StockRow[], opts: CsvOptions): Promise<Buffer> {
+  const csv = await writeToBuffer([...rows], formatOptions(opts.columns));
+  if (!opts.gzip) return csv;
+  const gz = createGzip();
+  const chunks: Buffer[] = [];
+  gz.on("data", (c: Buffer) => chunks.push(c));
+  gz.end(csv);
+  await once(gz, "end");
+  return Buffer.concat(chunks);
+}
+
+export type PartFile = { path: string; rows: number };
+
+/**
+ * Streams rows into part files of at most `partRows` rows each (with backpressure), so a
+ * snapshot of any size never sits in memory. Files are named part-0001.csv[.gz] in `dir`.
+ */
+export class PartWriter {
+  readonly parts: PartFile[] = [];
+  #current: {
+    formatter: CsvFormatterStream<StockRow, StockRow>;
+    done: Promise<void>;
+    file: PartFile;
+  } | null = null;
+
+  constructor(
+    private readonly dir: string,
+    private readonly opts: CsvOptions & { partRows: number },
+  ) {}
+
+  get rows(): number {
+    return this.parts.reduce((n, p) => n + p.rows, 0);
+  }
+
+  async write(row: StockRow): Promise<void> {
+    if (!this.#current || this.#current.file.rows >= this.opts.partRows) await this.#next();
+    const part = this.#current!;
+    part.file.rows++;
+    if (!part.formatter.write(row)) await once(part.formatter, "drain");
+  }
+
+  /** Closes the last part; a snapshot with no rows still has one part (a header-only file). */
+  async finish(): Promise<PartFile[]> {
+    if (!this.#current) await this.#next();
+    await this.#close();
+    return this.parts;
+  }
+
+  async #next(): Promise<void> {
+    await this.#close();
+    const file = {
+      path: join(
+        this.dir,
+        `part-${String(this.parts.length + 1).padStart(4, "0")}.csv${this.opts.gzip ? ".gz" : ""}`,
+      ),
+      rows: 0,
+    };
+    const formatter = format<StockRow, StockRow>(formatOptions(this.opts.columns));
+    const sink = createWriteStream(file.path);
+    const done = this.opts.gzip ? pipeline(formatter, createGzip(), sink) : pipeline(formatter, sink);
+    this.parts.push(file);
+    this.#current = { formatter, done, file };
+  }
+
+  async #close(): Promise<void> {
+    if (!this.#current) return;
+    const { formatter, done } = this.#current;
+    this.#current = null;
+    formatter.end();
+    await done;
+  }
+}

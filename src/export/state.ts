@@ -1,0 +1,130 @@
+import type { Queryable } from "../db/db.js";
+import { keyOf } from "./diff.js";
+
+/** The stock export's rows in the state database (migration 0003). */
+
+export type Watermark = { source_snapshot: string; read_at: Date; run_id: number };
+export type RunKind = "full" | "delta";
+export type RunStatus = "running" | "enqueued" | "empty" | "refused" | "failed" | "dry-run";
+
+export async function readWatermark(db: Queryable): Promise<Watermark | null> {
+  const { rows } = await db.query<Watermark>(
+    "select source_snapshot, read_at, run_id from stock_sync.stock_watermark",
+  );
+  return rows[0] ?? null;
+}
+
+export const writeWatermark = (db: Queryable, snapshot: string, readAt: Date, runId: number) =>
+  db.query(
+    `insert into stock_sync.stock_watermark (source_snapshot, read_at, run_id) values ($1, $2, $3)
+     on conflict (id) do update set source_snapshot = $1, read_at = $2, run_id = $3`,
+    [snapshot, readAt, runId],
+  );
+
+export async function startRun(
+  db: Queryable,
+  kind: RunKind,
+  trigger: string,
+  snapshotId: string,
+  now: Date,
+): Promise<number> {
+  const { rows } = await db.query<{ id: number }>(
+    `insert into stock_sync.stock_runs (kind, trigger, snapshot_id, status, started_at)
+     values ($1, $2, $3, 'running', $4) returning id`,
+    [kind, trigger, snapshotId, now],
+  );
+  return rows[0]!.id;
+}
+
+export const finishRun = (
+  db: Queryable,
+  id: number,
+  r: {
+    status: RunStatus;
+    now: Date;
+    rows?: number;
+    parts?: number;
+    sourceSnapshot?: string;
+    detail?: string;
+  },
+) =>
+  db.query(
+    `update stock_sync.stock_runs set status = $2, finished_at = $3, rows = $4, parts = $5, source_snapshot = $6, detail = $7
+     where id = $1`,
+    [id, r.status, r.now, r.rows ?? null, r.parts ?? null, r.sourceSnapshot ?? null, r.detail ?? null],
+  );
+
+/** Row count of the newest full whose every delivery was delivered: the guard's reference. */
+export async function lastDeliveredFullRows(db: Queryable): Promise<number | null> {
+  const { rows } = await db.query<{ rows: number }>(
+    `select r.rows from stock_sync.stock_runs r
+     where r.kind = 'full' and r.status = 'enqueued'
+       and exists (select 1 from stock_sync.messages m where m.run_id = r.id)
+       and not exists (select 1 from stock_sync.messages m join stock_sync.deliveries d on d.message_id = m.id
+                       where m.run_id = r.id and d.status <> 'delivered')
+     order by r.id desc limit 1`,
+  );
+  return rows[0]?.rows ?? null;
+}
+
+/** When the newest full was enqueued (for "run one at start if older than its period"). */
+export async function lastFullAt(db: Queryable): Promise<Date | null> {
+  const { rows } = await db.query<{ at: Date }>(
+    "select finished_at as at from stock_sync.stock_runs where kind = 'full' and status = 'enqueued' order by id desc limit 1",
+  );
+  return rows[0]?.at ?? null;
+}
+
+/** Undelivered older stock messages of these subscriptions will never be sent: a newer full replaces them. */
+export async function supersedeStock(db: Queryable, subscriptions: string[], now: Date): Promise<number> {
+  const { rowCount } = await db.query(
+    `update stock_sync.deliveries d set status = 'superseded', updated_at = $2
+     from stock_sync.messages m
+     where m.id = d.message_id and m.run_id is not null and d.subscription = any($1::text[])
+       and d.status in ('pending', 'failed')`,
+    [subscriptions, now],
+  );
+  return rowCount;
+}
+
+const sentRows = async (db: Queryable, where: string, values: unknown[]) =>
+  new Map(
+    (
+      await db.query<{ sku: string; location: string; quantity: number }>(
+        `select s.sku, s.location, s.quantity from stock_sync.stock_sent s ${where}`,
+        values,
+      )
+    ).rows.map((r) => [keyOf(r.sku, r.location), Number(r.quantity)]),
+  );
+
+export const sentForKeys = (db: Queryable, skus: string[], locations: string[]) =>
+  sentRows(db, "join unnest($1::text[], $2::text[]) as k(sku, location) using (sku, location)", [
+    skus,
+    locations,
+  ]);
+
+export const sentMatching = (db: Queryable, skus: string[], locations: string[]) =>
+  sentRows(db, "where s.sku = any($1::text[]) or s.location = any($2::text[])", [skus, locations]);
+
+export const allSent = (db: Queryable) => sentRows(db, "", []);
+
+const BATCH = 5000;
+
+/** Records what this run said about each key. */
+export async function upsertSent(
+  db: Queryable,
+  rows: readonly { sku: string; location: string; quantity: number }[],
+  runId: number,
+) {
+  for (let i = 0; i < rows.length; i += BATCH) {
+    const batch = rows.slice(i, i + BATCH);
+    await db.query(
+      `insert into stock_sync.stock_sent (sku, location, quantity, run_id)
+       select sku, location, quantity, $4 from unnest($1::text[], $2::text[], $3::int8[]) as t(sku, location, quantity)
+       on conflict (sku, location) do update set quantity = excluded.quantity, run_id = excluded.run_id`,
+      [batch.map((r) => r.sku), batch.map((r) => r.location), batch.map((r) => r.quantity), runId],
+    );
+  }
+}
+
+export const clearSent = (db: Queryable) => db.query("delete from stock_sync.stock_sent");

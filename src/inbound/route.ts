@@ -1,0 +1,89 @@
+/**
+ * `POST <server.inbound.path>`: order events from the OMS (SPEC §7). Checks run cheapest first
+ * and each answers on its own: 415 content type (before the body is read), 413 size, 401
+ * signature (over the exact raw bytes), 400 body; then one transaction stores and fans out.
+ * 202 `{id}` when stored, 200 `{id, duplicate: true}` when the id was already in the inbox.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Clock } from "../clock.js";
+import type { Db } from "../db/db.js";
+import { HttpError } from "../http/errors.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics/metrics.js";
+import type { OnestockScheme } from "../subscriptions/signing.js";
+import type { Subscription } from "../subscriptions/subscriptions.js";
+import { parseEvent } from "./event.js";
+import { intake } from "./intake.js";
+import { checkSignature, type InboundSettings } from "./verify.js";
+
+export type InboundDeps = {
+  db: Db;
+  log: Logger;
+  clock: Clock;
+  metrics: Pick<Metrics, "countInbound">;
+  settings: InboundSettings;
+  subscriptions: readonly Subscription[];
+  /** How OneStock signatures are formed, if a tenant differs from the default. */
+  onestock?: OnestockScheme;
+};
+
+// application/json or a structured +json type; a charset, if given, must be UTF-8 (RFC 8259)
+const JSON_MEDIA = /^application\/(?:[a-z0-9!#$&^_.-]+\+)?json$/;
+const UTF8 = /^"?utf-8"?$/;
+
+/** The media type (lower case, no parameters) when the request says JSON in UTF-8. */
+export function jsonMediaType(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const [type = "", ...params] = header.split(";").map((p) => p.trim().toLowerCase());
+  if (!JSON_MEDIA.test(type)) return undefined;
+  for (const param of params) {
+    const [name, value = ""] = param.split("=", 2).map((p) => p.trim());
+    if (name === "charset" && !UTF8.test(value)) return undefined;
+  }
+  return type;
+}
+
+/** Registers the inbound route in its own scope, so its raw-body parser touches no other route. */
+export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
+  if (deps.settings.secrets.length === 0) {
+    deps.log.warn(
+      { path: deps.settings.path },
+      "server.inbound.secrets is empty: every inbound event will be refused (401)",
+    );
+  }
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    // Any type: the onRequest check has already refused what is not JSON, and the signature
+    // needs the bytes exactly as sent.
+    scope.addContentTypeParser(
+      "*",
+      { parseAs: "buffer", bodyLimit: deps.settings.max_body },
+      (_req, body, done) => done(null, body),
+    );
+    scope.addHook("onRequest", async (req) => {
+      if (!jsonMediaType(req.headers["content-type"])) {
+        throw new HttpError(415, "unsupported_media_type", "the body must be application/json (UTF-8)");
+      }
+    });
+    scope.addHook("onResponse", async (_req, reply) => deps.metrics.countInbound(reply.statusCode));
+    scope.post(deps.settings.path, (req, reply) => receive(deps, req, reply));
+  });
+}
+
+async function receive(deps: InboundDeps, req: FastifyRequest, reply: FastifyReply) {
+  const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+  const now = deps.clock.now();
+  const { signedId } = checkSignature(deps.settings, req.headers, raw, now, deps.onestock);
+  // with onestock the webhook-id header is not signed: it can only name the event, not vouch for it
+  const headerId = signedId ?? singleHeader(req.headers["webhook-id"]);
+  const event = parseEvent(raw, headerId, deps.settings.order_id_field);
+  const contentType = jsonMediaType(req.headers["content-type"]) ?? "application/json";
+  const result = await intake(deps.db, deps.subscriptions, event, { body: raw, contentType }, now);
+  if (result.duplicate) return reply.code(200).send({ id: event.id, duplicate: true });
+  if (result.subscriptions.length === 0) {
+    deps.log.info({ event: event.id, subject: event.subject }, "inbound event matches no subscription");
+  }
+  return reply.code(202).send({ id: event.id });
+}
+
+const singleHeader = (v: string | string[] | undefined) => (typeof v === "string" ? v : undefined);

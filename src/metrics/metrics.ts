@@ -1,0 +1,138 @@
+/**
+ * Prometheus metrics (SPEC §8), on a registry of their own so several connectors in one process
+ * (tests, benchmarks) never share or double-register series. Counters are fed by the code that
+ * sees the event; the outbox backlog and the delta lag are computed when /metrics is scraped.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Clock } from "../clock.js";
+import type { Queryable } from "../db/db.js";
+import type { Logger } from "../log.js";
+import type { DeliveryRow } from "../outbox/queries.js";
+import type { Subscription } from "../subscriptions/subscriptions.js";
+
+export type StockKind = "full" | "delta";
+
+export type Metrics = {
+  readonly registry: Registry;
+  /** Counts one answered inbound webhook by HTTP status. */
+  countInbound(status: number): void;
+  /** Shaped like the delivery engine's `onAttempt` hook, so it can be passed as is. */
+  observeAttempt(sub: Subscription, row: DeliveryRow, outcome: string, durationMs: number): void;
+  /** Called by the stock export after each run. */
+  recordStockRun(kind: StockKind, rows: number, durationMs: number, at: Date): void;
+  /** The text exposition and its content type. */
+  scrape(): Promise<{ contentType: string; body: string }>;
+};
+
+export type MetricsDeps = { db: Queryable; clock: Clock; log: Logger };
+
+export type MetricsOptions = {
+  /** Process metrics (CPU, memory, event loop lag). @default true */
+  defaultMetrics?: boolean;
+};
+
+const STATES = ["pending", "failed", "dead"] as const;
+// From sub-second local deliveries to a message that waited out a whole retry schedule.
+const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600];
+
+export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const inbound = new Counter({
+    name: "stock_sync_inbound_requests_total",
+    help: "Inbound webhook requests answered, by HTTP status.",
+    labelNames: ["status"],
+    registers,
+  });
+  const attempts = new Counter({
+    name: "stock_sync_delivery_attempts_total",
+    help: "Delivery attempts by subscription and outcome (delivered, retry, dead, gone).",
+    labelNames: ["subscription", "outcome"],
+    registers,
+  });
+  const latency = new Histogram({
+    name: "stock_sync_delivery_latency_seconds",
+    help: "Time from enqueue to successful delivery, retries included.",
+    labelNames: ["subscription"],
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  new Gauge({
+    name: "stock_sync_outbox_backlog",
+    help: "Deliveries owed, by subscription and state (pending, failed, dead).",
+    labelNames: ["subscription", "state"],
+    registers,
+    async collect() {
+      await collectBacklog(this, deps);
+    },
+  });
+  const stock = stockGauges(registers);
+  let lastDeltaAt: Date | undefined;
+  new Gauge({
+    name: "stock_sync_stock_delta_lag_seconds",
+    help: "Seconds since the last delta run finished.",
+    registers,
+    collect() {
+      if (lastDeltaAt) this.set((deps.clock.now().getTime() - lastDeltaAt.getTime()) / 1000);
+    },
+  });
+
+  return {
+    registry,
+    countInbound: (status) => inbound.inc({ status: String(status) }),
+    observeAttempt(sub, row, outcome) {
+      attempts.inc({ subscription: sub.name, outcome });
+      if (outcome !== "delivered") return;
+      const seconds = (deps.clock.now().getTime() - row.created_at.getTime()) / 1000;
+      latency.observe({ subscription: sub.name }, Math.max(0, seconds));
+    },
+    recordStockRun(kind, rows, durationMs, at) {
+      stock.at.set({ kind }, at.getTime() / 1000);
+      stock.rows.set({ kind }, rows);
+      stock.duration.set({ kind }, durationMs / 1000);
+      if (kind === "delta") lastDeltaAt = at;
+    },
+    async scrape() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}
+
+function stockGauges(registers: Registry[]) {
+  const gauge = (name: string, help: string) =>
+    new Gauge({ name: `stock_sync_stock_last_run_${name}`, help, labelNames: ["kind"], registers });
+  return {
+    at: gauge("timestamp_seconds", "When the last full or delta run finished (unix seconds)."),
+    rows: gauge("rows", "Rows the last full or delta run exported."),
+    duration: gauge("duration_seconds", "How long the last full or delta run took."),
+  };
+}
+
+/**
+ * One query, one index range per subscription and state, zeros included so a series does not
+ * vanish when its backlog drains. A database outage leaves the gauge empty, not stale, and the
+ * rest of the scrape still answers.
+ */
+async function collectBacklog(gauge: Gauge<"subscription" | "state">, deps: MetricsDeps): Promise<void> {
+  gauge.reset();
+  try {
+    for (const row of await backlogCounts(deps.db)) {
+      gauge.set({ subscription: row.subscription, state: row.state }, row.n);
+    }
+  } catch (err) {
+    deps.log.warn({ err }, "outbox backlog not measured");
+  }
+}
+
+const backlogCounts = async (db: Queryable) =>
+  (
+    await db.query<{ subscription: string; state: string; n: number }>(
+      `select s.name as subscription, st.state,
+              (select count(*) from stock_sync.deliveries d
+               where d.subscription = s.name and d.status = st.state)::int as n
+       from stock_sync.subscriptions s cross join unnest($1::text[]) as st(state)`,
+      [STATES],
+    )
+  ).rows;
