@@ -1,0 +1,107 @@
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { systemClock } from "../../src/clock.js";
+import type { Db } from "../../src/db/db.js";
+import { createExporter } from "../../src/export/exporter.js";
+import type { ExportDeps } from "../../src/export/run.js";
+import { captureSql } from "../../src/inventory/capture.js";
+import { seedDemoSource } from "../../src/inventory/seed.js";
+import { FIXTURES_DIR } from "../../src/main.js";
+import { syncSubscriptions } from "../../src/outbox/queries.js";
+import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
+import { quietLog, testConfig } from "./engine.js";
+
+/** A file:// subscription taking every stock message, so tests can read what was enqueued. */
+export const STOCK_SUB = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "file:///dev/null/unused"\n`;
+
+/** The demo inventory with change capture, in `db` (source = state), and an exporter over it. */
+export async function stockFixture(db: Db, yaml = STOCK_SUB, opts: { seed?: boolean } = {}) {
+  const config = testConfig(yaml);
+  if (opts.seed !== false) {
+    await seedDemoSource(db, { fixturesDir: FIXTURES_DIR });
+    await db.query(captureSql(config.stock.capture.tables));
+  }
+  const subscriptions = buildSubscriptions(config);
+  await syncSubscriptions(
+    db,
+    subscriptions.map((s) => ({ name: s.name, status: s.status })),
+  );
+  const deps: ExportDeps = {
+    db,
+    source: db,
+    clock: systemClock,
+    log: quietLog,
+    subscriptions,
+    stock: config.stock,
+    tmpDir: await mkdtemp(join(tmpdir(), "stock-sync-export-")),
+    notifyMinIntervalMs: config.notifications.min_interval,
+  };
+  return { config, deps, exporter: createExporter(deps) };
+}
+
+/** The sellable stock the source computes right now, key -> quantity. */
+export async function sourceTruth(db: Db, sql: string, days = 0): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ sku: string; location: string; quantity: number }>(sql, [days]);
+  return new Map(rows.map((r) => [`${r.sku}|${r.location}`, Number(r.quantity)]));
+}
+
+export type StockMessage = {
+  kind: string;
+  sequence: number;
+  part: string;
+  rows: { sku: string; location: string; quantity: number }[];
+};
+
+/** Every stock message enqueued for a subscription, in delivery order (sequence). */
+export async function stockMessages(
+  db: Db,
+  subscription = "oms",
+  statuses = ["pending", "failed", "delivered", "dead", "superseded"],
+): Promise<StockMessage[]> {
+  const { rows } = await db.query<{ sequence: number; payload: Uint8Array; headers: Record<string, string> }>(
+    `select d.sequence, m.payload, m.headers from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+     where d.subscription = $1 and m.run_id is not null and d.status = any($2::text[]) order by d.sequence`,
+    [subscription, statuses],
+  );
+  return rows.map((r) => ({
+    kind: r.headers["stock-sync-kind"]!,
+    sequence: Number(r.sequence),
+    part: r.headers["stock-sync-part"]!,
+    rows: parseCsv(Buffer.from(r.payload).toString("utf8")),
+  }));
+}
+
+function parseCsv(text: string) {
+  const [header, ...lines] = text.trim().split("\n");
+  const cols = header!.split(",");
+  return lines.filter(Boolean).map((line) => {
+    const cells = line.split(",");
+    const row = Object.fromEntries(cols.map((c, i) => [c, cells[i]]));
+    return { sku: row.sku!, location: row.location!, quantity: Number(row.quantity) };
+  });
+}
+
+/** What an OMS holds after applying messages in order: a full replaces everything, a delta upserts. */
+export function applyToOms(messages: StockMessage[], oms = new Map<string, number>()): Map<string, number> {
+  let pendingFull: Map<string, number> | null = null;
+  for (const m of messages) {
+    if (m.kind === "full") {
+      const [i, n] = m.part.split("/").map(Number) as [number, number];
+      if (i === 1) pendingFull = new Map();
+      for (const r of m.rows) pendingFull!.set(`${r.sku}|${r.location}`, r.quantity);
+      if (i === n) {
+        oms.clear();
+        for (const [k, v] of pendingFull!) oms.set(k, v);
+        pendingFull = null;
+      }
+    } else {
+      for (const r of m.rows) oms.set(`${r.sku}|${r.location}`, r.quantity);
+    }
+  }
+  // Zeros and absent keys mean the same to the OMS.
+  for (const [k, v] of oms) if (v === 0) oms.delete(k);
+  return oms;
+}
+
+export const withoutZeros = (m: Map<string, number>) => new Map([...m].filter(([, v]) => v !== 0));
