@@ -1,0 +1,218 @@
+import pg from "pg";
+import { expect, it } from "vitest";
+import { DEFAULT_SELLABLE } from "../../src/inventory/queries.js";
+import { describeEachDb } from "../helpers/db.js";
+import { startEngine, waitUntil } from "../helpers/engine.js";
+import { startReceiver } from "../helpers/receiver.js";
+import {
+  applyToOms,
+  sourceTruth,
+  STOCK_SUB,
+  stockFixture,
+  stockMessages,
+  withoutZeros,
+} from "../helpers/stock.js";
+
+describeEachDb("stock full snapshots", (t) => {
+  const db = () => t().db;
+
+  it("a transaction that began before a delta and committed after it appears in a later delta", async ({
+    skip,
+  }) => {
+    if (!t().url)
+      return skip("PGlite runs one transaction at a time: there is no concurrent transaction to test");
+    const fx = await stockFixture(db());
+    await fx.exporter.run("full", { trigger: "test" });
+    const { rows } = await db().query<{ sku: string; location: string }>(
+      "select sku, location from inventory.stock_on_hand where quantity > 40 order by sku limit 1",
+    );
+    const k = rows[0]!;
+    const slow = new pg.Client({ connectionString: t().url! });
+    await slow.connect();
+    try {
+      await slow.query("begin");
+      await slow.query(
+        "update inventory.stock_on_hand set quantity = quantity + 25 where sku = $1 and location = $2",
+        [k.sku, k.location],
+      );
+      expect((await fx.exporter.run("delta", { trigger: "test" })).status).toBe("empty"); // not committed yet
+      await slow.query("commit");
+    } finally {
+      await slow.end();
+    }
+    await fx.exporter.run("delta", { trigger: "test" });
+    const last = (await stockMessages(db())).at(-1)!;
+    expect(last.kind).toBe("delta");
+    expect(last.rows.map((r) => r.sku)).toContain(k.sku);
+  });
+
+  it("is consistent while 10k concurrent updates and deletes move stock around", async ({ skip }) => {
+    if (!t().url) return skip("PGlite runs one transaction at a time: nothing can run concurrently");
+    await db().query(`create schema if not exists moving;
+      create table moving.stock (sku text, location text, qty int not null, primary key (sku, location));
+      insert into moving.stock select 'S' || g, 'L' || (g % 7), 100 from generate_series(1, 3000) g;`);
+    const yaml = `${STOCK_SUB}stock:\n  format: { part_rows: 700 }\n  capture: { mode: full_diff }\n  queries:\n    sellable: "select sku, location, qty as quantity from moving.stock where $1::int >= 0 order by sku"\n`;
+    const fx = await stockFixture(db(), yaml, { seed: false });
+    // Four writers; each statement is one transaction that keeps the total at 300,000: a transfer
+    // between two keys, or (one in ten) a delete that hands the row's quantity to another key.
+    const transfer = `with b as (select 1 from moving.stock where sku = $2 for update),
+      a as (update moving.stock set qty = qty - 1 where sku = $1 and exists (select 1 from b) returning 1)
+      update moving.stock set qty = qty + 1 where sku = $2 and exists (select 1 from a)`;
+    const remove = `with b as (select 1 from moving.stock where sku = $2 for update),
+      d as (delete from moving.stock where sku = $1 and exists (select 1 from b) returning qty)
+      update moving.stock set qty = qty + (select qty from d) where sku = $2 and exists (select 1 from d)`;
+    let done = 0;
+    const writers = await Promise.all(
+      [0, 1, 2, 3].map(async () => {
+        const c = new pg.Client({ connectionString: t().url! });
+        await c.connect();
+        return c;
+      }),
+    );
+    const churn = Promise.all(
+      writers.map(async (c) => {
+        while (done < 10_000) {
+          const a = `S${1 + Math.floor(Math.random() * 3000)}`;
+          const b = `S${1 + Math.floor(Math.random() * 3000)}`;
+          if (a === b) continue;
+          done++;
+          await c.query(done % 10 === 0 ? remove : transfer, [a, b]).catch(() => undefined); // deadlock: rolled back
+        }
+      }),
+    );
+    let fulls = 0;
+    try {
+      while (done < 10_000) {
+        const full = await fx.exporter.run("full", { trigger: "test", force: true });
+        expect(full.status).toBe("enqueued");
+        fulls++;
+      }
+    } finally {
+      await churn;
+      await Promise.all(writers.map((c) => c.end()));
+    }
+    expect(fulls).toBeGreaterThanOrEqual(2);
+    const msgs = await stockMessages(db(), "oms", ["pending"]);
+    expect(msgs.length).toBeGreaterThan(1); // several parts of the last full
+    const total = msgs.flatMap((m) => m.rows).reduce((n, r) => n + r.quantity, 0);
+    expect(total).toBe(300_000);
+    const { rows } = await db().query<{ total: number }>("select sum(qty)::int as total from moving.stock");
+    expect(rows[0]!.total).toBe(300_000);
+  });
+
+  it("refuses a full that shrinks too much or is empty, notifies, and --force overrides", async () => {
+    const fx = await stockFixture(
+      db(),
+      `${STOCK_SUB}notifications:\n  on_failure: ["http://127.0.0.1:9/alerts"]\n`,
+    );
+    await fx.exporter.run("full", { trigger: "test", force: true });
+    await db().query("update stock_sync.deliveries set status = 'delivered'"); // the OMS has it
+    await db().query(
+      "delete from inventory.stock_on_hand where (sku, location) in (select sku, location from inventory.stock_on_hand order by sku limit 600)",
+    );
+    const refused = await fx.exporter.run("full", { trigger: "test" });
+    expect(refused).toMatchObject({ status: "refused" });
+    expect("detail" in refused && refused.detail).toMatch(/more than stock.guard.max_drop_ratio 0.2/);
+    const { rows } = await db().query<{ subject: string }>(
+      "select m.subject from stock_sync.messages m join stock_sync.deliveries d on d.message_id = m.id where d.subscription like 'notify:%'",
+    );
+    expect(rows.map((r) => r.subject)).toContain("ops.snapshot.refused");
+    expect((await fx.exporter.run("full", { trigger: "test", force: true })).status).toBe("enqueued");
+    await db().query("delete from inventory.stock_on_hand; delete from inventory.incoming_stock");
+    expect((await fx.exporter.run("full", { trigger: "test" })).status).toBe("refused");
+  });
+
+  it("a newer full supersedes undelivered older stock messages; sequences only grow", async () => {
+    await db().query(
+      "truncate stock_sync.stock_sent; delete from stock_sync.deliveries; delete from stock_sync.stock_watermark",
+    );
+    const fx = await stockFixture(db(), STOCK_SUB, { seed: false });
+    await db().query(
+      "insert into inventory.stock_on_hand (sku, location, quantity) select sku, 'WH-PAR', 40 from inventory.items where active limit 50 on conflict do nothing",
+    );
+    await fx.exporter.run("full", { trigger: "test", force: true });
+    await db().query("update inventory.stock_on_hand set quantity = quantity + 1 where location = 'WH-PAR'");
+    await fx.exporter.run("delta", { trigger: "test" });
+    await fx.exporter.run("full", { trigger: "test", force: true });
+    const { rows } = await db().query<{ status: string; kind: string; sequence: number }>(
+      `select d.status, m.headers->>'stock-sync-kind' as kind, d.sequence from stock_sync.deliveries d
+       join stock_sync.messages m on m.id = d.message_id where d.subscription = 'oms' order by d.id`,
+    );
+    expect(rows.map((r) => [r.kind, r.status])).toEqual([
+      ["full", "superseded"],
+      ["delta", "superseded"],
+      ["full", "pending"],
+    ]);
+    const seqs = rows.map((r) => Number(r.sequence));
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+  });
+
+  it("through a receiver outage and a newer full, the OMS ends with the source's values, never an older one", async () => {
+    await db().query(
+      "truncate stock_sync.stock_sent; delete from stock_sync.deliveries; delete from stock_sync.stock_watermark",
+    );
+    let up = true;
+    const applied: { seq: number; kind: string; body: string; part: string }[] = [];
+    const receiver = await startReceiver((req) => {
+      if (!up) return { status: 503 };
+      applied.push({
+        seq: Number(req.headers["stock-sync-sequence"]),
+        kind: req.headers["stock-sync-kind"]!,
+        part: req.headers["stock-sync-part"]!,
+        body: req.body.toString(),
+      });
+      return { status: 204 };
+    });
+    const yaml = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "${receiver.url}"\n    retry_intervals: [0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]\nstock:\n  format: { part_rows: 400 }\n`;
+    const fx = await stockFixture(db(), yaml, { seed: false });
+    const engine = await startEngine(db(), fx.config);
+    try {
+      const bump =
+        "update inventory.stock_on_hand set quantity = quantity + 1 where (sku, location) in (select sku, location from inventory.stock_on_hand order by random() limit 20)";
+      await fx.exporter.run("full", { trigger: "test", force: true });
+      await db().query(bump);
+      await fx.exporter.run("delta", { trigger: "test" });
+      up = false;
+      for (let i = 0; i < 3; i++) {
+        await db().query(bump);
+        await fx.exporter.run("delta", { trigger: "test" });
+      }
+      await fx.exporter.run("full", { trigger: "test", force: true });
+      await db().query(bump);
+      await fx.exporter.run("delta", { trigger: "test" });
+      up = true;
+      await waitUntil(
+        async () => {
+          const { rows } = await db().query<{ n: number }>(
+            "select count(*)::int as n from stock_sync.deliveries where subscription = 'oms' and status in ('pending', 'failed')",
+          );
+          return rows[0]!.n === 0;
+        },
+        20_000,
+        "stock delivered",
+      );
+    } finally {
+      await engine.stop();
+      await receiver.close();
+    }
+    const seqs = applied.map((a) => a.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b)); // strictly in order...
+    expect(new Set(seqs).size).toBe(seqs.length); // ...and each once
+    const oms = applyToOms(
+      applied.map((a) => ({
+        kind: a.kind,
+        sequence: a.seq,
+        part: a.part,
+        rows: a.body
+          .trim()
+          .split("\n")
+          .slice(1)
+          .map((l) => {
+            const [sku, location, quantity] = l.split(",");
+            return { sku: sku!, location: location!, quantity: Number(quantity) };
+          }),
+      })),
+    );
+    expect(oms).toEqual(withoutZeros(await sourceTruth(db(), DEFAULT_SELLABLE)));
+  });
+});
