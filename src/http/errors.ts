@@ -53,24 +53,34 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return typeof e?.message === "string" && CONNECTION_MESSAGES.test(e.message);
 }
 
-/** The `{ status, code, detail }` an error becomes; `log` says whether its cause must be logged. */
-export function describeError(err: unknown): HttpError & { log?: "warn" | "error" } {
-  if (err instanceof HttpError) return err;
+/** What an error is answered with, and whether its cause goes to the log. */
+export type MappedError = { error: HttpError; log?: "warn" | "error" };
+
+export function describeError(err: unknown): MappedError {
+  if (err instanceof HttpError) return { error: err };
   if (isDatabaseUnavailable(err)) {
-    const e = new HttpError(503, "database_unavailable", "the state database is unavailable; retry later", {
-      "retry-after": String(RETRY_AFTER_SECONDS),
-    });
-    return Object.assign(e, { log: "warn" as const });
+    const error = new HttpError(
+      503,
+      "database_unavailable",
+      "the state database is unavailable; retry later",
+      {
+        "retry-after": String(RETRY_AFTER_SECONDS),
+      },
+    );
+    return { error, log: "warn" };
   }
   if (err instanceof ConnectorError && err.code in CONNECTOR_STATUS) {
     const status = CONNECTOR_STATUS[err.code as keyof typeof CONNECTOR_STATUS];
-    return new HttpError(status, err.code.toLowerCase(), err.message);
+    return { error: new HttpError(status, err.code.toLowerCase(), err.message) };
   }
   const status = (err as FastifyError | null)?.statusCode;
-  if (typeof status === "number" && status >= 400 && status < 500)
-    return fastifyClientError(err as FastifyError);
-  const e = new HttpError(500, "internal", "internal error; the connector log has the cause");
-  return Object.assign(e, { log: "error" as const });
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    return { error: fastifyClientError(err as FastifyError) };
+  }
+  return {
+    error: new HttpError(500, "internal", "internal error; the connector log has the cause"),
+    log: "error",
+  };
 }
 
 /** fastify's messages are fixed texts (no request data), so they are safe to pass on. */
@@ -92,13 +102,13 @@ export function sendError(reply: FastifyReply, err: HttpError): FastifyReply {
 /** Error and not-found handlers for the whole server (plugins inherit them). */
 export function installErrorHandlers(app: FastifyInstance, log: Logger): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
-    const mapped = describeError(err);
+    const { error, log: level } = describeError(err);
     // method and route pattern only: the raw URL or headers could carry a token
     const where = { method: req.method, route: req.routeOptions.url };
-    if (mapped.log === "error") log.error({ err, ...where }, "request failed");
-    else if (mapped.log === "warn")
+    if (level === "error") log.error({ err, ...where }, "request failed");
+    else if (level === "warn")
       log.warn({ ...where, cause: (err as Error).message }, "state database unavailable");
-    return sendError(reply, mapped);
+    return sendError(reply, error);
   });
   app.setNotFoundHandler((req, reply) =>
     sendError(reply, new HttpError(404, "not_found", `no route for ${req.method} ${req.url.split("?")[0]}`)),

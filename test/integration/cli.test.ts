@@ -73,10 +73,11 @@ describe("stock-sync CLI: config and exit codes", () => {
     noStack(r.stderr);
   });
 
-  it("commands that land later say so and exit 1", async () => {
-    const r = await runCli(["snapshot"]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/not available yet/);
+  it("source install prints the change-capture SQL for the configured tables", async () => {
+    const r = await runCli(["source", "install"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("create table if not exists stock_sync_capture.changes");
+    expect(r.stdout.match(/create trigger/g)).toHaveLength(18); // 6 tables x insert/update/delete
   });
 
   it("bad usage is exit 2", async () => {
@@ -118,6 +119,18 @@ describe("stock-sync start on the embedded default", () => {
       expect(subs.find((s) => s.name === "erp-orders")?.status).toBe("paused");
       expect(subs.find((s) => s.name === "oms-stock")?.status).toBe("enabled");
       expect((await runCli(["--config", path, "pause", "no-such"])).code).toBe(1);
+      // Stock commands from another process: a CSV on stdout, a dry run, a delta.
+      const csv = await runCli(["--config", path, "snapshot", "--out", "-"]);
+      expect(csv.code).toBe(0);
+      const lines = csv.stdout.trim().split("\n");
+      expect(lines[0]).toBe("sku,location,quantity");
+      expect(lines.length).toBeGreaterThan(1000);
+      expect(csv.stderr).toMatch(/full snapshot: \d+ rows.*written/);
+      const dry = await runCli(["--config", path, "snapshot", "--dry-run"]);
+      expect(dry.stdout).toMatch(/full snapshot: \d+ rows, 1 part\(s\).*dry run/);
+      const delta = await runCli(["--config", path, "delta"]);
+      expect(delta.code).toBe(0);
+      expect(delta.stdout).toMatch(/^delta: \d+ rows/);
       const started = Date.now();
       expect(await first.stop("SIGINT")).toBe(0);
       expect(Date.now() - started).toBeLessThan(5000);
