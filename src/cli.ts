@@ -1,8 +1,5 @@
 import { Command, CommanderError } from "commander";
-import { configCheck, migrateCommand, startCommand } from "./commands/basic.js";
 import { type CommandContext, DEFAULT_CONFIG } from "./commands/context.js";
-import { sourceInstallCommand, stockCommand } from "./commands/stock.js";
-import { deliveriesCommand, pauseCommand, replayCommand, statusCommand } from "./commands/deliveries.js";
 import { ConnectorError, exitCodeFor } from "./errors.js";
 
 type Io = { env?: NodeJS.ProcessEnv; stdout?: NodeJS.WritableStream; stderr?: NodeJS.WritableStream };
@@ -40,6 +37,11 @@ function oneLine(err: unknown): string {
 
 type Ctx = (opts: { config?: string }) => CommandContext;
 
+// Each command loads only its own modules: `snapshot` never loads the HTTP server or PGlite.
+const basic = () => import("./commands/basic.js");
+const stock = () => import("./commands/stock.js");
+const deliveries = () => import("./commands/deliveries.js");
+
 function buildProgram(ctxOf: Ctx): Command {
   const program = new Command("stock-sync")
     .description("Keeps an OMS in step with inventory and order flows.")
@@ -50,33 +52,33 @@ function buildProgram(ctxOf: Ctx): Command {
   program
     .command("start")
     .description("run everything: scheduler, delivery workers, HTTP server")
-    .action(() => startCommand(ctx()));
+    .action(async () => (await basic()).startCommand(ctx()));
   program
     .command("snapshot")
     .description("a full stock snapshot now")
     .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
     .option("--dry-run", "compute and report, send nothing")
     .option("--force", "override the shrink guard")
-    .action((opts) => stockCommand(ctx(), "full", opts));
+    .action(async (opts) => (await stock()).stockCommand(ctx(), "full", opts));
   program
     .command("delta")
     .description("a stock delta now")
     .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
     .option("--dry-run", "compute and report, send nothing")
-    .action((opts) => stockCommand(ctx(), "delta", opts));
+    .action(async (opts) => (await stock()).stockCommand(ctx(), "delta", opts));
   program
     .command("status")
     .description("subscriptions and last stock runs")
     .option("--json", "machine-readable output")
-    .action((opts) => statusCommand(ctx(), opts));
+    .action(async (opts) => (await deliveries()).statusCommand(ctx(), opts));
   program
     .command("pause <name>")
     .description("pause one subscription (messages are kept)")
-    .action((name: string) => pauseCommand(ctx(), name, "paused"));
+    .action(async (name: string) => (await deliveries()).pauseCommand(ctx(), name, "paused"));
   program
     .command("resume <name>")
     .description("resume one subscription")
-    .action((name: string) => pauseCommand(ctx(), name, "enabled"));
+    .action(async (name: string) => (await deliveries()).pauseCommand(ctx(), name, "enabled"));
   program
     .command("deliveries")
     .description("list messages")
@@ -84,28 +86,28 @@ function buildProgram(ctxOf: Ctx): Command {
     .option("--subscription <name>", "only this subscription")
     .option("--limit <n>", "at most this many, newest first", "100")
     .option("--json", "machine-readable output")
-    .action((opts) => deliveriesCommand(ctx(), opts));
+    .action(async (opts) => (await deliveries()).deliveriesCommand(ctx(), opts));
   program
     .command("replay [ids...]")
     .description("deliver dead or failed messages again (same webhook-id)")
     .option("--subscription <name>", "replay a subscription's messages in a time range")
     .option("--since <time>", "start of the range")
     .option("--until <time>", "end of the range")
-    .action((ids: string[], opts) => replayCommand(ctx(), ids, opts));
+    .action(async (ids: string[], opts) => (await deliveries()).replayCommand(ctx(), ids, opts));
   program
     .command("migrate")
     .description("apply state-schema migrations")
-    .action(() => migrateCommand(ctx()));
+    .action(async () => (await basic()).migrateCommand(ctx()));
   const config = program.command("config").description("configuration tools");
   config
     .command("check")
     .description("validate the config and print it with secrets redacted")
-    .action(() => configCheck(ctx()));
+    .action(async () => (await basic()).configCheck(ctx()));
   const source = program.command("source").description("source database tools");
   source
     .command("install")
     .description("print or apply the change-capture triggers on the source")
     .option("--apply", "apply the SQL instead of printing it")
-    .action((opts) => sourceInstallCommand(ctx(), opts));
+    .action(async (opts) => (await stock()).sourceInstallCommand(ctx(), opts));
   return program;
 }

@@ -2,7 +2,6 @@ import { stringify } from "yaml";
 import { redactConfig } from "../config/index.js";
 import { migrate } from "../db/migrate.js";
 import { openStateDb } from "../db/open.js";
-import { startConnector } from "../main.js";
 import { type CommandContext, configAndLog, readConfig } from "./context.js";
 
 export async function configCheck(ctx: CommandContext): Promise<void> {
@@ -30,6 +29,7 @@ export async function migrateCommand(ctx: CommandContext): Promise<void> {
 /** Runs until SIGINT/SIGTERM, then stops taking work, finishes what is in flight and resolves. */
 export async function startCommand(ctx: CommandContext): Promise<void> {
   const { config, log } = await configAndLog(ctx);
+  const { startConnector } = await import("../main.js");
   const running = await startConnector(config, log);
   await new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {

@@ -1,7 +1,7 @@
 import { setSubscriptionStatus, listDeliveries, replay } from "../outbox/admin.js";
 import { subscriptionOverview } from "../outbox/status.js";
 import { ConnectorError } from "../errors.js";
-import { openApp, type App } from "../main.js";
+import { openApp, type App } from "../app.js";
 import { type CommandContext, configAndLog } from "./context.js";
 import { table, when } from "./format.js";
 

@@ -6,7 +6,7 @@ import { createExporter } from "../export/exporter.js";
 import type { RunResult } from "../export/run.js";
 import type { RunKind } from "../export/state.js";
 import { captureSql } from "../inventory/capture.js";
-import { exportDeps, openApp } from "../main.js";
+import { exportDeps, openApp } from "../app.js";
 import { type CommandContext, configAndLog } from "./context.js";
 
 type StockOptions = { out?: string; dryRun?: boolean; force?: boolean };

@@ -1,5 +1,4 @@
 import type { Db } from "./db.js";
-import { openEmbedded } from "./embedded.js";
 import { openPostgres } from "./pg.js";
 
 export type DatabaseSettings = { url: string; data_dir: string; pool_size: number };
@@ -10,5 +9,7 @@ export async function openStateDb(
   onIdleError?: (err: Error) => void,
 ): Promise<Db> {
   if (settings.url) return openPostgres(settings.url, { poolSize: settings.pool_size, onIdleError });
+  // PGlite is loaded only when used: a server-backed process never pays for it.
+  const { openEmbedded } = await import("./embedded.js");
   return openEmbedded(settings.data_dir);
 }

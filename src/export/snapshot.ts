@@ -30,6 +30,7 @@ import {
 } from "./state.js";
 
 const PROGRESS_EVERY = 10_000;
+const STREAM_BATCH = 250;
 
 /**
  * A full snapshot: every key's sellable quantity, read in one repeatable-read snapshot of the
@@ -73,7 +74,8 @@ async function readFull(deps: ExportDeps, opts: RunOptions, dir: string): Promis
   const csv = { columns: deps.stock.format.columns, gzip: deps.stock.format.gzip };
   return inSourceSnapshot(deps.source, async (tx) => {
     const { snapshot, now } = await readSourceSnapshot(tx);
-    const rows = tx.stream<StockRow>(sellable, [deps.stock.sellable.include_future_days]);
+    // Small batches: rows die young, so the heap stays small however large the snapshot.
+    const rows = tx.stream<StockRow>(sellable, [deps.stock.sellable.include_future_days], STREAM_BATCH);
     if (opts.out) {
       const count = await writeCsv(rows, csv.columns, opts.out, opts.onProgress);
       return { rows: count, parts: [], snapshot, readAt: now };

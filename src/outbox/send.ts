@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Agent, request } from "undici";
-import { createMailer } from "../notifications/mail.js";
+import type { Mailer } from "../notifications/mail.js";
 import { type AttemptResult, classifyError } from "./retry.js";
 
 export type OutboundRequest = {
@@ -27,7 +27,8 @@ export type SenderOptions = { smtp: { url: string; from: string }; cwd?: string 
 export function createSender(opts: SenderOptions): Sender {
   // One agent keeps a connection pool per origin; redirects are never followed (no interceptor).
   const agent = new Agent({ connect: { timeout: 10_000 }, keepAliveTimeout: 30_000, connections: 64 });
-  const mailer = opts.smtp.url ? createMailer(opts.smtp.url, opts.smtp.from) : null;
+  // nodemailer is loaded on the first mail, not by every process that sends webhooks.
+  let mailer: Mailer | null = null;
   const cwd = opts.cwd ?? process.cwd();
 
   async function dispatch(req: OutboundRequest): Promise<Omit<SendResult, "durationMs">> {
@@ -36,7 +37,9 @@ export function createSender(opts: SenderOptions): Sender {
       return { result: { kind: "response", status: 200 }, responseBody: null };
     }
     if (req.url.startsWith("mailto:")) {
-      if (!mailer) throw Object.assign(new Error("notifications.smtp.url is not set"), { code: "NO_SMTP" });
+      if (!opts.smtp.url)
+        throw Object.assign(new Error("notifications.smtp.url is not set"), { code: "NO_SMTP" });
+      mailer ??= (await import("../notifications/mail.js")).createMailer(opts.smtp.url, opts.smtp.from);
       const { title, text } = JSON.parse(req.body.toString("utf8")) as { title: string; text: string };
       await mailer.send(req.url.slice("mailto:".length), title, text);
       return { result: { kind: "response", status: 250 }, responseBody: null };

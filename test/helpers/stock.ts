@@ -7,7 +7,7 @@ import { createExporter } from "../../src/export/exporter.js";
 import type { ExportDeps } from "../../src/export/run.js";
 import { captureSql } from "../../src/inventory/capture.js";
 import { seedDemoSource } from "../../src/inventory/seed.js";
-import { FIXTURES_DIR } from "../../src/main.js";
+import { FIXTURES_DIR } from "../../src/app.js";
 import { syncSubscriptions } from "../../src/outbox/queries.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { quietLog, testConfig } from "./engine.js";
