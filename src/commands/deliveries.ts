@@ -1,4 +1,5 @@
 import { setSubscriptionStatus, listDeliveries, replay } from "../outbox/admin.js";
+import { stockStatus } from "../export/status.js";
 import { subscriptionOverview } from "../outbox/status.js";
 import { ConnectorError } from "../errors.js";
 import { openApp, type App } from "../app.js";
@@ -23,7 +24,8 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
       new Date(),
       app.subscriptions.map((s) => s.name),
     );
-    if (opts.json) return void ctx.stdout.write(`${JSON.stringify({ subscriptions: subs }, null, 2)}\n`);
+    const stock = await stockStatus(app.db);
+    if (opts.json) return void ctx.stdout.write(`${JSON.stringify({ subscriptions: subs, stock }, null, 2)}\n`);
     ctx.stdout.write(
       table(
         ["SUBSCRIPTION", "STATE", "BACKLOG", "DEAD", "OK/1H", "FAIL/1H", "LAST SUCCESS", "LAST ERROR"],
@@ -39,6 +41,23 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
         ]),
         ctx.stdout,
       ),
+    );
+    ctx.stdout.write(
+      `\n${table(
+        ["STOCK RUN", "STATUS", "WHEN", "ROWS", "PARTS", "SECONDS", "DETAIL"],
+        [stock.last_full, stock.last_delta_sent, stock.last_delta]
+          .map((r, i) => [["last full", "last delta sent", "last delta"][i]!, r] as const)
+          .map(([label, r]) => [
+            label,
+            r?.status ?? "none yet",
+            when(r?.finished_at ?? r?.started_at),
+            r?.rows ?? "-",
+            r?.parts ?? "-",
+            r?.duration_ms != null ? (r.duration_ms / 1000).toFixed(1) : "-",
+            r?.detail ?? "",
+          ]),
+        ctx.stdout,
+      )}`,
     );
   });
 }

@@ -1,0 +1,38 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/index.js";
+
+/** Every leaf key path of a parsed config; arrays of objects as `name[]`, records and lists as leaves. */
+function keyPaths(value: unknown, path: string, out: Set<string>): Set<string> {
+  if (Array.isArray(value)) {
+    if (value.length && typeof value[0] === "object" && value[0] !== null) keyPaths(value[0], `${path}[]`, out);
+    else out.add(path);
+  } else if (value && typeof value === "object" && Object.keys(value).length) {
+    for (const [k, v] of Object.entries(value)) keyPaths(v, path ? `${path}.${k}` : k, out);
+  } else {
+    out.add(path);
+  }
+  return out;
+}
+
+describe("docs/configuration.md", () => {
+  // A config with one subscription whose optional blocks are set, so their keys exist.
+  const { config } = loadConfig(
+    'subscriptions:\n  - name: a\n    subjects: [x]\n    url: "http://h/"\n    rate_limit: { requests: 1, per: 1s }\n',
+    {},
+  );
+  const schemaKeys = keyPaths(config, "", new Set());
+  const documented = new Set(
+    [...readFileSync(new URL("../../docs/configuration.md", import.meta.url), "utf8").matchAll(/^\| `([^`]+)` \|/gm)].map(
+      (m) => m[1]!,
+    ),
+  );
+
+  it("documents every config key", () => {
+    expect([...schemaKeys].filter((k) => !documented.has(k))).toEqual([]);
+  });
+
+  it("documents no key the schema does not know", () => {
+    expect([...documented].filter((k) => !schemaKeys.has(k))).toEqual([]);
+  });
+});
