@@ -49,10 +49,13 @@ export async function startConnector(config: Config, log: Logger): Promise<Runni
     subscriptions: app.subscriptions,
     metrics,
     clock: systemClock,
+    scheduleNext: () => scheduler?.next() ?? { full: null, delta: null },
   });
-  const exporter = createExporter(exportDeps(app));
+  const exporter = createExporter(exportDeps(app), (r) =>
+    metrics.recordStockRun(r.kind, r.rows, r.durationMs, systemClock.now()),
+  );
   let url: string;
-  let scheduler: Scheduler;
+  let scheduler: Scheduler | undefined;
   try {
     await engine.start();
     url = await http.listen({ host: config.server.host, port: config.server.port });
@@ -80,7 +83,7 @@ export async function startConnector(config: Config, log: Logger): Promise<Runni
     stopping ??= (async () => {
       // Stop taking requests and ticks, let a stock run and in-flight deliveries finish, release leases.
       stopSimulator();
-      await scheduler.stop();
+      await scheduler?.stop();
       await exporter.idle();
       await http.close();
       await engine.stop();

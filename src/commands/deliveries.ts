@@ -25,7 +25,8 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
       app.subscriptions.map((s) => s.name),
     );
     const stock = await stockStatus(app.db);
-    if (opts.json) return void ctx.stdout.write(`${JSON.stringify({ subscriptions: subs, stock }, null, 2)}\n`);
+    if (opts.json)
+      return void ctx.stdout.write(`${JSON.stringify({ subscriptions: subs, stock }, null, 2)}\n`);
     ctx.stdout.write(
       table(
         ["SUBSCRIPTION", "STATE", "BACKLOG", "DEAD", "OK/1H", "FAIL/1H", "LAST SUCCESS", "LAST ERROR"],

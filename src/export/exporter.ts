@@ -15,7 +15,7 @@ const LOCK_MS = 120_000;
  * across processes (a lease row, renewed while the run lasts), so a full and a delta never
  * interleave their reads of the sent state.
  */
-export function createExporter(deps: ExportDeps) {
+export function createExporter(deps: ExportDeps, onRun?: (result: RunResult) => void) {
   const owner = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   let busy: RunKind | null = null;
   let current: Promise<unknown> = Promise.resolve();
@@ -49,6 +49,7 @@ export function createExporter(deps: ExportDeps) {
       try {
         const result = kind === "full" ? await runFull(deps, opts) : await runDelta(deps, opts);
         deps.log.info({ ...result }, `stock ${kind}: ${result.status}`);
+        if (result.status === "enqueued" || result.status === "empty") onRun?.(result);
         return result;
       } finally {
         clearInterval(renew);

@@ -41,5 +41,11 @@ export async function stockStatus(
     latest(db, "kind = 'delta' and status = 'enqueued'"),
   ]);
   const { full, delta } = next();
-  return { last_full: lastFull, last_delta: lastDelta, last_delta_sent: lastDeltaSent, next_full: full, next_delta: delta };
+  return {
+    last_full: lastFull,
+    last_delta: lastDelta,
+    last_delta_sent: lastDeltaSent,
+    next_full: full,
+    next_delta: delta,
+  };
 }

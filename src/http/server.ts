@@ -9,7 +9,9 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import { registerAdmin } from "./admin.js";
 import { clientErrorHandler, installErrorHandlers } from "./errors.js";
-import { type OpsDeps, registerOps } from "./ops.js";
+import { registerOps } from "./ops.js";
+import { stockStatus } from "../export/status.js";
+import { registerStatusPage } from "../statuspage/route.js";
 
 export type HttpDeps = {
   db: Db;
@@ -19,7 +21,8 @@ export type HttpDeps = {
   subscriptions: readonly Subscription[];
   metrics: Metrics;
   clock: Clock;
-  stockStatus?: OpsDeps["stockStatus"];
+  /** When the stock schedule fires next (in a process that runs it). */
+  scheduleNext?: () => { full: Date | null; delta: Date | null };
 };
 
 /**
@@ -52,7 +55,15 @@ export function createHttpServer(deps: HttpDeps) {
   });
 
   const { db, clock, metrics } = deps;
-  registerOps(app, { db, clock, metrics, stockStatus: deps.stockStatus });
+  const next = () => deps.scheduleNext?.() ?? { full: null, delta: null };
+  registerOps(app, { db, clock, metrics, stockStatus: () => stockStatus(db, next) });
+  registerStatusPage(app, {
+    db,
+    clock,
+    subscriptions: deps.subscriptions,
+    adminToken: deps.config.server.admin_token,
+    next,
+  });
   registerAdmin(app, { db, clock, adminToken: deps.config.server.admin_token });
   registerInbound(app, {
     db,

@@ -24,7 +24,7 @@ export type TestServer = {
 export async function startServer(
   db: Db,
   config: Config,
-  extra: { clock?: Clock; stockStatus?: () => Promise<unknown> } = {},
+  extra: { clock?: Clock; scheduleNext?: () => { full: Date | null; delta: Date | null } } = {},
 ): Promise<TestServer> {
   const subscriptions = buildSubscriptions(config);
   await syncSubscriptions(
@@ -40,7 +40,7 @@ export async function startServer(
     subscriptions,
     metrics,
     clock,
-    stockStatus: extra.stockStatus,
+    scheduleNext: extra.scheduleNext,
   });
   const url = await app.listen({ port: 0, host: "127.0.0.1" });
   return {

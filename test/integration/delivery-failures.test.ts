@@ -102,8 +102,7 @@ describeEachDb("delivery failures", (t) => {
       );
       return rows[0]?.status === "deactivated";
     });
-    const later = [2, 3].map((n) => e.enqueue({ subject: "order.created", payload: `{"n":${n}}` }));
-    await Promise.all(later);
+    for (const n of [2, 3]) await e.enqueue({ subject: "order.created", payload: `{"n":${n}}` }); // in this order
     const notes = await alerts.waitFor(2);
     expect(notes.map((n) => n.path).sort()).toEqual(["/deactivated", "/failing"]);
     const deactivated = JSON.parse(notes.find((n) => n.path === "/deactivated")!.body.toString());

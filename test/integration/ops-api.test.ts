@@ -80,11 +80,14 @@ describeEachDb("operations API", (t) => {
         unrouted: expect.any(Number),
         last_unrouted_subjects: expect.any(Array),
       },
-      stock: null,
+      stock: { last_full: null, last_delta: null, last_delta_sent: null, next_full: null, next_delta: null },
     });
-    const withStock = await server(subs(), { stockStatus: async () => ({ last_full: "now" }) });
-    const again = (await (await fetch(`${withStock.url}/api/status`)).json()) as { stock: unknown };
-    expect(again.stock).toEqual({ last_full: "now" });
+    const next = new Date("2030-01-01T00:00:00Z");
+    const withStock = await server(subs(), { scheduleNext: () => ({ full: next, delta: null }) });
+    const again = (await (await fetch(`${withStock.url}/api/status`)).json()) as {
+      stock: { next_full: string };
+    };
+    expect(again.stock.next_full).toBe(next.toISOString());
   });
 
   it("disables the admin API without a token: 403 admin_disabled", async () => {

@@ -5,7 +5,8 @@ import { loadConfig } from "../../src/config/index.js";
 /** Every leaf key path of a parsed config; arrays of objects as `name[]`, records and lists as leaves. */
 function keyPaths(value: unknown, path: string, out: Set<string>): Set<string> {
   if (Array.isArray(value)) {
-    if (value.length && typeof value[0] === "object" && value[0] !== null) keyPaths(value[0], `${path}[]`, out);
+    if (value.length && typeof value[0] === "object" && value[0] !== null)
+      keyPaths(value[0], `${path}[]`, out);
     else out.add(path);
   } else if (value && typeof value === "object" && Object.keys(value).length) {
     for (const [k, v] of Object.entries(value)) keyPaths(v, path ? `${path}.${k}` : k, out);
@@ -23,9 +24,11 @@ describe("docs/configuration.md", () => {
   );
   const schemaKeys = keyPaths(config, "", new Set());
   const documented = new Set(
-    [...readFileSync(new URL("../../docs/configuration.md", import.meta.url), "utf8").matchAll(/^\| `([^`]+)` \|/gm)].map(
-      (m) => m[1]!,
-    ),
+    [
+      ...readFileSync(new URL("../../docs/configuration.md", import.meta.url), "utf8").matchAll(
+        /^\| `([^`]+)` \|/gm,
+      ),
+    ].map((m) => m[1]!),
   );
 
   it("documents every config key", () => {
