@@ -16,7 +16,7 @@ rect.ok,.key.ok{fill:var(--ok);background:var(--ok)}rect.fail,.key.fail{fill:var
 form.act{display:flex;gap:6px;margin:0}form.act input{width:110px;padding:4px 6px;border:1px solid var(--line);border-radius:6px}
 button{padding:4px 12px;border-radius:6px;border:1px solid #b9bec5;background:#fff;cursor:pointer;font:inherit}button.primary{background:#1a5fb4;color:#fff;border-color:#1a5fb4}
 .js form.act input{display:none}.flash{background:#eef6ee;border:1px solid #cfe6cf;padding:8px 12px;border-radius:8px}
-@media (max-width:760px){.list thead{display:none}.list tr{display:block;border-bottom:1px solid var(--line);padding:6px 0}.list th,.list td{display:flex;justify-content:space-between;border:0;padding:3px 10px}
+@media (max-width:760px){.list thead{display:none}.list tr{display:block;border-bottom:1px solid var(--line);padding:6px 0}.list th,.list td{display:flex;flex-wrap:wrap;gap:2px 8px;justify-content:space-between;border:0;padding:3px 10px}.list td .small{flex-basis:100%;text-align:right}
 .list td[data-label]:before{content:attr(data-label);color:var(--muted);font-size:12.5px;margin-right:12px}}
 `;
 
