@@ -49,6 +49,7 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
   const host = hostname();
   const owner = `${host}:${process.pid}:${randomBytes(3).toString("hex")}`;
   const workers = new Map<string, SubscriptionWorker>();
+  const leaseUntil = new Map<string, number>();
   const names = opts.subscriptions.map((s) => s.name);
   const byName = new Map(opts.subscriptions.map((s) => [s.name, s]));
   const timers: NodeJS.Timeout[] = [];
@@ -69,6 +70,7 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     all: opts.subscriptions,
     notifyMinIntervalMs: opts.notifyMinIntervalMs,
     wake,
+    leaseUntil: (name) => leaseUntil.get(name) ?? 0,
     onAttempt: deps.onAttempt,
   };
 
@@ -76,7 +78,11 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     if (stopped) return;
     try {
       const dead = (await leaseOwners(deps.db, names)).filter((o) => isDeadLocalOwner(o, host));
-      const held = new Set(await acquireLeases(deps.db, owner, names, deps.clock.now(), opts.leaseMs, dead));
+      const asked = deps.clock.now();
+      const held = new Set(await acquireLeases(deps.db, owner, names, asked, opts.leaseMs, dead));
+      leaseUntil.clear();
+      // Counted from before the request, so it never overstates what the database granted.
+      for (const name of held) leaseUntil.set(name, asked.getTime() + opts.leaseMs);
       if (stopped) return;
       for (const name of held) {
         if (workers.has(name)) continue;

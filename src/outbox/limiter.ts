@@ -1,13 +1,17 @@
 /**
- * A sliding-window rate limiter over the instants requests are actually sent. p-queue's
- * interval limits when tasks *start*; an attempt does database work before its request, and on
- * a busy (or embedded, serialised) database that delay varies, so sends could bunch into one
- * window. Here a slot is reserved first and its time recorded when the request goes out: at any
- * instant, sends in the last `windowMs` plus reserved slots never exceed `cap`.
+ * The rate limit as a receiver counts it: never more than `cap` requests *arriving* in any window
+ * of `windowMs`. A request arrives somewhere between the moment it is sent and the moment its
+ * response comes back, and our event loop or the network can delay it arbitrarily in between, so
+ * a request occupies a slot from its reservation until a full window after its response. Proof
+ * sketch: of the requests arriving in one window, the last one sent was sent before the window
+ * ended, when every other one was still in flight or had answered within the last window, so all
+ * of them were counted against it. The cost: a slow receiver (latency L) gets at most
+ * cap / (window + L). p-queue's interval limits task starts, which gives no such bound.
  */
 export class SendLimiter {
-  readonly #sent: number[] = []; // send times, oldest first, at most `cap` kept
-  #reserved = 0;
+  readonly #answered: number[] = []; // response times, oldest first
+  #reserved = 0; // waiting for the last checks before sending
+  #inFlight = 0; // sent, no response yet
   readonly #waiters: (() => void)[] = [];
   #timer: NodeJS.Timeout | undefined;
 
@@ -17,36 +21,50 @@ export class SendLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Waits for room; then exactly one of `commit()` (the request is going out now) or `cancel()`. */
-  async acquire(): Promise<{ commit(): void; cancel(): void }> {
+  /**
+   * Waits for room. Then call `cancel()` if nothing is sent, or `sent()` when the request goes out
+   * and `answered()` when its response (or failure) is back.
+   */
+  async acquire(): Promise<{ sent(): void; answered(): void; cancel(): void }> {
     while (!this.#hasRoom()) await new Promise<void>((r) => this.#wait(r));
     this.#reserved++;
     if (this.#hasRoom()) this.#wakeOne(); // room for the next waiter too
-    let done = false;
-    const finish = (sent: boolean) => {
-      if (done) return;
-      done = true;
-      this.#reserved--;
-      if (sent) {
-        this.#sent.push(this.now());
-        if (this.#sent.length > this.cap) this.#sent.shift();
-      }
-      this.#wakeOne();
+    let state: "reserved" | "sent" | "done" = "reserved";
+    return {
+      sent: () => {
+        if (state !== "reserved") return;
+        state = "sent";
+        this.#reserved--;
+        this.#inFlight++;
+      },
+      answered: () => {
+        if (state !== "sent") return;
+        state = "done";
+        this.#inFlight--;
+        this.#answered.push(this.now());
+        if (this.#answered.length > this.cap) this.#answered.shift();
+        this.#wakeOne();
+      },
+      cancel: () => {
+        if (state !== "reserved") return;
+        state = "done";
+        this.#reserved--;
+        this.#wakeOne();
+      },
     };
-    return { commit: () => finish(true), cancel: () => finish(false) };
   }
 
   #hasRoom(): boolean {
     const since = this.now() - this.windowMs;
-    while (this.#sent.length && this.#sent[0]! <= since) this.#sent.shift();
-    return this.#sent.length + this.#reserved < this.cap;
+    while (this.#answered.length && this.#answered[0]! <= since) this.#answered.shift();
+    return this.#answered.length + this.#reserved + this.#inFlight < this.cap;
   }
 
   #wait(resolve: () => void): void {
     this.#waiters.push(resolve);
-    // Room also appears when the oldest send leaves the window.
-    if (!this.#timer && this.#sent.length) {
-      const at = this.#sent[0]! + this.windowMs - this.now() + 1;
+    // Room also appears when the oldest answer leaves the window.
+    if (!this.#timer && this.#answered.length) {
+      const at = this.#answered[0]! + this.windowMs - this.now() + 1;
       this.#timer = setTimeout(
         () => {
           this.#timer = undefined;

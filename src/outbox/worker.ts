@@ -29,6 +29,8 @@ export type WorkerDeps = {
   notifyMinIntervalMs: number;
   /** Wake other subscriptions (a notification was enqueued for them). */
   wake: (names: string[]) => void;
+  /** Until when (local clock, ms) this process's lease on a subscription is certainly valid. */
+  leaseUntil: (subscription: string) => number;
   /** Observers (metrics, tests). */
   onAttempt?: (sub: Subscription, row: DeliveryRow, outcome: string, durationMs: number) => void;
 };
@@ -62,6 +64,8 @@ export class SubscriptionWorker {
   #pumping = false;
   #again = false;
   #stopped = false;
+  /** The subscription's status as last read (every pump; a pause wakes the worker). */
+  #enabled = true;
   /** After a database failure nothing new starts before this time (no hot loop of re-sends). */
   #backoffUntil = 0;
 
@@ -116,7 +120,8 @@ export class SubscriptionWorker {
     const now = clock.now();
     if (now.getTime() < this.#backoffUntil) return this.#wakeAt(this.#backoffUntil);
     const status = (await subscriptionStatuses(db, [this.sub.name])).get(this.sub.name);
-    if (status !== "enabled" || this.#stopped) return;
+    this.#enabled = status === "enabled";
+    if (!this.#enabled || this.#stopped) return;
     const rows = await this.#due(now);
     for (const row of rows) {
       this.#inFlight.add(row.id);
@@ -204,25 +209,26 @@ export class SubscriptionWorker {
   }
 
   /**
-   * The last checks, then the request. The lease must outlast the request, so no other process
-   * can send for this subscription meanwhile; the check comes after waiting for a rate slot, so
-   * a pause committed by any process stops everything that has not gone out.
+   * The last checks, then the request. In the database: the delivery is still owed, the
+   * subscription enabled and our lease good for the whole request, so a pause committed by any
+   * process stops what has not started. Then the rate slot; while waiting for it the status and
+   * lease are re-checked in memory (a pause wakes this worker), so the slot covers only the request.
    */
   async #send(row: DeliveryRow) {
     const { db, clock, sender, owner } = this.deps;
+    const leaseNeeded = () => clock.now().getTime() + this.sub.timeout;
+    if (this.#stopped || !(await mayAttempt(db, row.id, owner, new Date(leaseNeeded())))) return null;
     const slot = await this.#limiter?.acquire();
+    if (slot && (this.#stopped || !this.#enabled || this.deps.leaseUntil(this.sub.name) <= leaseNeeded())) {
+      slot.cancel();
+      return null;
+    }
+    slot?.sent();
+    const at = clock.now();
     try {
-      const leaseNeeded = new Date(clock.now().getTime() + this.sub.timeout);
-      if (this.#stopped || !(await mayAttempt(db, row.id, owner, leaseNeeded))) {
-        slot?.cancel();
-        return null;
-      }
-      slot?.commit();
-      const at = clock.now();
       return { at, sent: await sender.send(buildRequest(this.sub, row, at)) };
-    } catch (err) {
-      slot?.cancel();
-      throw err;
+    } finally {
+      slot?.answered();
     }
   }
 

@@ -12,15 +12,20 @@ function maxInWindow(times: number[], ms: number): number {
 }
 
 describe("SendLimiter", () => {
-  it("never lets more than cap sends into any window, with concurrent and slow reservations", async () => {
+  it("never lets more than cap arrivals into any window, however late between send and answer they arrive", async () => {
     const limiter = new SendLimiter(5, 100);
     const sent: number[] = [];
     const worker = async () => {
       for (let i = 0; i < 5; i++) {
         const slot = await limiter.acquire();
         await new Promise((r) => setTimeout(r, Math.random() * 20)); // work between reserve and send
-        slot.commit();
+        slot.sent();
+        // The receiver sees it at some point before the response: here, at a random point.
+        const flight = Math.random() * 30;
+        await new Promise((r) => setTimeout(r, flight * Math.random()));
         sent.push(Date.now());
+        await new Promise((r) => setTimeout(r, flight));
+        slot.answered();
       }
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
@@ -32,7 +37,9 @@ describe("SendLimiter", () => {
     const limiter = new SendLimiter(1, 10_000);
     (await limiter.acquire()).cancel();
     const started = Date.now();
-    (await limiter.acquire()).commit();
+    const slot = await limiter.acquire();
+    slot.sent();
+    slot.answered();
     expect(Date.now() - started).toBeLessThan(50);
   });
 });
