@@ -3,7 +3,15 @@
  * their own schema replace them in config (`stock.queries.*`); each must keep the same columns and
  * parameters. Sellable = max(on hand − open reservations − safety buffer, 0) + incoming expected
  * within $1 days; only active items at active locations (a key that drops out is sent as 0 by the
- * diff against what was sent). See src/inventory/sellable-reference.sql for the reasoning.
+ * diff against what was sent).
+ *
+ * Choices: keys are every (sku, location) with a stock row or incoming stock in the window (a
+ * reservation or buffer alone makes no key). The floor at 0 applies before incoming is added, so
+ * an oversold on-hand or a large buffer never eats stock that is on its way. A reservation counts
+ * while open and not expired at the transaction's now() (one instant in a snapshot); its expiry
+ * changes the value with no write, as does incoming stock entering the window: both are found by
+ * DEFAULT_TIME_CANDIDATES. Overdue incoming rows still count until received or cancelled.
+ * test/integration/seed.test.ts recomputes the formula in JavaScript to check this SQL.
  */
 
 const SELLABLE_BODY = (keyFilter: string) => `

@@ -1,34 +1,15 @@
-import { afterEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import type { Db } from "../../src/db/db.js";
 import { openPostgres } from "../../src/db/pg.js";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
+import { maxInWindow, useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
-import { type Receiver, type Recorded, startReceiver } from "../helpers/receiver.js";
+import type { Receiver, Recorded } from "../helpers/receiver.js";
 
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
-
-async function receiver(...args: Parameters<typeof startReceiver>): Promise<Receiver> {
-  const r = await startReceiver(...args);
-  cleanup.push(() => r.close());
-  return r;
-}
+const { cleanup, receiver } = useCleanup();
 
 const bodyOf = (r: Recorded) => JSON.parse(r.body.toString()) as { key: string; n: number };
-
-/** The largest number of requests inside any window of `ms` (a sliding window over arrival times). */
-function maxInWindow(times: number[], ms: number): number {
-  let best = 0;
-  let start = 0;
-  for (let end = 0; end < times.length; end++) {
-    while (times[end]! - times[start]! >= ms) start++;
-    best = Math.max(best, end - start + 1);
-  }
-  return best;
-}
 
 describeEachDb("delivery flow", (t) => {
   async function engine(yaml: string, db: Db = t().db): Promise<TestEngine> {

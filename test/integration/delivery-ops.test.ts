@@ -2,17 +2,15 @@ import { readdir, readFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
-import { afterEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { listDeliveries, replay } from "../../src/outbox/admin.js";
 import { purgeDelivered } from "../../src/outbox/retention.js";
+import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { startReceiver } from "../helpers/receiver.js";
 
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanup } = useCleanup();
 
 describeEachDb("delivery operations", (t) => {
   async function engine(yaml: string): Promise<TestEngine> {

@@ -1,22 +1,13 @@
 import { Webhook } from "standardwebhooks";
-import { afterEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
+import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
-import { type Receiver, startReceiver } from "../helpers/receiver.js";
 
 const SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SECRET_B = "whsec_dGhpcy1pcy1hLXNlY29uZC1zZWNyZXQtZm9yLXJvdGF0aW9u";
 
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
-
-async function receiver(...args: Parameters<typeof startReceiver>): Promise<Receiver> {
-  const r = await startReceiver(...args);
-  cleanup.push(() => r.close());
-  return r;
-}
+const { cleanup, receiver } = useCleanup();
 
 function sub(name: string, url: string, more = "", intervals = "[0.05, 0.05, 0.05]"): string {
   return `  - name: ${name}\n    subjects: ["order.*"]\n    url: "${url}"\n    retry_intervals: ${intervals}\n${more}`;

@@ -6,11 +6,11 @@ import { parse } from "csv-parse/sync";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Db, Queryable, Row } from "../../src/db/db.js";
 import { openPostgres } from "../../src/db/pg.js";
+import { DEFAULT_SELLABLE } from "../../src/inventory/queries.js";
 import { DEMO_TABLES, seedDemoSource } from "../../src/inventory/seed.js";
 import { describeEachDb } from "../helpers/db.js";
 
 const FIXTURES = fileURLToPath(new URL("../../fixtures/inventory/", import.meta.url));
-const SELLABLE_SQL = fileURLToPath(new URL("../../src/inventory/sellable-reference.sql", import.meta.url));
 
 const NOW = new Date();
 const DAY_MS = 86_400_000;
@@ -43,7 +43,7 @@ async function fingerprint(db: Queryable): Promise<Record<string, string>> {
   return out;
 }
 
-type SellableRow = { sku: string; location: string; sellable: number };
+type SellableRow = { sku: string; location: string; quantity: number };
 
 /** The sellable formula recomputed in JS from the loaded rows, as an independent check of the SQL. */
 async function expectedSellable(db: Queryable, days: number): Promise<Map<string, number>> {
@@ -164,14 +164,14 @@ describeEachDb("seedDemoSource", (t) => {
     expect(await fingerprint(db)).toEqual(before);
   });
 
-  it("runs the sellable reference query: non-negative, active keys only, matches the formula", async () => {
-    const sql = await readFile(SELLABLE_SQL, "utf8");
+  it("runs the shipped sellable query: non-negative, active keys only, matches the formula", async () => {
+    const sql = DEFAULT_SELLABLE;
     for (const days of [0, 7, 30]) {
       const res = await db.query<SellableRow>(sql, [days]);
       expect(res.rows.length).toBeGreaterThan(1000);
-      expect(res.rows.every((r) => Number.isInteger(r.sellable) && r.sellable >= 0)).toBe(true);
+      expect(res.rows.every((r) => Number.isInteger(r.quantity) && r.quantity >= 0)).toBe(true);
       expect(res.rows.some((r) => r.location === "ST-NTE01")).toBe(false); // the closed store
-      const got = new Map(res.rows.map((r) => [`${r.sku}|${r.location}`, r.sellable]));
+      const got = new Map(res.rows.map((r) => [`${r.sku}|${r.location}`, r.quantity]));
       expect(got.size).toBe(res.rows.length);
       expect(got).toEqual(await expectedSellable(db, days));
     }

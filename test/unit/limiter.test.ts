@@ -1,15 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SendLimiter } from "../../src/outbox/limiter.js";
-
-function maxInWindow(times: number[], ms: number): number {
-  let best = 0;
-  let start = 0;
-  for (let end = 0; end < times.length; end++) {
-    while (times[end]! - times[start]! >= ms) start++;
-    best = Math.max(best, end - start + 1);
-  }
-  return best;
-}
+import { maxInWindow } from "../helpers/cleanup.js";
 
 describe("SendLimiter", () => {
   it("never lets more than cap arrivals into any window, however late between send and answer they arrive", async () => {
