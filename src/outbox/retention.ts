@@ -1,8 +1,9 @@
 import type { Queryable } from "../db/db.js";
 
 /**
- * Deletes delivered (and superseded) deliveries older than the retention, their attempts, and
- * messages no delivery needs any more. Undelivered messages are never purged.
+ * Deletes delivered (and superseded) deliveries older than the retention, their attempts,
+ * messages no delivery needs any more, old inbox ids and empty delta runs. Undelivered messages
+ * are never purged.
  */
 export async function purgeDelivered(db: Queryable, now: Date, retentionMs: number): Promise<number> {
   const cutoff = new Date(now.getTime() - retentionMs);
@@ -15,5 +16,8 @@ export async function purgeDelivered(db: Queryable, now: Date, retentionMs: numb
      and not exists (select 1 from stock_sync.deliveries d where d.message_id = m.id)`,
     [cutoff],
   );
+  // Inbound ids are remembered for duplicate detection as long as messages are kept.
+  await db.query("delete from stock_sync.inbox where received_at < $1", [cutoff]);
+  await db.query("delete from stock_sync.stock_runs where finished_at < $1 and status in ('empty', 'dry-run')", [cutoff]);
   return rowCount;
 }
