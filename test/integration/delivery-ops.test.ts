@@ -46,7 +46,8 @@ describeEachDb("delivery operations", (t) => {
     );
     for (let n = 0; n < 5; n++) await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
     const files = await waitUntil(async () => {
-      const list = (await readdir(dir)).sort();
+      // A file being written is a hidden temp file until its rename: readers skip dotfiles.
+      const list = (await readdir(dir)).filter((f) => !f.startsWith(".")).sort();
       return list.length === 5 ? list : undefined;
     });
     expect(files.every((f) => /^\d{12}-order\.created-msg_\w+\.json$/.test(f))).toBe(true);
