@@ -19,7 +19,10 @@ describeEachDb("stock delta completeness", (t) => {
       await db().query<{ sku: string; location: string }>(
         `select s.sku, s.location from inventory.stock_on_hand s join inventory.items i using (sku)
          join inventory.locations l on l.code = s.location
-         where i.active and l.active and s.quantity > 50 order by s.sku, s.location limit 1 offset $1`,
+         where i.active and l.active and s.quantity > 50
+           -- no incoming stock: deleting the stock row must then leave the key at 0
+           and not exists (select 1 from inventory.incoming_stock n where n.sku = s.sku and n.location = s.location)
+         order by s.sku, s.location limit 1 offset $1`,
         [Math.floor(Math.random() * 100)],
       )
     ).rows[0]!;
