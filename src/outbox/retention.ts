@@ -18,6 +18,9 @@ export async function purgeDelivered(db: Queryable, now: Date, retentionMs: numb
   );
   // Inbound ids are remembered for duplicate detection as long as messages are kept.
   await db.query("delete from stock_sync.inbox where received_at < $1", [cutoff]);
-  await db.query("delete from stock_sync.stock_runs where finished_at < $1 and status in ('empty', 'dry-run')", [cutoff]);
+  await db.query(
+    "delete from stock_sync.stock_runs where finished_at < $1 and status in ('empty', 'dry-run')",
+    [cutoff],
+  );
   return rowCount;
 }
