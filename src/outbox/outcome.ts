@@ -121,6 +121,22 @@ async function countFailure(
   status: number | null,
   error: string | null,
 ): Promise<{ before: number; after: number }> {
+  if (success) {
+    // The common case, a success after successes, must not lock the subscription row: every
+    // concurrent attempt of the subscription would queue on that lock, one commit at a time.
+    const { rows } = await tx.query<{ n: number }>(
+      "select consecutive_failures as n from stock_sync.subscriptions where name = $1",
+      [name],
+    );
+    if ((rows[0]?.n ?? 0) === 0) {
+      await tx.query(
+        `update stock_sync.subscriptions set last_success_at = $2, last_status = $3
+         where name = $1 and (last_success_at is null or last_success_at < $2::timestamptz - interval '1 second')`,
+        [name, now, status],
+      );
+      return { before: 0, after: 0 };
+    }
+  }
   const { rows } = await tx.query<{ before: number; after: number }>(
     `update stock_sync.subscriptions s set
        consecutive_failures = case when $2 then 0 else s.consecutive_failures + 1 end,
