@@ -98,9 +98,12 @@ export async function acquireLeases(
 ): Promise<string[]> {
   const { rows } = await db.query<{ name: string }>(
     `update stock_sync.subscriptions set lease_owner = $1, lease_until = $3::timestamptz + $4 * interval '1 millisecond'
-     where name in (select name from stock_sync.subscriptions
+     -- Our own leases are renewed even when an attempt holds the row (waiting a moment):
+     -- skipping a locked row here lost the lease under load. Only free ones are taken with skip locked.
+     where (name = any($2::text[]) and lease_owner = $1)
+        or name in (select name from stock_sync.subscriptions
                     where name = any($2::text[])
-                      and (lease_owner is null or lease_owner = $1 or lease_until < $3 or lease_owner = any($5::text[]))
+                      and (lease_owner is null or lease_until < $3 or lease_owner = any($5::text[]))
                     for update skip locked)
      returning name`,
     [owner, names, now, leaseMs, deadOwners],
