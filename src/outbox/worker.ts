@@ -76,9 +76,7 @@ export class SubscriptionWorker {
     this.#queue = new PQueue({ concurrency: sub.ordering === "fifo" ? 1 : sub.concurrency });
     const limit = sub.rate_limit;
     // The margin absorbs the jitter between recording a send and its arrival (event loop, network).
-    this.#limiter = limit
-      ? new SendLimiter(limit.requests, limit.per + Math.min(50, limit.per * 0.05))
-      : null;
+    this.#limiter = limit ? new SendLimiter(limit.requests, limit.per) : null;
   }
 
   get inFlight(): number {
