@@ -16,6 +16,8 @@ export type AttemptRecord = {
   result: AttemptResult;
   responseBody: string | null;
   decision: Decision;
+  /** When the decision was taken: retry delays count from here. */
+  decidedAt: Date;
 };
 
 export type OutcomeContext = {
@@ -33,22 +35,14 @@ const NEW_STATUS: Record<Decision["kind"], string> = {
   gone: "failed",
 };
 
-/**
- * Records one attempt and everything that follows from it in the caller's transaction: the
- * attempt row, the delivery's new state, the subscription's failure count and status, and any
- * notifications (enqueued as ops.* messages). Returns the subscriptions to wake.
- */
-export async function recordOutcome(
-  tx: Queryable,
-  rec: AttemptRecord,
-  ctx: OutcomeContext,
-): Promise<string[]> {
+/** The columns an attempt writes, derived from its result and decision (pure). */
+export function attemptColumns(rec: AttemptRecord) {
   const { decision, result } = rec;
   const nextAt =
     decision.kind === "retry"
-      ? new Date(ctx.now.getTime() + decision.delayMs)
+      ? new Date(rec.decidedAt.getTime() + decision.delayMs)
       : decision.kind === "gone"
-        ? ctx.now
+        ? rec.decidedAt
         : null;
   const status = result.kind === "response" ? result.status : null;
   const error =
@@ -57,28 +51,88 @@ export async function recordOutcome(
       : status && status >= 300
         ? `HTTP ${status}`
         : null;
-  await tx.query(
+  return { nextAt, status, error, errorClass: result.kind === "error" ? result.errorClass : null };
+}
+
+/**
+ * Records attempts of one subscription, in the order they finished, and everything that follows
+ * from them in the caller's transaction: the attempt rows and the deliveries' new state (one
+ * statement each for the whole batch), the subscription's failure count and status, and any
+ * notifications (enqueued as ops.* messages). Returns the subscriptions to wake.
+ */
+export async function recordOutcomes(
+  tx: Queryable,
+  recs: readonly AttemptRecord[],
+  ctx: OutcomeContext,
+): Promise<string[]> {
+  const cols = recs.map(attemptColumns);
+  await insertAttempts(tx, recs, cols);
+  await updateDeliveries(tx, recs, cols);
+  const wake: string[] = [];
+  for (const [i, rec] of recs.entries()) {
+    // After a success, further successes change nothing the subscription row keeps but the time.
+    if (rec.decision.kind === "delivered" && recs[i - 1]?.decision.kind === "delivered") continue;
+    wake.push(...(await subscriptionEffects(tx, rec, cols[i]!, ctx)));
+  }
+  return wake;
+}
+
+function insertAttempts(
+  tx: Queryable,
+  recs: readonly AttemptRecord[],
+  cols: ReturnType<typeof attemptColumns>[],
+) {
+  return tx.query(
     `insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, error_class, error,
-       response_body, outcome, next_attempt_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+       response_body, outcome, next_attempt_at)
+     select * from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::text[], $6::text[],
+       $7::text[], $8::text[], $9::timestamptz[])`,
     [
-      rec.deliveryId,
-      rec.startedAt,
-      Math.round(rec.durationMs),
-      status,
-      result.kind === "error" ? result.errorClass : null,
-      error,
-      rec.responseBody,
-      decision.kind,
-      nextAt,
+      recs.map((r) => r.deliveryId),
+      recs.map((r) => r.startedAt),
+      recs.map((r) => Math.round(r.durationMs)),
+      cols.map((c) => c.status),
+      cols.map((c) => c.errorClass),
+      cols.map((c) => c.error),
+      recs.map((r) => r.responseBody),
+      recs.map((r) => r.decision.kind),
+      cols.map((c) => c.nextAt),
     ],
   );
-  await tx.query(
-    `update stock_sync.deliveries set status = $6, attempts = attempts + 1, updated_at = $2,
-       next_attempt_at = coalesce($3::timestamptz, next_attempt_at),
-       delivered_at = case when $6 = 'delivered' then $2::timestamptz end,
-       last_status = $4, last_error = $5 where id = $1`,
-    [rec.deliveryId, ctx.now, nextAt, status, error, NEW_STATUS[decision.kind]],
+}
+
+function updateDeliveries(
+  tx: Queryable,
+  recs: readonly AttemptRecord[],
+  cols: ReturnType<typeof attemptColumns>[],
+) {
+  return tx.query(
+    `update stock_sync.deliveries d set status = u.status, attempts = d.attempts + 1, updated_at = u.at,
+       next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
+       delivered_at = case when u.status = 'delivered' then u.at end,
+       last_status = u.http_status, last_error = u.error
+     from unnest($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[])
+       as u(id, at, next_at, http_status, error, status)
+     where d.id = u.id`,
+    [
+      recs.map((r) => r.deliveryId),
+      recs.map((r) => r.decidedAt),
+      cols.map((c) => c.nextAt),
+      cols.map((c) => c.status),
+      cols.map((c) => c.error),
+      recs.map((r) => NEW_STATUS[r.decision.kind]),
+    ],
   );
+}
+
+/** The subscription row after one attempt: failure count, deactivation, notifications. */
+async function subscriptionEffects(
+  tx: Queryable,
+  rec: AttemptRecord,
+  { status, error }: ReturnType<typeof attemptColumns>,
+  ctx: OutcomeContext,
+): Promise<string[]> {
+  const { decision } = rec;
   const failures = await countFailure(
     tx,
     ctx.subscription.name,

@@ -146,6 +146,13 @@ export const backlogHead = async (db: Queryable, subscription: string) =>
     )
   ).rows;
 
+/** Who may send, and until when the lease must hold (the request timeout from now). */
+export type SendingLease = { owner: string; until: Date };
+
+/** The conditions of `mayAttempt`, checked while fetching: a fetched row may start at once. */
+const SENDABLE = `exists (select 1 from stock_sync.subscriptions s where s.name = $1 and s.status = 'enabled'
+  and s.lease_owner = $5 and s.lease_until > $6)`;
+
 /** key: the head of each key's backlog that is due, oldest first. */
 export const dueKeyHeads = async (
   db: Queryable,
@@ -153,6 +160,7 @@ export const dueKeyHeads = async (
   now: Date,
   limit: number,
   skip: number[],
+  lease: SendingLease,
 ) =>
   (
     await db.query<DeliveryRow>(
@@ -161,20 +169,28 @@ export const dueKeyHeads = async (
          from stock_sync.deliveries where subscription = $1 and ${BACKLOG}
          order by coalesce(ordering_key, message_id), id) h
        join stock_sync.deliveries d on d.id = h.id join stock_sync.messages m on m.id = d.message_id
-       where h.next_attempt_at <= $2 and d.id <> all($4::int8[])
+       where h.next_attempt_at <= $2 and d.id <> all($4::int8[]) and ${SENDABLE}
        order by d.id limit $3`,
-      [subscription, now, limit, skip],
+      [subscription, now, limit, skip, lease.owner, lease.until],
     )
   ).rows;
 
 /** none: any due delivery, oldest first. */
-export const dueAny = async (db: Queryable, subscription: string, now: Date, limit: number, skip: number[]) =>
+export const dueAny = async (
+  db: Queryable,
+  subscription: string,
+  now: Date,
+  limit: number,
+  skip: number[],
+  lease: SendingLease,
+) =>
   (
     await db.query<DeliveryRow>(
       `select ${DELIVERY_COLUMNS} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
        where d.subscription = $1 and d.${BACKLOG} and d.next_attempt_at <= $2 and d.id <> all($4::int8[])
+         and ${SENDABLE}
        order by d.id limit $3`,
-      [subscription, now, limit, skip],
+      [subscription, now, limit, skip, lease.owner, lease.until],
     )
   ).rows;
 
@@ -189,19 +205,21 @@ export async function nextDueAt(db: Queryable, subscription: string, now: Date):
 }
 
 /**
- * The last check before a request goes out: the delivery is still owed, the subscription is
- * enabled, and this process still holds its lease. A pause committed by any process is seen here.
+ * The last check before requests go out: of the given deliveries, those still owed while the
+ * subscription is enabled and this process holds its lease until `until`. A pause committed by
+ * any process is seen here. One query serves every attempt about to start (see Batcher).
  */
 export async function mayAttempt(
   db: Queryable,
-  deliveryId: number,
+  deliveryIds: number[],
   owner: string,
-  now: Date,
-): Promise<boolean> {
-  const { rows } = await db.query(
-    `select 1 from stock_sync.deliveries d join stock_sync.subscriptions s on s.name = d.subscription
-     where d.id = $1 and d.${BACKLOG} and s.status = 'enabled' and s.lease_owner = $2 and s.lease_until > $3`,
-    [deliveryId, owner, now],
+  until: Date,
+): Promise<Set<number>> {
+  const { rows } = await db.query<{ id: string | number }>(
+    `select d.id from stock_sync.deliveries d join stock_sync.subscriptions s on s.name = d.subscription
+     where d.id = any($1::int8[]) and d.${BACKLOG} and s.status = 'enabled' and s.lease_owner = $2
+       and s.lease_until > $3`,
+    [deliveryIds, owner, until],
   );
-  return rows.length === 1;
+  return new Set(rows.map((r) => Number(r.id)));
 }

@@ -1,9 +1,10 @@
 import PQueue from "p-queue";
 import type { Clock } from "../clock.js";
+import { Batcher } from "../db/batcher.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
-import { recordOutcome } from "./outcome.js";
+import { type AttemptRecord, recordOutcomes } from "./outcome.js";
 import {
   backlogHead,
   type DeliveryRow,
@@ -36,6 +37,12 @@ export type WorkerDeps = {
 };
 
 const RETRY_PUMP_MS = 1000;
+/**
+ * A row fetched with the last checks (status, lease, still owed) may start without checking
+ * again for this long; one that waited longer in the queue (a slow receiver, a rate limit) is
+ * checked again just before its request. The in-memory status and lease are checked every time.
+ */
+const CHECK_FRESH_MS = 100;
 // Recording an outcome is retried briefly: each give-up means the message is sent again later.
 const RECORD_RETRIES_MS = [100, 500, 1500];
 
@@ -58,7 +65,10 @@ export class SubscriptionWorker {
   readonly #queue: PQueue;
   /** The rate limit, applied to the instant each request goes out (see limiter.ts). */
   readonly #limiter: SendLimiter | null;
+  /** Deliveries taken from the backlog and not yet recorded: never fetched again meanwhile. */
   readonly #inFlight = new Set<number>();
+  /** Of those, the ones answered and waiting for their outcome to be recorded. */
+  readonly #recording = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   #pumping = false;
@@ -68,6 +78,10 @@ export class SubscriptionWorker {
   #enabled = true;
   /** After a database failure nothing new starts before this time (no hot loop of re-sends). */
   #backoffUntil = 0;
+  /** The last checks of the attempts about to start, one query for all of them. */
+  readonly #checks: Batcher<number, boolean>;
+  /** Finished attempts, recorded together: one transaction for all that finished meanwhile. */
+  readonly #records: Batcher<AttemptRecord, string[]>;
 
   constructor(
     readonly sub: Subscription,
@@ -77,6 +91,13 @@ export class SubscriptionWorker {
     const limit = sub.rate_limit;
     // The margin absorbs the jitter between recording a send and its arrival (event loop, network).
     this.#limiter = limit ? new SendLimiter(limit.requests, limit.per) : null;
+    this.#checks = new Batcher(async (ids) => {
+      // The lease must outlast the whole request of the last one to start.
+      const until = new Date(deps.clock.now().getTime() + sub.timeout);
+      const ok = await mayAttempt(deps.db, ids, deps.owner, until);
+      return ids.map((id) => ok.has(id));
+    });
+    this.#records = new Batcher((recs) => this.#recordBatch(recs));
   }
 
   get inFlight(): number {
@@ -120,10 +141,12 @@ export class SubscriptionWorker {
     const status = (await subscriptionStatuses(db, [this.sub.name])).get(this.sub.name);
     this.#enabled = status === "enabled";
     if (!this.#enabled || this.#stopped) return;
+    // fifo's head is read without the checks (see backlogHead), so it is checked before it starts
+    const checkedAt = this.sub.ordering === "fifo" ? Number.NEGATIVE_INFINITY : now.getTime();
     const rows = await this.#due(now);
     for (const row of rows) {
       this.#inFlight.add(row.id);
-      void this.#queue.add(() => this.#attempt(row)).catch(() => undefined);
+      void this.#queue.add(() => this.#attempt(row, checkedAt)).catch(() => undefined);
     }
   }
 
@@ -143,10 +166,11 @@ export class SubscriptionWorker {
     const room = this.#room();
     if (room <= 0) return [];
     const skip = [...this.#inFlight];
+    const lease = { owner: this.deps.owner, until: new Date(now.getTime() + this.sub.timeout) };
     const rows =
       this.sub.ordering === "key"
-        ? await dueKeyHeads(db, this.sub.name, now, room, skip)
-        : await dueAny(db, this.sub.name, now, room, skip);
+        ? await dueKeyHeads(db, this.sub.name, now, room, skip, lease)
+        : await dueAny(db, this.sub.name, now, room, skip, lease);
     if (rows.length < room) {
       const next = await nextDueAt(db, this.sub.name, now);
       if (next) this.#wakeAt(next.getTime());
@@ -156,69 +180,130 @@ export class SubscriptionWorker {
 
   /** Queue only what can start soon, so a pause or a lost lease leaves little queued. */
   #room(): number {
-    const perWindow = this.sub.rate_limit?.requests ?? Number.POSITIVE_INFINITY;
-    const target = Math.min(this.sub.concurrency * 2, perWindow + this.sub.concurrency);
-    return Math.max(0, Math.max(target, 1) - this.#inFlight.size);
+    return Math.max(0, this.#target() - this.#queued());
   }
 
-  async #attempt(row: DeliveryRow): Promise<void> {
-    const { db, clock } = this.deps;
-    try {
-      if (this.#stopped) return;
-      const outcome = await this.#send(row);
-      if (!outcome) return;
-      const { at: startedAt, sent } = outcome;
-      const now = clock.now();
-      const decision = decide(sent.result, row.attempts + 1, this.sub.retry_intervals, now, this.deps.random);
-      const wake = await withRetries(() =>
-        db.tx((tx) =>
-          recordOutcome(
-            tx,
-            {
-              deliveryId: row.id,
-              startedAt,
-              durationMs: sent.durationMs,
-              result: sent.result,
-              responseBody: sent.responseBody,
-              decision,
-            },
-            {
-              subscription: this.sub,
-              all: this.deps.all,
-              now,
-              notifyMinIntervalMs: this.deps.notifyMinIntervalMs,
-            },
-          ),
-        ),
-      );
-      this.deps.onAttempt?.(this.sub, row, decision.kind, sent.durationMs);
-      if (wake.length) this.deps.wake(wake);
-    } catch (err) {
-      // Not recorded (state database down?): the delivery stays owed and is sent again later.
-      this.deps.log.warn(
-        { err, subscription: this.sub.name, delivery: row.id },
-        "delivery attempt not recorded",
-      );
-      this.#backoffUntil = clock.now().getTime() + RETRY_PUMP_MS;
-    } finally {
-      this.#inFlight.delete(row.id);
-      this.wake();
-    }
+  /** Taken and not answered yet (queued or sending); those being recorded no longer count. */
+  #queued(): number {
+    return this.#inFlight.size - this.#recording.size;
+  }
+
+  #target(): number {
+    const perWindow = this.sub.rate_limit?.requests ?? Number.POSITIVE_INFINITY;
+    return Math.max(1, Math.min(this.sub.concurrency * 2, perWindow + this.sub.concurrency));
   }
 
   /**
-   * The last checks, then the request. In the database: the delivery is still owed, the
-   * subscription enabled and our lease good for the whole request, so a pause committed by any
-   * process stops what has not started. Then the rate slot; while waiting for it the status and
-   * lease are re-checked in memory (a pause wakes this worker), so the slot covers only the request.
+   * Whether a finished attempt should look for more work: only once half of what was queued has
+   * gone, so that one read of the backlog fetches many rows instead of one per finished attempt.
    */
-  async #send(row: DeliveryRow) {
-    const { db, clock, sender, owner } = this.deps;
+  #wantsMore(): boolean {
+    return this.#queued() <= Math.floor(this.#target() / 2);
+  }
+
+  /**
+   * One attempt, as a p-queue task: the last checks and the request. The outcome is recorded
+   * after the task ends, so the next request can start meanwhile; the delivery stays in
+   * #inFlight (never fetched again, and under `key` ordering it still blocks its key) until its
+   * outcome is committed. Under `fifo` the next one must know this outcome, so the task waits.
+   */
+  async #attempt(row: DeliveryRow, checkedAt: number): Promise<void> {
+    const { clock } = this.deps;
+    let recording: Promise<void> | undefined;
+    try {
+      if (this.#stopped) return;
+      const outcome = await this.#send(row, checkedAt);
+      if (!outcome) return;
+      const { at: startedAt, sent } = outcome;
+      const decidedAt = clock.now();
+      const decision = decide(
+        sent.result,
+        row.attempts + 1,
+        this.sub.retry_intervals,
+        decidedAt,
+        this.deps.random,
+      );
+      const rec = {
+        deliveryId: row.id,
+        startedAt,
+        durationMs: sent.durationMs,
+        result: sent.result,
+        responseBody: sent.responseBody,
+        decision,
+        decidedAt,
+      };
+      recording = this.#record(row, rec);
+      // Under fifo the next request needs this outcome. Otherwise at most `concurrency` answered
+      // attempts wait for their record outside a slot, so what a crash can leave sent but not
+      // recorded (and send again) stays under twice the concurrency.
+      if (this.sub.ordering === "fifo" || this.#recording.size > this.sub.concurrency) await recording;
+    } catch (err) {
+      // The last check could not be made (state database down?): the delivery stays owed.
+      this.deps.log.warn({ err, subscription: this.sub.name, delivery: row.id }, "delivery attempt not made");
+      this.#backoffUntil = clock.now().getTime() + RETRY_PUMP_MS;
+    } finally {
+      if (!recording) this.#done(row.id);
+    }
+  }
+
+  #record(row: DeliveryRow, rec: AttemptRecord): Promise<void> {
+    const recording = (async () => {
+      try {
+        const wake = await this.#records.submit(rec);
+        this.deps.onAttempt?.(this.sub, row, rec.decision.kind, rec.durationMs);
+        if (wake.length) this.deps.wake(wake);
+      } catch (err) {
+        // Not recorded (state database down?): the delivery stays owed and is sent again later.
+        this.deps.log.warn(
+          { err, subscription: this.sub.name, delivery: row.id },
+          "delivery attempt not recorded",
+        );
+        this.#backoffUntil = this.deps.clock.now().getTime() + RETRY_PUMP_MS;
+      }
+    })();
+    this.#recording.add(recording);
+    return recording.finally(() => {
+      this.#recording.delete(recording);
+      this.#done(row.id);
+    });
+  }
+
+  #done(id: number): void {
+    this.#inFlight.delete(id);
+    if (this.#wantsMore()) this.wake();
+  }
+
+  /** Returns, for each record, the subscriptions to wake (all of the batch's, on the first). */
+  async #recordBatch(recs: AttemptRecord[]): Promise<string[][]> {
+    const { db, clock } = this.deps;
+    const wake = await withRetries(() =>
+      db.tx((tx) =>
+        recordOutcomes(tx, recs, {
+          subscription: this.sub,
+          all: this.deps.all,
+          now: clock.now(),
+          notifyMinIntervalMs: this.deps.notifyMinIntervalMs,
+        }),
+      ),
+    );
+    return recs.map((_, i) => (i === 0 ? wake : []));
+  }
+
+  /**
+   * The last checks, then the request. In the database, unless the row was fetched with them a
+   * moment ago: the delivery is still owed, the subscription enabled and our lease good for the
+   * whole request, so a pause committed by any process stops what has not started. Then the rate
+   * slot, and the status and lease again in memory (a pause wakes this worker, which re-reads the
+   * status), so the slot covers only the request.
+   */
+  async #send(row: DeliveryRow, checkedAt: number) {
+    const { clock, sender } = this.deps;
     const leaseNeeded = () => clock.now().getTime() + this.sub.timeout;
-    if (this.#stopped || !(await mayAttempt(db, row.id, owner, new Date(leaseNeeded())))) return null;
+    const fresh = clock.now().getTime() - checkedAt <= CHECK_FRESH_MS;
+    if (this.#stopped || (!fresh && !(await this.#checks.submit(row.id)))) return null;
     const slot = await this.#limiter?.acquire();
-    if (slot && (this.#stopped || !this.#enabled || this.deps.leaseUntil(this.sub.name) <= leaseNeeded())) {
-      slot.cancel();
+    if (this.#stopped || !this.#enabled || this.deps.leaseUntil(this.sub.name) <= leaseNeeded()) {
+      slot?.cancel();
       return null;
     }
     slot?.sent();
@@ -249,7 +334,7 @@ export class SubscriptionWorker {
     clearTimeout(this.#timer);
     this.#queue.clear();
     this.#limiter?.clear();
-    const idle = this.#queue.onIdle();
+    const idle = this.#queue.onIdle().then(() => Promise.all(this.#recording));
     await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
   }
 }

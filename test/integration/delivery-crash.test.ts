@@ -41,7 +41,7 @@ describe("kill -9 while delivering, then restart", () => {
     const total = backend === "postgres" ? 10_000 : 1_000;
     const skip = backend === "postgres" && !inject("pgTemplate");
     it.skipIf(skip)(
-      `[${backend}] delivers all ${total}; duplicates carry the same webhook-id and are at most the in-flight count`,
+      `[${backend}] delivers all ${total}; duplicates carry the same webhook-id and are at most twice the concurrency`,
       async () => {
         const receiver = await startReceiver();
         const testDb = backend === "postgres" ? await createTestDb("postgres") : null;
@@ -72,7 +72,8 @@ describe("kill -9 while delivering, then restart", () => {
             const ids = receiver.requests.map((q) => q.headers["webhook-id"]!);
             expect(distinctIds().size).toBe(total);
             const duplicates = ids.length - total;
-            expect(duplicates).toBeLessThanOrEqual(CONCURRENCY);
+            // sent and not recorded at the kill: ≤ concurrency requests + ≤ concurrency answers being recorded
+            expect(duplicates).toBeLessThanOrEqual(2 * CONCURRENCY);
             expect(seenAtKill).toBeLessThan(total);
             // Every duplicate is a message that was in flight at the kill, sent again with its id.
             for (const id of ids.filter((id, i) => ids.indexOf(id) !== i))
