@@ -9,6 +9,7 @@ import PQueue from "p-queue";
 import { Agent, request } from "undici";
 import { loadConfig } from "../src/config/index.js";
 import type { Db } from "../src/db/db.js";
+import { insertBacklog } from "../test/helpers/backlog.js";
 import { startEngine } from "../test/helpers/engine.js";
 import { createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
@@ -84,21 +85,10 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
   }
 }
 
-/** Messages and deliveries inserted in bulk, as the outbox holds them after a burst of events. */
-async function insertBacklog(db: Db, n: number): Promise<void> {
+/** A fresh backlog each run, as the outbox holds it after a burst of events. */
+async function freshBacklog(db: Db, n: number): Promise<void> {
   await db.query("truncate stock_sync.attempts, stock_sync.deliveries, stock_sync.messages");
-  await db.query(
-    `insert into stock_sync.messages (id, subject, payload, content_type)
-     select 'msg_' || g, 'order.created', convert_to('{"id":"evt_' || g || '","type":"created"}', 'UTF8'),
-            'application/json'
-     from generate_series(1, $1::int) g`,
-    [n],
-  );
-  await db.query(
-    `insert into stock_sync.deliveries (message_id, subscription)
-     select 'msg_' || g, 'bulk' from generate_series(1, $1::int) g order by g`,
-    [n],
-  );
+  await insertBacklog(db, { tag: "bulk", n, subscriptions: ["bulk"] });
   await db.query("vacuum analyze stock_sync.messages, stock_sync.deliveries");
 }
 
@@ -113,7 +103,7 @@ const engineYaml = (url: string) => `subscriptions:
 type Result = { rate: number; delivered: number };
 
 async function engineRun(db: Db, sink: Sink, n: number): Promise<Result> {
-  await insertBacklog(db, n);
+  await freshBacklog(db, n);
   sink.reset();
   let delivered = 0;
   let finished: () => void = () => undefined;

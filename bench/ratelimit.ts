@@ -7,6 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Db } from "../src/db/db.js";
+import { insertBacklog } from "../test/helpers/backlog.js";
 import { startConnector } from "./lib/connector.js";
 import { createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
@@ -71,18 +72,7 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
 /** A backlog of `n` messages, each with a delivery for every subscription, then waits for all. */
 async function send(db: Db, sink: Awaited<ReturnType<typeof startSink>>, tag: string, n: number) {
   sink.reset();
-  await db.query(
-    `insert into stock_sync.messages (id, subject, payload, content_type)
-     select 'msg_${tag}_' || g, 'order.created', convert_to('{"n":' || g || '}', 'UTF8'), 'application/json'
-     from generate_series(1, $1::int) g`,
-    [n],
-  );
-  await db.query(
-    `insert into stock_sync.deliveries (message_id, subscription)
-     select 'msg_${tag}_' || g, s from generate_series(1, $1::int) g, unnest($2::text[]) s order by g, s`,
-    [n, SUBSCRIPTIONS],
-  );
-  await db.query("select pg_notify('stock_sync_outbox', $1)", [SUBSCRIPTIONS.join(",")]);
+  await insertBacklog(db, { tag, n, subscriptions: SUBSCRIPTIONS });
   await sink.waitFor(n * SUBSCRIPTIONS.length, ((n / LIMIT) * 2 + 30) * 1000);
   return sink.arrivals;
 }

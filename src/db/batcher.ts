@@ -38,7 +38,7 @@ export class Batcher<In, Out> {
           const out = await this.run(batch.map((b) => b.item));
           if (out.length !== batch.length)
             throw new Error(`batch returned ${out.length} results for ${batch.length} items`);
-          batch.forEach((b, i) => b.resolve(out[i]!));
+          for (const [i, b] of batch.entries()) b.resolve(out[i]!);
         } catch (err) {
           for (const b of batch) b.reject(err);
         }

@@ -153,46 +153,35 @@ export type SendingLease = { owner: string; until: Date };
 const SENDABLE = `exists (select 1 from stock_sync.subscriptions s where s.name = $1 and s.status = 'enabled'
   and s.lease_owner = $5 and s.lease_until > $6)`;
 
-/** key: the head of each key's backlog that is due, oldest first. */
-export const dueKeyHeads = async (
+/**
+ * What may start now, oldest first, skipping what this process already holds. `key`: the head of
+ * each key's backlog, when due; `none`: any due delivery. (`fifo` reads `backlogHead`.)
+ */
+export async function dueDeliveries(
   db: Queryable,
   subscription: string,
+  ordering: "key" | "none",
   now: Date,
   limit: number,
   skip: number[],
   lease: SendingLease,
-) =>
-  (
-    await db.query<DeliveryRow>(
-      `select ${DELIVERY_COLUMNS} from (
-         select distinct on (coalesce(ordering_key, message_id)) id, next_attempt_at
-         from stock_sync.deliveries where subscription = $1 and ${BACKLOG}
-         order by coalesce(ordering_key, message_id), id) h
-       join stock_sync.deliveries d on d.id = h.id join stock_sync.messages m on m.id = d.message_id
-       where h.next_attempt_at <= $2 and d.id <> all($4::int8[]) and ${SENDABLE}
-       order by d.id limit $3`,
-      [subscription, now, limit, skip, lease.owner, lease.until],
-    )
-  ).rows;
-
-/** none: any due delivery, oldest first. */
-export const dueAny = async (
-  db: Queryable,
-  subscription: string,
-  now: Date,
-  limit: number,
-  skip: number[],
-  lease: SendingLease,
-) =>
-  (
-    await db.query<DeliveryRow>(
-      `select ${DELIVERY_COLUMNS} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
-       where d.subscription = $1 and d.${BACKLOG} and d.next_attempt_at <= $2 and d.id <> all($4::int8[])
-         and ${SENDABLE}
-       order by d.id limit $3`,
-      [subscription, now, limit, skip, lease.owner, lease.until],
-    )
-  ).rows;
+): Promise<DeliveryRow[]> {
+  const due =
+    ordering === "key"
+      ? `(select distinct on (coalesce(ordering_key, message_id)) id, next_attempt_at
+          from stock_sync.deliveries where subscription = $1 and ${BACKLOG}
+          order by coalesce(ordering_key, message_id), id) h
+         join stock_sync.deliveries d on d.id = h.id`
+      : `stock_sync.deliveries d`;
+  const { rows } = await db.query<DeliveryRow>(
+    `select ${DELIVERY_COLUMNS} from ${due} join stock_sync.messages m on m.id = d.message_id
+     where d.subscription = $1 and d.${BACKLOG} and d.next_attempt_at <= $2 and d.id <> all($4::int8[])
+       and ${SENDABLE}
+     order by d.id limit $3`,
+    [subscription, now, limit, skip, lease.owner, lease.until],
+  );
+  return rows;
+}
 
 /** When the next not-yet-due delivery of the backlog becomes due (to set a timer). */
 export async function nextDueAt(db: Queryable, subscription: string, now: Date): Promise<Date | null> {

@@ -8,8 +8,7 @@ import { type AttemptRecord, recordOutcomes } from "./outcome.js";
 import {
   backlogHead,
   type DeliveryRow,
-  dueAny,
-  dueKeyHeads,
+  dueDeliveries,
   mayAttempt,
   nextDueAt,
   subscriptionStatuses,
@@ -167,10 +166,7 @@ export class SubscriptionWorker {
     if (room <= 0) return [];
     const skip = [...this.#inFlight];
     const lease = { owner: this.deps.owner, until: new Date(now.getTime() + this.sub.timeout) };
-    const rows =
-      this.sub.ordering === "key"
-        ? await dueKeyHeads(db, this.sub.name, now, room, skip, lease)
-        : await dueAny(db, this.sub.name, now, room, skip, lease);
+    const rows = await dueDeliveries(db, this.sub.name, this.sub.ordering, now, room, skip, lease);
     if (rows.length < room) {
       const next = await nextDueAt(db, this.sub.name, now);
       if (next) this.#wakeAt(next.getTime());

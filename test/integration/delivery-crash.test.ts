@@ -2,29 +2,13 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { Db } from "../../src/db/db.js";
 import { openPostgres } from "../../src/db/pg.js";
+import { insertBacklog } from "../helpers/backlog.js";
 import { startCli } from "../helpers/cli.js";
 import { createTestDb } from "../helpers/db.js";
 import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { startReceiver } from "../helpers/receiver.js";
 import { withAdmin } from "../helpers/pg-admin.js";
-
-/** A backlog of `n` order events for subscription `bulk`, inserted in one transaction. */
-async function insertBacklog(db: Db, n: number): Promise<void> {
-  await db.query(
-    `insert into stock_sync.messages (id, subject, payload, content_type)
-     select 'msg_crash_' || g, 'order.created', convert_to('{"n":' || g || '}', 'UTF8'), 'application/json'
-     from generate_series(1, $1::int) g`,
-    [n],
-  );
-  await db.query(
-    `insert into stock_sync.deliveries (message_id, subscription)
-     select 'msg_crash_' || g, 'bulk' from generate_series(1, $1::int) g order by g`,
-    [n],
-  );
-  await db.query("select pg_notify('stock_sync_outbox', 'bulk')");
-}
 
 const CONCURRENCY = 8;
 
@@ -59,7 +43,7 @@ describe("kill -9 while delivering, then restart", () => {
           `postgres://postgres@127.0.0.1:${JSON.parse(await readFile(join(dir, "data", "endpoint.json"), "utf8")).port}/postgres`;
         const client = openPostgres(url, { poolSize: 1 });
         try {
-          await insertBacklog(client, total);
+          await insertBacklog(client, { tag: "crash", n: total, subscriptions: ["bulk"] });
           await client.close();
           await receiver.waitFor(Math.floor(total * 0.3), 60_000);
           first.child.kill("SIGKILL");
@@ -106,7 +90,7 @@ describe.skipIf(!inject("pgTemplate"))(
         ),
       );
       try {
-        await insertBacklog(t.db, 2000);
+        await insertBacklog(t.db, { tag: "crash", n: 2000, subscriptions: ["bulk"] });
         for (const at of [300, 900]) {
           await receiver.waitFor(at, 30_000);
           await withAdmin((c) =>
