@@ -1,51 +1,75 @@
 import type { Db, Queryable } from "../db/db.js";
-import { enqueue } from "../outbox/enqueue.js";
-import { matchesAny } from "../subscriptions/subjects.js";
+import { isDatabaseUnavailable } from "../http/errors.js";
+import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
-import { type InboundEvent, messageIdFor } from "./event.js";
+import { answers, type Intake, planBatch, type Received } from "./batch.js";
+import { type CoalescerStats, createCoalescer } from "./coalesce.js";
+import { insertEvents } from "./queries.js";
 
-export type Intake = { duplicate: boolean; messageId: string; subscriptions: string[] };
+export type { Intake, Received } from "./batch.js";
+
+export type IntakeDeps = {
+  db: Db;
+  log: Logger;
+  subscriptions: readonly Subscription[];
+  /** Called with the size of each batch written (a metric). */
+  onBatch?: (size: number) => void;
+};
+
+export type Intaker = {
+  /** Stores an event and fans it out; resolves once its batch has committed. */
+  intake(received: Received): Promise<Intake>;
+  stats(): CoalescerStats;
+};
+
+// 500 events of a few KB make one statement of a few MB; the byte cap keeps large bodies from
+// making one of hundreds.
+const MAX_BATCH = 500;
+const MAX_BATCH_BYTES = 8 << 20;
 
 /**
- * Stores an event and fans it out in ONE transaction, so it is either inbox + outbox or nothing.
- * The inbox insert comes first: a concurrent identical request waits on the primary key and then
- * finds a duplicate, so an event is stored and delivered once however many copies race.
+ * Group commit: events that arrive while a batch is being written are stored together in the
+ * next one, each batch in ONE statement (inbox + outbox, or nothing), and each request is
+ * answered after its batch commits. The inbox insert is what makes intake idempotent: a copy
+ * in the same batch is answered as a duplicate, and a copy racing in another process waits on
+ * the primary key and then finds one, so an event is stored and delivered once.
  */
-export function intake(
-  db: Db,
-  subs: readonly Subscription[],
-  event: InboundEvent,
-  payload: { body: Buffer; contentType: string },
-  now: Date,
-): Promise<Intake> {
-  const messageId = messageIdFor(event.id);
-  const routedTo = subs.filter((s) => matchesAny(s.subjects, event.subject)).length;
-  return db.tx(async (tx) => {
-    const fresh = await insertInbox(tx, { id: event.id, subject: event.subject, now, messageId, routedTo });
-    if (!fresh) return { duplicate: true, messageId, subscriptions: [] };
-    const { subscriptions } = await enqueue(tx, subs, {
-      id: messageId,
-      subject: event.subject,
-      payload: payload.body,
-      contentType: payload.contentType,
-      orderingKey: event.orderId,
-      createdAt: now,
-    });
-    return { duplicate: false, messageId, subscriptions };
+export function createIntake(deps: IntakeDeps): Intaker {
+  const coalescer = createCoalescer<Received, Intake>((batch) => writeBatch(deps, batch), {
+    maxBatch: MAX_BATCH,
+    maxWeight: MAX_BATCH_BYTES,
+    weigh: (r) => r.payload.body.length,
   });
+  return { intake: coalescer.submit, stats: coalescer.stats };
 }
 
-/** True when the row is new; false when the id was already in the inbox. */
-async function insertInbox(
-  tx: Queryable,
-  row: { id: string; subject: string; now: Date; messageId: string; routedTo: number },
-): Promise<boolean> {
-  const { rows } = await tx.query(
-    `insert into stock_sync.inbox (id, subject, received_at, message_id, routed_to)
-     values ($1, $2, $3, $4, $5) on conflict (id) do nothing returning id`,
-    [row.id, row.subject, row.now, row.messageId, row.routedTo],
-  );
-  return rows.length === 1;
+/**
+ * A batch that fails for any reason but an unreachable database is written again one event at
+ * a time, so an event that cannot be stored fails only its own request, not its neighbours'.
+ */
+async function writeBatch(deps: IntakeDeps, batch: Received[]): Promise<PromiseSettledResult<Intake>[]> {
+  deps.onBatch?.(batch.length);
+  try {
+    return (await write(deps, batch)).map((value) => ({ status: "fulfilled", value }));
+  } catch (err) {
+    if (batch.length === 1 || isDatabaseUnavailable(err)) throw err;
+    deps.log.warn({ err, events: batch.length }, "inbound batch failed: writing its events one by one");
+    const results: PromiseSettledResult<Intake>[] = [];
+    for (const one of batch) {
+      results.push(
+        await write(deps, [one]).then(
+          ([value]) => ({ status: "fulfilled", value: value! }) as const,
+          (reason: unknown) => ({ status: "rejected", reason }) as const,
+        ),
+      );
+    }
+    return results;
+  }
+}
+
+async function write(deps: IntakeDeps, batch: readonly Received[]): Promise<Intake[]> {
+  const plan = planBatch(deps.subscriptions, batch);
+  return answers(plan, await insertEvents(deps.db, plan.rows));
 }
 
 export type InboxStatus = {

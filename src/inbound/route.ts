@@ -1,7 +1,8 @@
 /**
  * `POST <server.inbound.path>`: order events from the OMS (SPEC §7). Checks run cheapest first
  * and each answers on its own: 415 content type (before the body is read), 413 size, 401
- * signature (over the exact raw bytes), 400 body; then one transaction stores and fans out.
+ * signature (over the exact raw bytes), 400 body; then intake stores and fans out (group commit:
+ * one statement for the requests that arrived together).
  * 202 `{id}` when stored, 200 `{id, duplicate: true}` when the id was already in the inbox.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -13,14 +14,14 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { OnestockScheme } from "../subscriptions/signing.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import { parseEvent } from "./event.js";
-import { intake } from "./intake.js";
+import { createIntake, type Intaker } from "./intake.js";
 import { checkSignature, type InboundSettings } from "./verify.js";
 
 export type InboundDeps = {
   db: Db;
   log: Logger;
   clock: Clock;
-  metrics: Pick<Metrics, "countInbound">;
+  metrics: Pick<Metrics, "countInbound" | "observeInboundBatch">;
   settings: InboundSettings;
   subscriptions: readonly Subscription[];
   /** How OneStock signatures are formed, if a tenant differs from the default. */
@@ -51,6 +52,13 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       "server.inbound.secrets is empty: every inbound event will be refused (401)",
     );
   }
+  // one per server: at most one batch is written at a time, and requests wait for it together
+  const intaker = createIntake({
+    db: deps.db,
+    log: deps.log,
+    subscriptions: deps.subscriptions,
+    onBatch: (size) => deps.metrics.observeInboundBatch(size),
+  });
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     // Any type: the onRequest check has already refused what is not JSON, and the signature
@@ -66,11 +74,11 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       }
     });
     scope.addHook("onResponse", async (_req, reply) => deps.metrics.countInbound(reply.statusCode));
-    scope.post(deps.settings.path, (req, reply) => receive(deps, req, reply));
+    scope.post(deps.settings.path, (req, reply) => receive(deps, intaker, req, reply));
   });
 }
 
-async function receive(deps: InboundDeps, req: FastifyRequest, reply: FastifyReply) {
+async function receive(deps: InboundDeps, intaker: Intaker, req: FastifyRequest, reply: FastifyReply) {
   const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   const now = deps.clock.now();
   const { signedId } = checkSignature(deps.settings, req.headers, raw, now, deps.onestock);
@@ -78,7 +86,7 @@ async function receive(deps: InboundDeps, req: FastifyRequest, reply: FastifyRep
   const headerId = signedId ?? singleHeader(req.headers["webhook-id"]);
   const event = parseEvent(raw, headerId, deps.settings.order_id_field);
   const contentType = jsonMediaType(req.headers["content-type"]) ?? "application/json";
-  const result = await intake(deps.db, deps.subscriptions, event, { body: raw, contentType }, now);
+  const result = await intaker.intake({ event, payload: { body: raw, contentType }, now });
   if (result.duplicate) return reply.code(200).send({ id: event.id, duplicate: true });
   if (result.subscriptions.length === 0) {
     deps.log.info({ event: event.id, subject: event.subject }, "inbound event matches no subscription");

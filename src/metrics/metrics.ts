@@ -16,6 +16,8 @@ export type Metrics = {
   readonly registry: Registry;
   /** Counts one answered inbound webhook by HTTP status. */
   countInbound(status: number): void;
+  /** Records the size of one group-committed batch of inbound events. */
+  observeInboundBatch(size: number): void;
   /** Shaped like the delivery engine's `onAttempt` hook, so it can be passed as is. */
   observeAttempt(sub: Subscription, row: DeliveryRow, outcome: string, durationMs: number): void;
   /** Called by the stock export after each run. */
@@ -35,6 +37,9 @@ const STATES = ["pending", "failed", "dead"] as const;
 // From sub-second local deliveries to a message that waited out a whole retry schedule.
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600];
 
+// 1 when idle; up to the intake's cap of 500 under load
+const BATCH_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500];
+
 export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
@@ -44,6 +49,12 @@ export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Met
     name: "stock_sync_inbound_requests_total",
     help: "Inbound webhook requests answered, by HTTP status.",
     labelNames: ["status"],
+    registers,
+  });
+  const inboundBatch = new Histogram({
+    name: "stock_sync_inbound_batch_size",
+    help: "Inbound events written together in one statement (group commit).",
+    buckets: BATCH_BUCKETS,
     registers,
   });
   const attempts = new Counter({
@@ -82,6 +93,7 @@ export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Met
   return {
     registry,
     countInbound: (status) => inbound.inc({ status: String(status) }),
+    observeInboundBatch: (size) => inboundBatch.observe(size),
     observeAttempt(sub, row, outcome) {
       attempts.inc({ subscription: sub.name, outcome });
       if (outcome !== "delivered") return;

@@ -25,6 +25,10 @@ export type NewMessage = {
 
 export type Enqueued = { id: string; subscriptions: string[] };
 
+/** The subscriptions a message fans out to: those whose subjects match, minus the one it is about. */
+export const targetsOf = (subs: readonly Subscription[], msg: Pick<NewMessage, "subject" | "about">) =>
+  subs.filter((s) => s.name !== msg.about && matchesAny(s.subjects, msg.subject));
+
 /**
  * Stores a message and one delivery per matching subscription, inside the caller's transaction,
  * so the message exists exactly when the work that produced it committed. Callers wake the
@@ -36,7 +40,7 @@ export async function enqueue(
   msg: NewMessage,
 ): Promise<Enqueued> {
   const id = msg.id ?? newMessageId(msg.createdAt);
-  const targets = subs.filter((s) => s.name !== msg.about && matchesAny(s.subjects, msg.subject));
+  const targets = targetsOf(subs, msg);
   await insertMessage(tx, {
     id,
     subject: msg.subject,

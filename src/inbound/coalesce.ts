@@ -1,0 +1,100 @@
+/**
+ * Group commit without a timer: the first item is written at once; items that arrive while a
+ * batch is being written wait and go together in the next one. At most one batch is in flight,
+ * so under load batches grow by themselves and when idle nothing waits. No I/O here: the
+ * caller's `flush` writes a batch and answers each item.
+ */
+
+/** Writes a batch; one settled result per item, in order. A rejection fails every item with it. */
+export type Flush<I, O> = (items: I[]) => Promise<PromiseSettledResult<O>[]>;
+
+export type CoalescerOptions<I> = {
+  /**
+   * The most items one batch takes; the rest wait for the next one.
+   * @default 500
+   * @example createCoalescer(write, { maxBatch: 100 })
+   */
+  maxBatch?: number;
+  /**
+   * The most total `weigh` one batch takes, so a few large items cannot make one huge statement;
+   * an item heavier than this still goes, alone.
+   * @default Infinity
+   * @example createCoalescer(write, { weigh: (r) => r.body.length, maxWeight: 8 << 20 })
+   */
+  maxWeight?: number;
+  /** @default () => 0 */
+  weigh?: (item: I) => number;
+};
+
+export type CoalescerStats = { batches: number; items: number };
+
+export type Coalescer<I, O> = {
+  /** Resolves (or rejects) with the item's own result once its batch is written. */
+  submit(item: I): Promise<O>;
+  /** Batches flushed and items they held, for metrics and tests. */
+  stats(): CoalescerStats;
+};
+
+type Waiting<I, O> = { item: I; resolve: (value: O) => void; reject: (reason: unknown) => void };
+
+export function createCoalescer<I, O>(flush: Flush<I, O>, opts: CoalescerOptions<I> = {}): Coalescer<I, O> {
+  const maxBatch = opts.maxBatch ?? 500;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) {
+    throw new RangeError(`maxBatch must be a whole number ≥ 1, got ${maxBatch}`);
+  }
+  const queue: Waiting<I, O>[] = [];
+  const stats: CoalescerStats = { batches: 0, items: 0 };
+  let busy = false;
+
+  async function drain(): Promise<void> {
+    busy = true;
+    while (queue.length > 0) {
+      const batch = queue.splice(0, batchLength(queue, maxBatch, opts));
+      stats.batches++;
+      stats.items += batch.length;
+      await settle(batch, flush);
+    }
+    busy = false;
+  }
+
+  return {
+    submit(item) {
+      const done = new Promise<O>((resolve, reject) => queue.push({ item, resolve, reject }));
+      if (!busy) void drain();
+      return done;
+    },
+    stats: () => ({ ...stats }),
+  };
+}
+
+/** How many of the waiting items the next batch takes: at least one, then within both limits. */
+function batchLength<I>(queue: readonly { item: I }[], maxBatch: number, opts: CoalescerOptions<I>): number {
+  const maxWeight = opts.maxWeight ?? Number.POSITIVE_INFINITY;
+  let weight = opts.weigh?.(queue[0]!.item) ?? 0;
+  let n = 1;
+  while (n < queue.length && n < maxBatch) {
+    weight += opts.weigh?.(queue[n]!.item) ?? 0;
+    if (weight > maxWeight) break;
+    n++;
+  }
+  return n;
+}
+
+/** Answers every waiting item of a batch, whatever `flush` does (throws, or miscounts). */
+async function settle<I, O>(batch: Waiting<I, O>[], flush: Flush<I, O>): Promise<void> {
+  let results: PromiseSettledResult<O>[];
+  try {
+    results = await flush(batch.map((w) => w.item));
+    if (results.length !== batch.length) {
+      throw new Error(`flush answered ${results.length} results for ${batch.length} items`);
+    }
+  } catch (err) {
+    for (const w of batch) w.reject(err);
+    return;
+  }
+  batch.forEach((w, i) => {
+    const r = results[i]!;
+    if (r.status === "fulfilled") w.resolve(r.value);
+    else w.reject(r.reason);
+  });
+}
