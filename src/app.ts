@@ -1,5 +1,4 @@
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { systemClock } from "./clock.js";
 import type { Config } from "./config/index.js";
 import type { Db } from "./db/db.js";
@@ -11,9 +10,10 @@ import { captureInstalled, captureSql } from "./inventory/capture.js";
 import { seedDemoSource } from "./inventory/seed.js";
 import type { Logger } from "./log.js";
 import { syncSubscriptions } from "./outbox/queries.js";
+import { fromRoot } from "./root.js";
 import { buildSubscriptions, type Subscription } from "./subscriptions/subscriptions.js";
 
-export const FIXTURES_DIR = fileURLToPath(new URL("../fixtures/inventory/", import.meta.url));
+export const FIXTURES_DIR = fromRoot("fixtures/inventory/");
 
 /** What every command needs: the config, a logger, the state database (migrated) and the source. */
 export type App = {

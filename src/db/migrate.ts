@@ -1,8 +1,9 @@
 import { readdir, readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
+import { fromRoot } from "../root.js";
 import type { Db, Queryable } from "./db.js";
 
-export const MIGRATIONS_DIR = fileURLToPath(new URL("./migrations/", import.meta.url));
+// From the package root, not this module: bundled into dist/, this code is no longer in src/db/.
+export const MIGRATIONS_DIR = fromRoot("src/db/migrations/");
 
 // Any constant works; it only has to be the same in every stock-sync process.
 const MIGRATION_LOCK = 0x5354_4f43; // "STOC"
