@@ -3,7 +3,7 @@ import { isDatabaseUnavailable } from "../http/errors.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import { answers, type Intake, planBatch, type Received } from "./batch.js";
-import { type CoalescerStats, createCoalescer } from "./coalesce.js";
+import { type CoalescerStats, createCoalescer } from "../db/coalesce.js";
 import { insertEvents } from "./queries.js";
 
 export type { Intake, Received } from "./batch.js";

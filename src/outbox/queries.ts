@@ -196,7 +196,7 @@ export async function nextDueAt(db: Queryable, subscription: string, now: Date):
 /**
  * The last check before requests go out: of the given deliveries, those still owed while the
  * subscription is enabled and this process holds its lease until `until`. A pause committed by
- * any process is seen here. One query serves every attempt about to start (see Batcher).
+ * any process is seen here. One query serves every attempt about to start (db/coalesce.ts).
  */
 export async function mayAttempt(
   db: Queryable,

@@ -1,6 +1,6 @@
 import PQueue from "p-queue";
 import type { Clock } from "../clock.js";
-import { Batcher } from "../db/batcher.js";
+import { type Coalescer, createCoalescer } from "../db/coalesce.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
@@ -78,9 +78,9 @@ export class SubscriptionWorker {
   /** After a database failure nothing new starts before this time (no hot loop of re-sends). */
   #backoffUntil = 0;
   /** The last checks of the attempts about to start, one query for all of them. */
-  readonly #checks: Batcher<number, boolean>;
+  readonly #checks: Coalescer<number, boolean>;
   /** Finished attempts, recorded together: one transaction for all that finished meanwhile. */
-  readonly #records: Batcher<AttemptRecord, string[]>;
+  readonly #records: Coalescer<AttemptRecord, string[]>;
 
   constructor(
     readonly sub: Subscription,
@@ -90,13 +90,15 @@ export class SubscriptionWorker {
     const limit = sub.rate_limit;
     // The margin absorbs the jitter between recording a send and its arrival (event loop, network).
     this.#limiter = limit ? new SendLimiter(limit.requests, limit.per) : null;
-    this.#checks = new Batcher(async (ids) => {
+    this.#checks = createCoalescer(async (ids) => {
       // The lease must outlast the whole request of the last one to start.
       const until = new Date(deps.clock.now().getTime() + sub.timeout);
       const ok = await mayAttempt(deps.db, ids, deps.owner, until);
-      return ids.map((id) => ok.has(id));
+      return ids.map((id) => ({ status: "fulfilled", value: ok.has(id) }));
     });
-    this.#records = new Batcher((recs) => this.#recordBatch(recs));
+    this.#records = createCoalescer(async (recs) =>
+      (await this.#recordBatch(recs)).map((value) => ({ status: "fulfilled", value })),
+    );
   }
 
   get inFlight(): number {

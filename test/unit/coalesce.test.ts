@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type CoalescerOptions, createCoalescer } from "../../src/inbound/coalesce.js";
+import { type CoalescerOptions, createCoalescer } from "../../src/db/coalesce.js";
 
 /** A flush the test completes by hand, recording every batch it was given and how many ran at once. */
 function manualFlush<I>() {
