@@ -38,8 +38,9 @@ describeEachDb("delivery failures", (t) => {
     { status: 503, header: "date+9", minMs: 8000 },
     { status: 503, header: "3600", minMs: 20_000, maxMs: 20_000 * 1.2 + 1000 }, // capped at the last interval
   ])("HTTP $status with Retry-After $header waits for the hint", async ({ status, header, minMs, maxMs }) => {
-    const value = header === "date+9" ? new Date(Date.now() + 9000).toUTCString() : header;
-    const r = await receiver(() => ({ status, headers: { "retry-after": value } }));
+    // the date is taken when the response is made: 9 s from then, at whole-second precision
+    const value = () => (header === "date+9" ? new Date(Date.now() + 9000).toUTCString() : header);
+    const r = await receiver(() => ({ status, headers: { "retry-after": value() } }));
     const name = `ra${status}${header.replace(/\W/g, "")}`;
     const e = await engine(`subscriptions:\n${subYaml(name, r.url, "    retry_intervals: [0.05, 20]\n")}`);
     await e.enqueue({ subject: "order.created", payload: "{}" });
