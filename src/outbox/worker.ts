@@ -288,22 +288,37 @@ export class SubscriptionWorker {
   }
 
   /**
-   * The last checks, then the request. In the database, unless the row was fetched with them a
-   * moment ago: the delivery is still owed, the subscription enabled and our lease good for the
-   * whole request, so a pause committed by any process stops what has not started. Then the rate
-   * slot, and the status and lease again in memory (a pause wakes this worker, which re-reads the
-   * status), so the slot covers only the request.
+   * The last checks, then the request. In the database, unless they were made (with the fetch,
+   * or here) less than CHECK_FRESH_MS ago: the delivery is still owed, the subscription enabled
+   * and our lease good for the whole request, so a pause committed by any process stops every
+   * request that would start later than that. Then the rate slot, the database checks again if
+   * the wait made them stale, and the status and lease in memory (a pause wakes this worker,
+   * which re-reads the status), so the slot covers only the request.
    */
-  async #send(row: DeliveryRow, checkedAt: number) {
+  async #send(row: DeliveryRow, fetchedAt: number) {
     const { clock, sender } = this.deps;
-    const leaseNeeded = () => clock.now().getTime() + this.sub.timeout;
-    const fresh = clock.now().getTime() - checkedAt <= CHECK_FRESH_MS;
-    if (this.#stopped || (!fresh && !(await this.#checks.submit(row.id)))) return null;
+    const now = () => clock.now().getTime();
+    let checkedAt = fetchedAt;
+    // true when the database checks were made (from the moment they were asked) a moment ago
+    const recheck = async () => {
+      if (now() - checkedAt <= CHECK_FRESH_MS) return true;
+      checkedAt = now();
+      return this.#checks.submit(row.id);
+    };
+    if (this.#stopped || !(await recheck())) return null;
     const slot = await this.#limiter?.acquire();
-    if (this.#stopped || !this.#enabled || this.deps.leaseUntil(this.sub.name) <= leaseNeeded()) {
-      slot?.cancel();
-      return null;
+    let go = false;
+    try {
+      // The wait for a rate slot can be long: check again, holding the slot.
+      go =
+        !this.#stopped &&
+        (!slot || (await recheck())) &&
+        this.#enabled &&
+        this.deps.leaseUntil(this.sub.name) > now() + this.sub.timeout;
+    } finally {
+      if (!go) slot?.cancel();
     }
+    if (!go) return null;
     slot?.sent();
     const at = clock.now();
     try {

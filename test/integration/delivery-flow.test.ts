@@ -34,6 +34,25 @@ describeEachDb("delivery flow", (t) => {
     expect(got.map((q) => bodyOf(q).n)).toEqual([...Array(20).keys()]);
   });
 
+  it("a pause committed with no wake-up (another process) stops every request starting 100 ms later", async () => {
+    const r = await receiver();
+    const e = await engine(
+      `subscriptions:\n${sub("quiet", r.url, "    concurrency: 8\n    rate_limit: { requests: 10, per: 1s }\n")}`,
+    );
+    for (let n = 0; n < 40; n++)
+      await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
+    await r.waitFor(12, 10_000); // the first window, and some of the next: rows wait for their slots
+    // as another process would write it, without the NOTIFY that wakes this one
+    await t().db.query("update stock_sync.subscriptions set status = 'paused' where name = 'quiet'");
+    const pausedAt = Date.now();
+    await new Promise((res) => setTimeout(res, 2500));
+    // 100 ms, plus what a loaded machine adds between a request's start and its arrival; without
+    // the checks the rest would keep arriving, 10 in each of the next seconds
+    const late = r.requests.filter((q) => q.at > pausedAt + 400);
+    expect(late).toEqual([]);
+    expect(r.requests.length).toBeLessThan(40);
+  });
+
   it("receiver down, then up: nothing lost, fifo order kept, per-key order kept", async () => {
     let down = true;
     const fifo = await receiver(() => ({ status: down ? 503 : 204 }));
