@@ -42,6 +42,8 @@ const RETRY_PUMP_MS = 1000;
  * checked again just before its request. The in-memory status and lease are checked every time.
  */
 const CHECK_FRESH_MS = 100;
+/** Rows held per request slot (see #target). */
+const TARGET_PER_SLOT = 2;
 // Recording an outcome is retried briefly: each give-up means the message is sent again later.
 const RECORD_RETRIES_MS = [100, 500, 1500];
 
@@ -186,9 +188,14 @@ export class SubscriptionWorker {
     return this.#inFlight.size - this.#recording.size;
   }
 
+  /**
+   * How many to hold queued or sending: enough that the requests keep going while the next read
+   * of the backlog runs (one read per half of it), few enough that a pause, a lost lease or large
+   * payloads (stock parts) leave little in memory; with a rate limit, no more than one window.
+   */
   #target(): number {
     const perWindow = this.sub.rate_limit?.requests ?? Number.POSITIVE_INFINITY;
-    return Math.max(1, Math.min(this.sub.concurrency * 2, perWindow + this.sub.concurrency));
+    return Math.max(1, Math.min(this.sub.concurrency * TARGET_PER_SLOT, perWindow + this.sub.concurrency));
   }
 
   /**
