@@ -45,7 +45,11 @@ export class PartWriter {
 
   constructor(
     private readonly dir: string,
-    private readonly opts: CsvOptions & { partRows: number },
+    private readonly opts: CsvOptions & {
+      partRows: number;
+      /** File names are `<name>-0001.csv[.gz]`. @default "part" */
+      name?: string;
+    },
   ) {}
 
   get rows(): number {
@@ -71,7 +75,7 @@ export class PartWriter {
     const file = {
       path: join(
         this.dir,
-        `part-${String(this.parts.length + 1).padStart(4, "0")}.csv${this.opts.gzip ? ".gz" : ""}`,
+        `${this.opts.name ?? "part"}-${String(this.parts.length + 1).padStart(4, "0")}.csv${this.opts.gzip ? ".gz" : ""}`,
       ),
       rows: 0,
     };

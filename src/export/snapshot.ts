@@ -1,31 +1,33 @@
 import { once } from "node:events";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream } from "node:fs";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { createGunzip } from "node:zlib";
 import { format } from "@fast-csv/format";
+import type { Tx } from "../db/db.js";
 import { captureInstalled, pruneChanges } from "../inventory/capture.js";
 import { sourceQueries } from "../inventory/queries.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import { type PartFile, PartWriter, type StockRow } from "./csv.js";
 import {
   type ExportDeps,
-  recordFailure,
   enqueueParts,
   inSourceSnapshot,
   newSnapshotId,
   type RunOptions,
   type RunResult,
   readSourceSnapshot,
+  recordFailure,
   stockSubscriptions,
 } from "./run.js";
 import {
-  clearSent,
+  createFullRows,
+  FULL_ROWS,
   finishRun,
   lastDeliveredFullRows,
+  replaceSent,
   startRun,
   supersedeStock,
-  upsertSent,
   writeWatermark,
 } from "./state.js";
 
@@ -35,7 +37,8 @@ const STREAM_BATCH = 250;
 /**
  * A full snapshot: every key's sellable quantity, read in one repeatable-read snapshot of the
  * source and streamed to part files (never all in memory); then, in one state transaction, the
- * parts are enqueued, older undelivered stock messages superseded, the sent state replaced and
+ * parts are enqueued, older undelivered stock messages superseded, the sent state replaced (a
+ * COPY of the parts and three set-based statements) and
  * the delta watermark set to this snapshot, so nothing falls between this full and the next delta.
  */
 export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunResult> {
@@ -59,7 +62,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
     if (opts.dryRun) return result("dry-run", null);
     const refusal = opts.force ? null : await guard(deps, read.rows);
     if (refusal) return result("refused", await refuse(deps, snapshotId, started, read, refusal), refusal);
-    const runId = await publishFull(deps, { snapshotId, started, opts, ...read }, dir);
+    const runId = await publishFull(deps, { snapshotId, started, opts, ...read });
     await pruneCapture(deps, read.snapshot);
     return result("enqueued", runId);
   } finally {
@@ -67,36 +70,46 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
   }
 }
 
-type FullRead = { rows: number; parts: PartFile[]; snapshot: string; readAt: Date };
+/** CSV files holding the sku, location and quantity of every row: the parts themselves, or key files. */
+type SentFiles = { files: PartFile[]; columns: readonly string[]; gzip: boolean };
+
+type FullRead = { rows: number; parts: PartFile[]; sent: SentFiles; snapshot: string; readAt: Date };
+
+const KEY_COLUMNS = ["sku", "location", "quantity"] as const;
 
 async function readFull(deps: ExportDeps, opts: RunOptions, dir: string): Promise<FullRead> {
   const { sellable } = sourceQueries(deps.stock.queries);
-  const csv = { columns: deps.stock.format.columns, gzip: deps.stock.format.gzip };
+  const { columns, gzip, part_rows: partRows } = deps.stock.format;
   return inSourceSnapshot(deps.source, async (tx) => {
     const { snapshot, now } = await readSourceSnapshot(tx);
     // Small batches: rows die young, so the heap stays small however large the snapshot.
     const rows = tx.stream<StockRow>(sellable, [deps.stock.sellable.include_future_days], STREAM_BATCH);
     if (opts.out) {
-      const count = await writeCsv(rows, csv.columns, opts.out, opts.onProgress);
-      return { rows: count, parts: [], snapshot, readAt: now };
+      const count = await writeCsv(rows, columns, opts.out, opts.onProgress);
+      return { rows: count, parts: [], sent: { files: [], columns, gzip }, snapshot, readAt: now };
     }
-    const writer = new PartWriter(dir, { ...csv, partRows: deps.stock.format.part_rows });
-    // What was sent per key, replayed into stock_sent after the source transaction closes.
-    const keys = createWriteStream(join(dir, "keys.jsonl"));
+    const writer = new PartWriter(dir, { columns, gzip, partRows });
+    // The sent state is loaded from the parts when they carry the key and quantity; else from
+    // key files written beside them.
+    const keys = carriesKeys(columns)
+      ? null
+      : new PartWriter(dir, { columns: KEY_COLUMNS, gzip: false, partRows, name: "keys" });
     let count = 0;
     for await (const row of rows) {
       await writer.write(row);
-      if (!keys.write(`${JSON.stringify([row.sku, row.location, row.quantity])}\n`))
-        await once(keys, "drain");
+      await keys?.write(row);
       if (++count % PROGRESS_EVERY === 0) opts.onProgress?.(count);
     }
-    keys.end();
-    await once(keys, "close");
     const parts = await writer.finish();
+    const sent = keys
+      ? { files: await keys.finish(), columns: KEY_COLUMNS, gzip: false }
+      : { files: parts, columns, gzip };
     opts.onProgress?.(count);
-    return { rows: count, parts, snapshot, readAt: now };
+    return { rows: count, parts, sent, snapshot, readAt: now };
   });
 }
+
+const carriesKeys = (columns: readonly string[]) => KEY_COLUMNS.every((c) => columns.includes(c));
 
 /** `--out FILE|-`: one CSV (gzipped when configured), no parts, no state. */
 async function writeCsv(
@@ -154,7 +167,6 @@ async function refuse(deps: ExportDeps, snapshotId: string, started: Date, read:
 async function publishFull(
   deps: ExportDeps,
   run: FullRead & { snapshotId: string; started: Date; opts: RunOptions },
-  dir: string,
 ): Promise<number> {
   const runId = await startRun(deps.db, "full", run.opts.trigger, run.snapshotId, run.started);
   const now = deps.clock.now();
@@ -163,8 +175,7 @@ async function publishFull(
       await supersedeStock(tx, stockSubscriptions(deps.subscriptions, "stock.full"), now);
       const bodies = run.parts.map((p) => () => readFile(p.path));
       await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
-      await clearSent(tx);
-      await loadKeys(tx, join(dir, "keys.jsonl"), runId);
+      await loadSent(tx, run.sent, runId);
       await writeWatermark(tx, run.snapshot, run.readAt, runId);
       await finishRun(tx, runId, {
         status: "enqueued",
@@ -178,21 +189,19 @@ async function publishFull(
   return runId;
 }
 
-async function loadKeys(tx: Parameters<typeof upsertSent>[0], file: string, runId: number): Promise<void> {
-  let batch: { sku: string; location: string; quantity: number }[] = [];
-  for await (const line of createInterface({
-    input: createReadStream(file),
-    crlfDelay: Number.POSITIVE_INFINITY,
-  })) {
-    if (!line) continue;
-    const [sku, location, quantity] = JSON.parse(line) as [string, string, number];
-    batch.push({ sku, location, quantity });
-    if (batch.length >= 5000) {
-      await upsertSent(tx, batch, runId);
-      batch = [];
-    }
-  }
-  await upsertSent(tx, batch, runId);
+/** The full's rows, COPYed part by part into a temporary table, then merged into the sent state. */
+async function loadSent(tx: Tx, sent: SentFiles, runId: number): Promise<void> {
+  await createFullRows(tx, sent.columns);
+  for (const file of sent.files) await tx.copyFrom(FULL_ROWS, sent.columns, readPart(file.path, sent.gzip));
+  await replaceSent(tx, runId);
+}
+
+function readPart(path: string, gzip: boolean): AsyncIterable<Buffer> {
+  const file = createReadStream(path);
+  if (!gzip) return file;
+  const gunzip = createGunzip();
+  file.on("error", (err) => gunzip.destroy(err));
+  return file.pipe(gunzip);
 }
 
 /** Change rows every later snapshot sees are done with. Best effort: a failure only keeps rows longer. */

@@ -1,4 +1,4 @@
-import type { Queryable } from "../db/db.js";
+import { type Queryable, quoteIdent } from "../db/db.js";
 import { keyOf } from "./diff.js";
 
 /** The stock export's rows in the state database (migration 0003). */
@@ -127,4 +127,33 @@ export async function upsertSent(
   }
 }
 
-export const clearSent = (db: Queryable) => db.query("delete from stock_sync.stock_sent");
+export const FULL_ROWS = "stock_full_rows";
+
+/** Where a full's rows wait, as text, for `replaceSent`; one column per CSV column, gone at commit. */
+export const createFullRows = (db: Queryable, columns: readonly string[]) =>
+  db.query(
+    `create temp table ${FULL_ROWS} (${columns.map((c) => `${quoteIdent(c)} text`).join(", ")}) on commit drop`,
+  );
+
+/**
+ * Makes the sent state what a full said (its rows in stock_full_rows): keys the full lacks are
+ * deleted, changed quantities updated, new keys inserted. Three joins instead of a rewrite of
+ * every key; a key whose quantity is unchanged keeps the run_id of the run that sent that value.
+ */
+export async function replaceSent(db: Queryable, runId: number): Promise<void> {
+  // A temporary table has no statistics until analysed: without them the joins may nest-loop.
+  await db.query("analyze stock_full_rows");
+  await db.query(`delete from stock_sync.stock_sent s
+    where not exists (select 1 from stock_full_rows f where f.sku = s.sku and f.location = s.location)`);
+  await db.query(
+    `update stock_sync.stock_sent s set quantity = f.quantity::int8, run_id = $1
+     from stock_full_rows f where f.sku = s.sku and f.location = s.location and s.quantity <> f.quantity::int8`,
+    [runId],
+  );
+  await db.query(
+    `insert into stock_sync.stock_sent (sku, location, quantity, run_id)
+     select f.sku, f.location, f.quantity::int8, $1 from stock_full_rows f
+     where not exists (select 1 from stock_sync.stock_sent s where s.sku = f.sku and s.location = f.location)`,
+    [runId],
+  );
+}
