@@ -50,7 +50,19 @@ export type Tx = Queryable & {
    * memory, so pass large data in several calls. Resolves to the number of rows loaded.
    */
   copyFrom(table: string, columns: readonly string[], csv: CsvSource): Promise<number>;
+  /**
+   * COPY … TO STDOUT: the server's bytes as they arrive (a row may be split across chunks).
+   * Real PostgreSQL only: absent on PGlite (in this process, PGlite has no STDOUT).
+   */
+  copyTo?(sql: string): AsyncIterable<Buffer>;
+  /** The names and type oids of a query's result columns (planned, no row fetched). */
+  describe(text: string, values?: readonly unknown[]): Promise<ResultColumn[]>;
 };
+
+export type ResultColumn = { name: string; typeId: number };
+
+/** `describe` runs this: the query with no row wanted. */
+export const describeStatement = (text: string) => `select * from (${text}) as q limit 0`;
 
 export type CsvSource = Iterable<Buffer> | AsyncIterable<Buffer>;
 

@@ -1,9 +1,9 @@
 import { pipeline } from "node:stream/promises";
 import pg from "pg";
-import { from as copyFromStdin } from "pg-copy-streams";
+import { from as copyFromStdin, to as copyToStdout } from "pg-copy-streams";
 import QueryStream from "pg-query-stream";
 import { ConnectorError } from "../errors.js";
-import { beginStatement, copyFromStatement, type Db, type Row, type Tx } from "./db.js";
+import { beginStatement, copyFromStatement, type Db, describeStatement, type Row, type Tx } from "./db.js";
 import { insertCsv } from "./insert-csv.js";
 
 /** int8 as a number when it fits, as PGlite does, so both back ends return the same shapes. */
@@ -139,11 +139,18 @@ function clientTx(client: pg.PoolClient, kind: Db["kind"]): Tx {
       await pipeline(csv, sink);
       return sink.rowCount;
     },
+    async describe(text, values) {
+      const res = await client.query(describeStatement(text), values as unknown[] | undefined);
+      return res.fields.map((f) => ({ name: f.name, typeId: f.dataTypeID }));
+    },
     stream<T extends Row>(text: string, values?: readonly unknown[], batchSize = 5000) {
       const qs = new QueryStream(text, values as unknown[] | undefined, { batchSize, types } as never);
       return client.query(qs) as unknown as AsyncIterable<T>;
     },
   };
+  // Not for PGlite over the wire (it does answer COPY TO STDOUT): the embedded database is
+  // small, and keeping it on the cursor path gives both of its ways in the same behaviour.
+  if (kind === "postgres") tx.copyTo = (sql) => client.query(copyToStdout(sql));
   return tx;
 }
 

@@ -1,22 +1,17 @@
-import { once } from "node:events";
 import { createReadStream } from "node:fs";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createGunzip } from "node:zlib";
-import { format } from "@fast-csv/format";
 import type { Tx } from "../db/db.js";
 import { captureInstalled, pruneChanges } from "../inventory/capture.js";
-import { sourceQueries } from "../inventory/queries.js";
 import { notifyOnce } from "../outbox/outcome.js";
-import { type PartFile, PartWriter, type StockRow } from "./csv.js";
+import { type FullRead, readFull, type SentFiles } from "./full-read.js";
 import {
   type ExportDeps,
   enqueueParts,
-  inSourceSnapshot,
   newSnapshotId,
   type RunOptions,
   type RunResult,
-  readSourceSnapshot,
   recordFailure,
   stockSubscriptions,
 } from "./run.js";
@@ -31,15 +26,12 @@ import {
   writeWatermark,
 } from "./state.js";
 
-const PROGRESS_EVERY = 10_000;
-const STREAM_BATCH = 250;
-
 /**
  * A full snapshot: every key's sellable quantity, read in one repeatable-read snapshot of the
- * source and streamed to part files (never all in memory); then, in one state transaction, the
- * parts are enqueued, older undelivered stock messages superseded, the sent state replaced (a
- * COPY of the parts and three set-based statements) and
- * the delta watermark set to this snapshot, so nothing falls between this full and the next delta.
+ * source and streamed to part files (never all in memory, full-read.ts); then, in one state
+ * transaction, older undelivered stock messages are superseded, the parts enqueued, the sent
+ * state replaced (the parts COPYed in, then three set-based statements) and the delta watermark
+ * set to this snapshot, so nothing falls between this full and the next delta.
  */
 export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunResult> {
   const started = deps.clock.now();
@@ -68,71 +60,6 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** CSV files holding the sku, location and quantity of every row: the parts themselves, or key files. */
-type SentFiles = { files: PartFile[]; columns: readonly string[]; gzip: boolean };
-
-type FullRead = { rows: number; parts: PartFile[]; sent: SentFiles; snapshot: string; readAt: Date };
-
-const KEY_COLUMNS = ["sku", "location", "quantity"] as const;
-
-async function readFull(deps: ExportDeps, opts: RunOptions, dir: string): Promise<FullRead> {
-  const { sellable } = sourceQueries(deps.stock.queries);
-  const { columns, gzip, part_rows: partRows } = deps.stock.format;
-  return inSourceSnapshot(deps.source, async (tx) => {
-    const { snapshot, now } = await readSourceSnapshot(tx);
-    // Small batches: rows die young, so the heap stays small however large the snapshot.
-    const rows = tx.stream<StockRow>(sellable, [deps.stock.sellable.include_future_days], STREAM_BATCH);
-    if (opts.out) {
-      const count = await writeCsv(rows, columns, opts.out, opts.onProgress);
-      return { rows: count, parts: [], sent: { files: [], columns, gzip }, snapshot, readAt: now };
-    }
-    const writer = new PartWriter(dir, { columns, gzip, partRows });
-    // The sent state is loaded from the parts when they carry the key and quantity; else from
-    // key files written beside them.
-    const keys = carriesKeys(columns)
-      ? null
-      : new PartWriter(dir, { columns: KEY_COLUMNS, gzip: false, partRows, name: "keys" });
-    let count = 0;
-    for await (const row of rows) {
-      await writer.write(row);
-      await keys?.write(row);
-      if (++count % PROGRESS_EVERY === 0) opts.onProgress?.(count);
-    }
-    const parts = await writer.finish();
-    const sent = keys
-      ? { files: await keys.finish(), columns: KEY_COLUMNS, gzip: false }
-      : { files: parts, columns, gzip };
-    opts.onProgress?.(count);
-    return { rows: count, parts, sent, snapshot, readAt: now };
-  });
-}
-
-const carriesKeys = (columns: readonly string[]) => KEY_COLUMNS.every((c) => columns.includes(c));
-
-/** `--out FILE|-`: one CSV (gzipped when configured), no parts, no state. */
-async function writeCsv(
-  rows: AsyncIterable<StockRow>,
-  columns: readonly string[],
-  out: NodeJS.WritableStream,
-  onProgress?: (rows: number) => void,
-): Promise<number> {
-  const formatter = format<StockRow, StockRow>({
-    headers: [...columns],
-    alwaysWriteHeaders: true,
-    includeEndRowDelimiter: true,
-  });
-  formatter.pipe(out, { end: false });
-  let count = 0;
-  for await (const row of rows) {
-    if (!formatter.write(row)) await once(formatter, "drain");
-    if (++count % PROGRESS_EVERY === 0) onProgress?.(count);
-  }
-  formatter.end();
-  await once(formatter, "end");
-  onProgress?.(count);
-  return count;
 }
 
 /** Refuse a full that would zero the OMS or shrink it by more than the configured ratio. */
