@@ -136,24 +136,30 @@ export const createFullRows = (db: Queryable, columns: readonly string[]) =>
   );
 
 /**
- * Makes the sent state what a full said (its rows in stock_full_rows): keys the full lacks are
- * deleted, changed quantities updated, new keys inserted. Three joins instead of a rewrite of
- * every key; a key whose quantity is unchanged keeps the run_id of the run that sent that value.
+ * Makes the sent state what a full said (its rows in stock_full_rows). One full join finds the
+ * keys that differ (hourly, few do); then gone keys are deleted, changed quantities updated
+ * and new keys inserted. Three joins of 1M rows each took twice as long as the one. A key whose
+ * quantity is unchanged keeps the run_id of the run that sent that value.
  */
 export async function replaceSent(db: Queryable, runId: number): Promise<void> {
-  // A temporary table has no statistics until analysed: without them the joins may nest-loop.
-  await db.query("analyze stock_full_rows");
-  await db.query(`delete from stock_sync.stock_sent s
-    where not exists (select 1 from stock_full_rows f where f.sku = s.sku and f.location = s.location)`);
+  // A temporary table has no statistics until analysed, and the planner needs them to hash.
+  await db.query(`analyze ${FULL_ROWS}`);
+  await db.query(`create temp table stock_sent_diff on commit drop as
+    select coalesce(f.sku, s.sku) as sku, coalesce(f.location, s.location) as location,
+           f.quantity::int8 as quantity, s.sku is not null as known
+    from ${FULL_ROWS} f full join stock_sync.stock_sent s on s.sku = f.sku and s.location = f.location
+    where s.quantity is distinct from f.quantity::int8`);
+  await db.query("analyze stock_sent_diff");
+  await db.query(`delete from stock_sync.stock_sent s using stock_sent_diff d
+    where d.quantity is null and s.sku = d.sku and s.location = d.location`);
   await db.query(
-    `update stock_sync.stock_sent s set quantity = f.quantity::int8, run_id = $1
-     from stock_full_rows f where f.sku = s.sku and f.location = s.location and s.quantity <> f.quantity::int8`,
+    `update stock_sync.stock_sent s set quantity = d.quantity, run_id = $1 from stock_sent_diff d
+     where d.known and d.quantity is not null and s.sku = d.sku and s.location = d.location`,
     [runId],
   );
   await db.query(
     `insert into stock_sync.stock_sent (sku, location, quantity, run_id)
-     select f.sku, f.location, f.quantity::int8, $1 from stock_full_rows f
-     where not exists (select 1 from stock_sync.stock_sent s where s.sku = f.sku and s.location = f.location)`,
+     select sku, location, quantity, $1 from stock_sent_diff where not known`,
     [runId],
   );
 }
