@@ -74,12 +74,21 @@ function cursor(deps: ExportDeps, tx: Tx): AsyncIterable<StockRow> {
 /** COPY's output cut into whole rows, handed on as they come (the next chunk waits for `take`). */
 async function copyRows(tx: Tx, sql: string, take: (rows: CsvRows) => Promise<void>, progress: Progress) {
   const rows = new CopyRows();
+  let failed: { err: unknown } | null = null;
   for await (const chunk of tx.copyTo!(sql)) {
-    const whole = rows.push(chunk);
-    if (!whole.ends.length) continue;
-    await take(whole);
-    progress.add(whole.ends.length);
+    // A client cannot stop a COPY TO midway: left unread, the connection would hold the
+    // rollback behind it for ever. So after a failure here the rest is read and dropped.
+    if (failed) continue;
+    try {
+      const whole = rows.push(chunk);
+      if (!whole.ends.length) continue;
+      await take(whole);
+      progress.add(whole.ends.length);
+    } catch (err) {
+      failed = { err };
+    }
   }
+  if (failed) throw failed.err;
   rows.end();
 }
 

@@ -1,4 +1,4 @@
-import { PassThrough } from "node:stream";
+import { PassThrough, Writable } from "node:stream";
 import { expect, it } from "vitest";
 import type { Db, Tx } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
@@ -96,5 +96,25 @@ describeEachDb("stock full read with COPY", (t) => {
     expect(viaCopy.split("\n").length).toBeGreaterThan(6_000);
     expect(viaCopy).toBe(await out(false));
     expect(calls.n).toBe(t().url ? 1 : 0);
+  });
+
+  it("a failure while writing ends the run with that error, and the source connection stays usable", async ({
+    skip,
+  }) => {
+    if (!t().url) return skip("PGlite has no COPY TO STDOUT: it always reads with the cursor");
+    const fx = await fixture();
+    let written = 0;
+    const failing = new Writable({
+      write(_chunk, _encoding, done) {
+        done(++written > 2 ? new Error("disk full") : null);
+      },
+    });
+    failing.on("error", () => undefined);
+    const run = createExporter({ ...fx.deps, source: source(db(), true) }).run("full", {
+      trigger: "test",
+      out: failing,
+    });
+    await expect(run).rejects.toThrow(/disk full|write after/);
+    for (let i = 0; i < 6; i++) expect((await db().query("select 1 as one")).rows).toEqual([{ one: 1 }]);
   });
 });
