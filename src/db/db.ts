@@ -43,7 +43,36 @@ export type Tx = Queryable & {
     values?: readonly unknown[],
     batchSize?: number,
   ): AsyncIterable<T>;
+  /**
+   * Loads CSV into `table` (a trusted name, used as written) without a statement per row: COPY
+   * FROM STDIN on PostgreSQL, COPY FROM '/dev/blob' on PGlite. The first line is a header and is
+   * skipped; an empty field is an empty string, never NULL. PGlite holds one call's CSV in
+   * memory, so pass large data in several calls. Resolves to the number of rows loaded.
+   */
+  copyFrom(table: string, columns: readonly string[], csv: CsvSource): Promise<number>;
+  /**
+   * COPY … TO STDOUT: the server's bytes as they arrive (a row may be split across chunks).
+   * Real PostgreSQL only: absent on PGlite (in this process, PGlite has no STDOUT).
+   */
+  copyTo?(sql: string): AsyncIterable<Buffer>;
+  /** The names and type oids of a query's result columns (planned, no row fetched). */
+  describe(text: string, values?: readonly unknown[]): Promise<ResultColumn[]>;
 };
+
+export type ResultColumn = { name: string; typeId: number };
+
+/** `describe` runs this: the query with no row wanted. */
+export const describeStatement = (text: string) => `select * from (${text}) as q limit 0`;
+
+export type CsvSource = Iterable<Buffer> | AsyncIterable<Buffer>;
+
+export const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/** The COPY … FROM of `Tx.copyFrom`; `from` is STDIN or PGlite's '/dev/blob'. */
+export function copyFromStatement(table: string, columns: readonly string[], from: string): string {
+  const list = columns.map(quoteIdent).join(", ");
+  return `copy ${table} (${list}) from ${from} with (format csv, header true, force_not_null (${list}))`;
+}
 
 export function beginStatement(opts: TxOptions = {}): string {
   const iso = opts.isolation ?? "read committed";

@@ -1,7 +1,10 @@
+import { pipeline } from "node:stream/promises";
 import pg from "pg";
+import { from as copyFromStdin, to as copyToStdout } from "pg-copy-streams";
 import QueryStream from "pg-query-stream";
 import { ConnectorError } from "../errors.js";
-import { beginStatement, type Db, type Row, type Tx } from "./db.js";
+import { beginStatement, copyFromStatement, type Db, describeStatement, type Row, type Tx } from "./db.js";
+import { insertCsv } from "./insert-csv.js";
 
 /** int8 as a number when it fits, as PGlite does, so both back ends return the same shapes. */
 function parseInt8(v: string): number | bigint {
@@ -43,15 +46,16 @@ export function openPostgres(url: string, opts: PgOptions = {}): Db {
   const query = async <T extends Row>(text: string, values?: readonly unknown[]) =>
     lastResult<T>(await pool.query(text, values as unknown[] | undefined).catch(rethrow));
 
+  const kind = opts.kind ?? "postgres";
   return {
-    kind: opts.kind ?? "postgres",
+    kind,
     query,
     async tx(fn, txOpts) {
       const client = await pool.connect().catch(rethrow);
       let broken: Error | undefined;
       try {
         await client.query(beginStatement(txOpts));
-        const result = await fn(clientTx(client));
+        const result = await fn(clientTx(client, kind));
         await client.query("commit");
         return result;
       } catch (err) {
@@ -124,16 +128,30 @@ function lastResult<T extends Row>(res: pg.QueryResult | pg.QueryResult[]): { ro
   return { rows: (last?.rows ?? []) as T[], rowCount: last?.rowCount ?? 0 };
 }
 
-function clientTx(client: pg.PoolClient): Tx {
-  return {
+function clientTx(client: pg.PoolClient, kind: Db["kind"]): Tx {
+  const tx: Tx = {
     async query<T extends Row>(text: string, values?: readonly unknown[]) {
       return lastResult<T>(await client.query(text, values as unknown[] | undefined));
+    },
+    async copyFrom(table, columns, csv) {
+      if (kind === "pglite") return insertCsv(tx, table, columns, csv);
+      const sink = client.query(copyFromStdin(copyFromStatement(table, columns, "stdin")));
+      await pipeline(csv, sink);
+      return sink.rowCount;
+    },
+    async describe(text, values) {
+      const res = await client.query(describeStatement(text), values as unknown[] | undefined);
+      return res.fields.map((f) => ({ name: f.name, typeId: f.dataTypeID }));
     },
     stream<T extends Row>(text: string, values?: readonly unknown[], batchSize = 5000) {
       const qs = new QueryStream(text, values as unknown[] | undefined, { batchSize, types } as never);
       return client.query(qs) as unknown as AsyncIterable<T>;
     },
   };
+  // Not for PGlite over the wire (it does answer COPY TO STDOUT): the embedded database is
+  // small, and keeping it on the cursor path gives both of its ways in the same behaviour.
+  if (kind === "postgres") tx.copyTo = (sql) => client.query(copyToStdout(sql));
+  return tx;
 }
 
 const UNAVAILABLE = new Set([

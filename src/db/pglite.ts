@@ -1,5 +1,13 @@
 import type { PGlite } from "@electric-sql/pglite";
-import { beginStatement, type Db, type Queryable, type Row, type Tx } from "./db.js";
+import {
+  beginStatement,
+  copyFromStatement,
+  type Db,
+  describeStatement,
+  type Queryable,
+  type Row,
+  type Tx,
+} from "./db.js";
 import type { SessionLock } from "./session-lock.js";
 
 type Result<T> = { rows: T[]; rowCount: number };
@@ -33,6 +41,17 @@ function pgliteTx(pg: PGlite): Tx {
       } finally {
         await pg.query(`close ${name}`).catch(() => undefined);
       }
+    },
+    async copyFrom(table, columns, csv) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of csv) chunks.push(chunk);
+      const blob = new Blob(chunks);
+      const res = await pg.query(copyFromStatement(table, columns, "'/dev/blob'"), [], { blob });
+      return res.affectedRows ?? 0;
+    },
+    async describe(text, values) {
+      const res = await pg.query(describeStatement(text), (values ?? []) as unknown[]);
+      return res.fields.map((f) => ({ name: f.name, typeId: f.dataTypeID }));
     },
   };
 }

@@ -1,42 +1,37 @@
-import { once } from "node:events";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream } from "node:fs";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { format } from "@fast-csv/format";
+import { createGunzip } from "node:zlib";
+import type { Tx } from "../db/db.js";
 import { captureInstalled, pruneChanges } from "../inventory/capture.js";
-import { sourceQueries } from "../inventory/queries.js";
 import { notifyOnce } from "../outbox/outcome.js";
-import { type PartFile, PartWriter, type StockRow } from "./csv.js";
+import { type FullRead, readFull, type SentFiles } from "./full-read.js";
 import {
   type ExportDeps,
-  recordFailure,
   enqueueParts,
-  inSourceSnapshot,
   newSnapshotId,
   type RunOptions,
   type RunResult,
-  readSourceSnapshot,
+  recordFailure,
   stockSubscriptions,
 } from "./run.js";
 import {
-  clearSent,
+  createFullRows,
+  FULL_ROWS,
   finishRun,
   lastDeliveredFullRows,
+  replaceSent,
   startRun,
   supersedeStock,
-  upsertSent,
   writeWatermark,
 } from "./state.js";
 
-const PROGRESS_EVERY = 10_000;
-const STREAM_BATCH = 250;
-
 /**
  * A full snapshot: every key's sellable quantity, read in one repeatable-read snapshot of the
- * source and streamed to part files (never all in memory); then, in one state transaction, the
- * parts are enqueued, older undelivered stock messages superseded, the sent state replaced and
- * the delta watermark set to this snapshot, so nothing falls between this full and the next delta.
+ * source and streamed to part files (never all in memory, full-read.ts); then, in one state
+ * transaction, older undelivered stock messages are superseded, the parts enqueued, the sent
+ * state replaced (the parts COPYed in, then three set-based statements) and the delta watermark
+ * set to this snapshot, so nothing falls between this full and the next delta.
  */
 export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunResult> {
   const started = deps.clock.now();
@@ -59,67 +54,12 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
     if (opts.dryRun) return result("dry-run", null);
     const refusal = opts.force ? null : await guard(deps, read.rows);
     if (refusal) return result("refused", await refuse(deps, snapshotId, started, read, refusal), refusal);
-    const runId = await publishFull(deps, { snapshotId, started, opts, ...read }, dir);
+    const runId = await publishFull(deps, { snapshotId, started, opts, ...read });
     await pruneCapture(deps, read.snapshot);
     return result("enqueued", runId);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-type FullRead = { rows: number; parts: PartFile[]; snapshot: string; readAt: Date };
-
-async function readFull(deps: ExportDeps, opts: RunOptions, dir: string): Promise<FullRead> {
-  const { sellable } = sourceQueries(deps.stock.queries);
-  const csv = { columns: deps.stock.format.columns, gzip: deps.stock.format.gzip };
-  return inSourceSnapshot(deps.source, async (tx) => {
-    const { snapshot, now } = await readSourceSnapshot(tx);
-    // Small batches: rows die young, so the heap stays small however large the snapshot.
-    const rows = tx.stream<StockRow>(sellable, [deps.stock.sellable.include_future_days], STREAM_BATCH);
-    if (opts.out) {
-      const count = await writeCsv(rows, csv.columns, opts.out, opts.onProgress);
-      return { rows: count, parts: [], snapshot, readAt: now };
-    }
-    const writer = new PartWriter(dir, { ...csv, partRows: deps.stock.format.part_rows });
-    // What was sent per key, replayed into stock_sent after the source transaction closes.
-    const keys = createWriteStream(join(dir, "keys.jsonl"));
-    let count = 0;
-    for await (const row of rows) {
-      await writer.write(row);
-      if (!keys.write(`${JSON.stringify([row.sku, row.location, row.quantity])}\n`))
-        await once(keys, "drain");
-      if (++count % PROGRESS_EVERY === 0) opts.onProgress?.(count);
-    }
-    keys.end();
-    await once(keys, "close");
-    const parts = await writer.finish();
-    opts.onProgress?.(count);
-    return { rows: count, parts, snapshot, readAt: now };
-  });
-}
-
-/** `--out FILE|-`: one CSV (gzipped when configured), no parts, no state. */
-async function writeCsv(
-  rows: AsyncIterable<StockRow>,
-  columns: readonly string[],
-  out: NodeJS.WritableStream,
-  onProgress?: (rows: number) => void,
-): Promise<number> {
-  const formatter = format<StockRow, StockRow>({
-    headers: [...columns],
-    alwaysWriteHeaders: true,
-    includeEndRowDelimiter: true,
-  });
-  formatter.pipe(out, { end: false });
-  let count = 0;
-  for await (const row of rows) {
-    if (!formatter.write(row)) await once(formatter, "drain");
-    if (++count % PROGRESS_EVERY === 0) onProgress?.(count);
-  }
-  formatter.end();
-  await once(formatter, "end");
-  onProgress?.(count);
-  return count;
 }
 
 /** Refuse a full that would zero the OMS or shrink it by more than the configured ratio. */
@@ -154,7 +94,6 @@ async function refuse(deps: ExportDeps, snapshotId: string, started: Date, read:
 async function publishFull(
   deps: ExportDeps,
   run: FullRead & { snapshotId: string; started: Date; opts: RunOptions },
-  dir: string,
 ): Promise<number> {
   const runId = await startRun(deps.db, "full", run.opts.trigger, run.snapshotId, run.started);
   const now = deps.clock.now();
@@ -163,8 +102,7 @@ async function publishFull(
       await supersedeStock(tx, stockSubscriptions(deps.subscriptions, "stock.full"), now);
       const bodies = run.parts.map((p) => () => readFile(p.path));
       await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
-      await clearSent(tx);
-      await loadKeys(tx, join(dir, "keys.jsonl"), runId);
+      await loadSent(tx, run.sent, runId);
       await writeWatermark(tx, run.snapshot, run.readAt, runId);
       await finishRun(tx, runId, {
         status: "enqueued",
@@ -178,21 +116,19 @@ async function publishFull(
   return runId;
 }
 
-async function loadKeys(tx: Parameters<typeof upsertSent>[0], file: string, runId: number): Promise<void> {
-  let batch: { sku: string; location: string; quantity: number }[] = [];
-  for await (const line of createInterface({
-    input: createReadStream(file),
-    crlfDelay: Number.POSITIVE_INFINITY,
-  })) {
-    if (!line) continue;
-    const [sku, location, quantity] = JSON.parse(line) as [string, string, number];
-    batch.push({ sku, location, quantity });
-    if (batch.length >= 5000) {
-      await upsertSent(tx, batch, runId);
-      batch = [];
-    }
-  }
-  await upsertSent(tx, batch, runId);
+/** The full's rows, COPYed part by part into a temporary table, then merged into the sent state. */
+async function loadSent(tx: Tx, sent: SentFiles, runId: number): Promise<void> {
+  await createFullRows(tx, sent.columns);
+  for (const file of sent.files) await tx.copyFrom(FULL_ROWS, sent.columns, readPart(file.path, sent.gzip));
+  await replaceSent(tx, runId);
+}
+
+function readPart(path: string, gzip: boolean): AsyncIterable<Buffer> {
+  const file = createReadStream(path);
+  if (!gzip) return file;
+  const gunzip = createGunzip();
+  file.on("error", (err) => gunzip.destroy(err));
+  return file.pipe(gunzip);
 }
 
 /** Change rows every later snapshot sees are done with. Best effort: a failure only keeps rows longer. */

@@ -56,6 +56,24 @@ describeEachDb("state database", (t) => {
     expect({ count, last }).toEqual({ count: 12_345, last: 12_345 });
   });
 
+  it("copyFrom loads CSV in a transaction: header skipped, quoted values kept, empty fields as ''", async () => {
+    const loaded = await t().db.tx(async (tx) => {
+      await tx.query('create temp table copy_probe (a text, "B c" text, n int8) on commit drop');
+      const csv = ['a,"B c",n\n', 'x,"say ""hi"", then\nbye",1\n', ",pipe|,-2\n", '"",ü,3\n'];
+      const n = await tx.copyFrom("copy_probe", ["a", "B c", "n"], toChunks(csv.join("")));
+      const { rows } = await tx.query('select a, "B c" as b, n from copy_probe order by n');
+      return { n, rows };
+    });
+    expect(loaded).toEqual({
+      n: 3,
+      rows: [
+        { a: "", b: "pipe|", n: -2 },
+        { a: "x", b: 'say "hi", then\nbye', n: 1 },
+        { a: "", b: "ü", n: 3 },
+      ],
+    });
+  });
+
   it("gives a repeatable-read transaction one snapshot", async () => {
     const { db } = t();
     await db.query("create table rr_probe (v int); insert into rr_probe values (1)");
@@ -79,6 +97,12 @@ describeEachDb("state database", (t) => {
     expect((await migrate(db)).applied).toEqual([]);
   });
 });
+
+/** The text cut into 7-byte chunks, so rows and characters are split across chunks. */
+async function* toChunks(text: string): AsyncIterable<Buffer> {
+  const bytes = Buffer.from(text);
+  for (let i = 0; i < bytes.length; i += 7) yield bytes.subarray(i, i + 7);
+}
 
 describe("concurrent migrators", () => {
   it("two PGlite users migrating at once apply each migration once", async () => {

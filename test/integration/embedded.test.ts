@@ -69,6 +69,22 @@ describe("embedded database (PGlite shared over the wire)", () => {
     expect((await owner.query("select n from counter")).rows).toEqual([{ n: 90 }]);
   });
 
+  it("a client loads CSV with copyFrom (as inserts: PGlite takes no COPY FROM STDIN over the wire)", async () => {
+    const dir = await tempDir();
+    const owner = track(await openEmbedded(dir));
+    const client = track(await openEmbedded(dir));
+    const rows = Array.from({ length: 12_001 }, (_, i) => `k${i},"v,${i}",${i}\n`);
+    const n = await client.tx(async (tx) => {
+      await tx.query("create table copied (k text, v text, n int)");
+      return tx.copyFrom("copied", ["k", "v", "n"], [Buffer.from(`k,v,n\n${rows.join("")}`)]);
+    });
+    expect(n).toBe(12_001);
+    const { rows: check } = await owner.query<{ c: number; s: number; v: string }>(
+      "select count(*)::int as c, sum(n)::int as s, max(v) filter (where k = 'k7') as v from copied",
+    );
+    expect(check).toEqual([{ c: 12_001, s: (12_000 * 12_001) / 2, v: "v,7" }]);
+  });
+
   it("rolls back the open transaction of a client that disconnects", async () => {
     const dir = await tempDir();
     const owner = track(await openEmbedded(dir));

@@ -1,5 +1,8 @@
 import pg from "pg";
 import { expect, it } from "vitest";
+import { keyOf } from "../../src/export/diff.js";
+import type { RunResult } from "../../src/export/run.js";
+import { allSent } from "../../src/export/state.js";
 import { DEFAULT_SELLABLE } from "../../src/inventory/queries.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, waitUntil } from "../helpers/engine.js";
@@ -215,4 +218,42 @@ describeEachDb("stock full snapshots", (t) => {
     );
     expect(oms).toEqual(withoutZeros(await sourceTruth(db(), DEFAULT_SELLABLE)));
   });
+
+  it.each([
+    ["plain parts", "{ part_rows: 300 }"],
+    ["gzip parts, columns reordered", "{ part_rows: 300, gzip: true, columns: [quantity, location, sku] }"],
+    ["parts without the location (key files)", "{ part_rows: 300, columns: [sku, quantity] }"],
+  ])(
+    "after a full the sent state is the source, key for key, gone and new keys too (%s)",
+    async (_, format) => {
+      await db().query(`truncate stock_sync.stock_sent; drop schema if exists probe cascade; create schema probe;
+      create table probe.stock (sku text, location text, qty int not null, primary key (sku, location));
+      insert into probe.stock select 'S' || g, 'L' || (g % 5), g % 11 from generate_series(1, 1000) g;
+      insert into probe.stock values ('', 'L0', 4), ('a,"b"|', e'L\n2', 7), ('ü', ' L ', 0);`);
+      const yaml = `${STOCK_SUB}stock:\n  format: ${format}\n  capture: { mode: full_diff }\n  queries:\n    sellable: "select sku, location, qty as quantity from probe.stock where $1::int >= 0"\n`;
+      const fx = await stockFixture(db(), yaml, { seed: false });
+      const truth = async () => {
+        const { rows } = await db().query<{ sku: string; location: string; qty: number }>(
+          "select sku, location, qty from probe.stock",
+        );
+        return new Map(rows.map((r) => [keyOf(r.sku, r.location), r.qty]));
+      };
+      const first = (await fx.exporter.run("full", { trigger: "test", force: true })) as RunResult;
+      expect(await allSent(db())).toEqual(await truth());
+      await db().query(`delete from probe.stock where qty = 3;
+      update probe.stock set qty = qty + 100 where qty = 5;
+      insert into probe.stock select 'N' || g, 'L1', g from generate_series(1, 50) g`);
+      const second = (await fx.exporter.run("full", { trigger: "test", force: true })) as RunResult;
+      expect(await allSent(db())).toEqual(await truth());
+      // Changed and new keys are recorded as sent by the second full; unchanged ones by the first.
+      const { rows } = await db().query<{ changed: boolean; run_id: number; n: number }>(
+        `select (s.sku like 'N%' or s.quantity > 100) as changed, s.run_id, count(*)::int as n
+       from stock_sync.stock_sent s group by 1, 2 order by 1, 2`,
+      );
+      expect(rows).toEqual([
+        { changed: false, run_id: first.runId, n: rows[0]!.n },
+        { changed: true, run_id: second.runId, n: 91 + 50 },
+      ]);
+    },
+  );
 });

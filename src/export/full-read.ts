@@ -1,0 +1,144 @@
+import { once } from "node:events";
+import { format } from "@fast-csv/format";
+import type { Tx } from "../db/db.js";
+import { sourceQueries } from "../inventory/queries.js";
+import { CopyRows, copyable, copyStatement, type CsvRows, csvHeader } from "./copy-csv.js";
+import { type PartFile, PartWriter, type StockRow } from "./csv.js";
+import { type ExportDeps, inSourceSnapshot, type RunOptions, readSourceSnapshot } from "./run.js";
+
+const PROGRESS_EVERY = 10_000;
+const STREAM_BATCH = 250;
+const KEY_COLUMNS = ["sku", "location", "quantity"] as const;
+
+/** CSV files holding the sku, location and quantity of every row: the parts themselves, or key files. */
+export type SentFiles = { files: PartFile[]; columns: readonly string[]; gzip: boolean };
+
+export type FullRead = { rows: number; parts: PartFile[]; sent: SentFiles; snapshot: string; readAt: Date };
+
+/**
+ * Every key's sellable quantity, read in one repeatable-read snapshot of the source into part
+ * files (or `opts.out`), never all in memory. On PostgreSQL the server writes the CSV (COPY TO
+ * STDOUT, ~5x faster than a cursor and fast-csv) when that gives the same bytes; else a cursor.
+ */
+export async function readFull(deps: ExportDeps, opts: RunOptions, dir: string): Promise<FullRead> {
+  const { columns, gzip, part_rows: partRows } = deps.stock.format;
+  return inSourceSnapshot(deps.source, async (tx) => {
+    const { snapshot, now } = await readSourceSnapshot(tx);
+    const copy = await copyFor(deps, tx, !opts.out);
+    const progress = counter(opts.onProgress);
+    if (opts.out) {
+      const rows = copy
+        ? await copyOut(tx, copy, columns, opts.out, progress)
+        : await cursorOut(deps, tx, opts.out, progress);
+      return { rows, parts: [], sent: { files: [], columns, gzip }, snapshot, readAt: now };
+    }
+    const writer = new PartWriter(dir, { columns, gzip, partRows, csvRows: copy !== null });
+    // The sent state is loaded from the parts when they carry the key and quantity; else from
+    // key files written beside them.
+    const keys = carriesKeys(columns)
+      ? null
+      : new PartWriter(dir, { columns: KEY_COLUMNS, gzip: false, partRows, name: "keys" });
+    if (copy) await copyRows(tx, copy, (rows) => writer.writeCsv(rows), progress);
+    else
+      for await (const row of cursor(deps, tx)) {
+        await writer.write(row);
+        await keys?.write(row);
+        progress.add(1);
+      }
+    const parts = await writer.finish();
+    const sent = keys
+      ? { files: await keys.finish(), columns: KEY_COLUMNS, gzip: false }
+      : { files: parts, columns, gzip };
+    return { rows: progress.done(), parts, sent, snapshot, readAt: now };
+  });
+}
+
+const carriesKeys = (columns: readonly string[]) => KEY_COLUMNS.every((c) => columns.includes(c));
+
+/** The COPY statement when this source and these columns allow it (parts need the key columns too). */
+async function copyFor(deps: ExportDeps, tx: Tx, parts: boolean): Promise<string | null> {
+  const { columns } = deps.stock.format;
+  if (!tx.copyTo || (parts && !carriesKeys(columns))) return null;
+  const { sellable } = sourceQueries(deps.stock.queries);
+  const days = deps.stock.sellable.include_future_days;
+  if (!copyable(await tx.describe(sellable, [days]), columns)) return null;
+  return copyStatement(sellable, columns, days);
+}
+
+function cursor(deps: ExportDeps, tx: Tx): AsyncIterable<StockRow> {
+  const { sellable } = sourceQueries(deps.stock.queries);
+  // Small batches: rows die young, so the heap stays small however large the snapshot.
+  return tx.stream<StockRow>(sellable, [deps.stock.sellable.include_future_days], STREAM_BATCH);
+}
+
+/** COPY's output cut into whole rows, handed on as they come (the next chunk waits for `take`). */
+async function copyRows(tx: Tx, sql: string, take: (rows: CsvRows) => Promise<void>, progress: Progress) {
+  const rows = new CopyRows();
+  let failed: { err: unknown } | null = null;
+  for await (const chunk of tx.copyTo!(sql)) {
+    // A client cannot stop a COPY TO midway: left unread, the connection would hold the
+    // rollback behind it for ever. So after a failure here the rest is read and dropped.
+    if (failed) continue;
+    try {
+      const whole = rows.push(chunk);
+      if (!whole.ends.length) continue;
+      await take(whole);
+      progress.add(whole.ends.length);
+    } catch (err) {
+      failed = { err };
+    }
+  }
+  if (failed) throw failed.err;
+  rows.end();
+}
+
+/** `--out FILE|-`: one plain CSV, no parts, no state. */
+async function copyOut(
+  tx: Tx,
+  sql: string,
+  columns: readonly string[],
+  out: NodeJS.WritableStream,
+  progress: Progress,
+) {
+  await write(out, csvHeader(columns));
+  await copyRows(tx, sql, (rows) => write(out, rows.data), progress);
+  return progress.done();
+}
+
+async function cursorOut(deps: ExportDeps, tx: Tx, out: NodeJS.WritableStream, progress: Progress) {
+  const formatter = format<StockRow, StockRow>({
+    headers: [...deps.stock.format.columns],
+    alwaysWriteHeaders: true,
+    includeEndRowDelimiter: true,
+  });
+  formatter.pipe(out, { end: false });
+  for await (const row of cursor(deps, tx)) {
+    if (!formatter.write(row)) await once(formatter, "drain");
+    progress.add(1);
+  }
+  formatter.end();
+  await once(formatter, "end");
+  return progress.done();
+}
+
+async function write(out: NodeJS.WritableStream, data: string | Buffer): Promise<void> {
+  if (!out.write(data)) await once(out, "drain");
+}
+
+type Progress = { add(rows: number): void; done(): number };
+
+/** Counts rows and reports every PROGRESS_EVERY of them, and the total at the end. */
+function counter(onProgress?: (rows: number) => void): Progress {
+  let count = 0;
+  return {
+    add(rows) {
+      const before = Math.floor(count / PROGRESS_EVERY);
+      count += rows;
+      if (Math.floor(count / PROGRESS_EVERY) > before) onProgress?.(count);
+    },
+    done() {
+      onProgress?.(count);
+      return count;
+    },
+  };
+}
