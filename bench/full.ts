@@ -7,7 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../src/config/index.js";
@@ -21,7 +21,15 @@ import { createStockTable, SELLABLE, STOCK_TABLE, stockQueriesYaml } from "./lib
 
 const RSS_GOAL_MB = 150;
 
-type Run = { copyRowsPerSec: number; file: number; http: number; snapshotMs: number; rssMb: number };
+type Run = {
+  copyRowsPerSec: number;
+  file: number;
+  http: number;
+  snapshotMs: number;
+  rssMb: number;
+  /** `stock-sync snapshot --out FILE`: read and write the CSV, no parts, no state, no delivery. */
+  exportMs: number;
+};
 
 export async function run(opts: BenchOptions): Promise<Row[]> {
   const rows = opts.quick ? 500 : 1_000_000;
@@ -52,12 +60,17 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     progress("full: warm-up (COPY, sent state of a previous full)");
     await copy();
     await seedSentState(bench);
+    const exportOnce = () => exportMs(configs.plain, join(dir, "export.csv"), rows);
     const runs = await repeat("full", { warmups: 0, runs: 3 }, async () => ({
-      plain: { ...(await snapshot(false)), copyRowsPerSec: await copy() },
-      gzip: { ...(await snapshot(true)), copyRowsPerSec: await copy() },
+      plain: { ...(await snapshot(false)), copyRowsPerSec: await copy(), exportMs: await exportOnce() },
+      gzip: { ...(await snapshot(true)), copyRowsPerSec: await copy(), exportMs: 0 },
     }));
     return [
       ...throughputRows(runs, rows, "plain"),
+      exportRow(
+        runs.map((r) => r.plain),
+        rows,
+      ),
       ...throughputRows(runs, rows, "gzip"),
       rssRow(`full ${label(rows)}: peak RSS of \`stock-sync snapshot\``, [
         ...runs.map((r) => r.plain.rssMb),
@@ -99,6 +112,32 @@ function throughputRows(all: Record<"plain" | "gzip", Run>[], rows: number, kind
       note: `snapshot process alone ${snapshotSec.median.toFixed(1)} s; the rest is delivery`,
     };
   });
+}
+
+/**
+ * The export half of a full, process against process like psql's COPY: what the goal measures
+ * once the bookkeeping a full must do (the sent state of every key) and the delivery are set apart.
+ */
+function exportRow(runs: Run[], rows: number): Row {
+  const ratio = summarize(runs.map((r) => rows / (r.exportMs / 1000) / r.copyRowsPerSec));
+  return {
+    figure: `full ${label(rows)}: export only (\`snapshot --out FILE\`)`,
+    unit: "rows/s",
+    value: summarize(runs.map((r) => rows / (r.exportMs / 1000))),
+    baseline: { label: "psql COPY", unit: "rows/s", value: summarize(runs.map((r) => r.copyRowsPerSec)) },
+    ratio,
+    goal: "(info)",
+    met: null,
+  };
+}
+
+async function exportMs(config: string, file: string, rows: number): Promise<number> {
+  const child = await runStockSync(["--config", config, "snapshot", "--out", file]);
+  if (child.code !== 0) throw new Error(`stock-sync snapshot --out failed (${child.code}): ${child.stderr}`);
+  const lines = (await readFile(file, "utf8")).split("\n").filter(Boolean).length;
+  if (lines !== rows + 1) throw new Error(`${file} holds ${lines} lines, expected ${rows} rows and a header`);
+  await rm(file, { force: true });
+  return child.ms;
 }
 
 export function rssRow(figure: string, mb: number[]): Row {
