@@ -18,7 +18,9 @@ export class SendLimiter {
   constructor(
     private readonly cap: number,
     private readonly windowMs: number,
-    private readonly now: () => number = Date.now,
+    // Monotonic and finer than a millisecond: Date.now() floors, so a window counted from it can
+    // end up to 1 ms early, and a receiver with a finer clock counted cap + 1 (measured).
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /**

@@ -60,7 +60,8 @@ async function withRetries<T>(fn: () => Promise<T>): Promise<T> {
 
 /**
  * Sends one subscription's backlog while this process holds its lease: a p-queue gives the
- * concurrency and the rate limit (sliding window), the ordering decides what may start.
+ * concurrency, the SendLimiter the rate limit, the ordering decides what may start; outcomes
+ * are recorded by group commit.
  */
 export class SubscriptionWorker {
   readonly #queue: PQueue;
@@ -90,7 +91,6 @@ export class SubscriptionWorker {
   ) {
     this.#queue = new PQueue({ concurrency: sub.ordering === "fifo" ? 1 : sub.concurrency });
     const limit = sub.rate_limit;
-    // The margin absorbs the jitter between recording a send and its arrival (event loop, network).
     this.#limiter = limit ? new SendLimiter(limit.requests, limit.per) : null;
     this.#checks = createCoalescer(async (ids) => {
       // The lease must outlast the whole request of the last one to start.
