@@ -77,6 +77,48 @@ export async function recordOutcomes(
   return wake;
 }
 
+/**
+ * The common case in one statement, so one round trip and one commit: every attempt of the batch
+ * delivered, and the subscription not failing (nothing to reset, nobody to notify). Writes
+ * nothing and returns false otherwise (the subscription is failing, or its row is missing): the
+ * caller then records the batch with `recordOutcomes` in a transaction.
+ */
+export async function recordSuccesses(
+  db: Queryable,
+  recs: readonly AttemptRecord[],
+  ctx: Pick<OutcomeContext, "subscription" | "now">,
+): Promise<boolean> {
+  const status = recs.map((r) => (r.result.kind === "response" ? r.result.status : null));
+  const { rows } = await db.query<{ ok: boolean }>(
+    `with s as (select consecutive_failures = 0 as ok from stock_sync.subscriptions where name = $7),
+     u as (select * from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],
+             $6::timestamptz[]) as u(id, started_at, duration_ms, http_status, body, at)
+           where (select ok from s)),
+     a as (insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, response_body, outcome)
+           select id, started_at, duration_ms, http_status, body, 'delivered' from u),
+     d as (update stock_sync.deliveries d set status = 'delivered', attempts = d.attempts + 1,
+             updated_at = u.at, delivered_at = u.at, last_status = u.http_status, last_error = null
+           from u where d.id = u.id),
+     -- as countFailure's success path: the time of the last success, at most once a second
+     t as (update stock_sync.subscriptions set last_success_at = $8, last_status = $9
+           where name = $7 and (select ok from s)
+             and (last_success_at is null or last_success_at < $8::timestamptz - interval '1 second'))
+     select ok from s`,
+    [
+      recs.map((r) => r.deliveryId),
+      recs.map((r) => r.startedAt),
+      recs.map((r) => Math.round(r.durationMs)),
+      status,
+      recs.map((r) => r.responseBody),
+      recs.map((r) => r.decidedAt),
+      ctx.subscription.name,
+      ctx.now,
+      status.at(-1) ?? null,
+    ],
+  );
+  return rows[0]?.ok === true;
+}
+
 function insertAttempts(
   tx: Queryable,
   recs: readonly AttemptRecord[],

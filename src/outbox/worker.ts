@@ -4,7 +4,7 @@ import { type Coalescer, createCoalescer } from "../db/coalesce.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
-import { type AttemptRecord, recordOutcomes } from "./outcome.js";
+import { type AttemptRecord, recordOutcomes, recordSuccesses } from "./outcome.js";
 import {
   backlogHead,
   type DeliveryRow,
@@ -281,6 +281,11 @@ export class SubscriptionWorker {
   /** Returns, for each record, the subscriptions to wake (all of the batch's, on the first). */
   async #recordBatch(recs: AttemptRecord[]): Promise<string[][]> {
     const { db, clock } = this.deps;
+    const none = recs.map(() => []);
+    if (recs.every((r) => r.decision.kind === "delivered")) {
+      const ctx = { subscription: this.sub, now: clock.now() };
+      if (await withRetries(() => recordSuccesses(db, recs, ctx))) return none;
+    }
     const wake = await withRetries(() =>
       db.tx((tx) =>
         recordOutcomes(tx, recs, {
@@ -291,7 +296,7 @@ export class SubscriptionWorker {
         }),
       ),
     );
-    return recs.map((_, i) => (i === 0 ? wake : []));
+    return none.map((_, i) => (i === 0 ? wake : []));
   }
 
   /**
