@@ -6,15 +6,12 @@
  */
 import { randomInt } from "node:crypto";
 import { tmpdir } from "node:os";
-import { systemClock } from "../src/clock.js";
 import { loadConfig } from "../src/config/index.js";
 import { createExporter, type Exporter } from "../src/export/exporter.js";
 import { readSourceSnapshot } from "../src/export/run.js";
 import { startRun, writeWatermark } from "../src/export/state.js";
 import { captureSql } from "../src/inventory/capture.js";
-import { syncSubscriptions } from "../src/outbox/queries.js";
-import { buildSubscriptions } from "../src/subscriptions/subscriptions.js";
-import { quietLog } from "../test/helpers/engine.js";
+import { exportDeps } from "../test/helpers/stock.js";
 import { type BenchDb, createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { progress, repeat, summarize } from "./lib/stats.js";
@@ -116,11 +113,7 @@ async function prepare(size: number): Promise<Source> {
   await createStockTable(db, size);
   const config = loadConfig(YAML, {}).config;
   await db.query(captureSql(config.stock.capture.tables));
-  const subscriptions = buildSubscriptions(config);
-  await syncSubscriptions(
-    db,
-    subscriptions.map((s) => ({ name: s.name, status: s.status })),
-  );
+  const deps = await exportDeps(db, config, tmpdir());
   await db.tx(async (tx) => {
     const { snapshot, now } = await readSourceSnapshot(tx);
     const runId = await startRun(tx, "full", "bench", "full-bench", now);
@@ -131,16 +124,7 @@ async function prepare(size: number): Promise<Source> {
     await writeWatermark(tx, snapshot, now, runId);
   });
   await db.query("vacuum analyze stock_sync.stock_sent");
-  const exporter = createExporter({
-    db,
-    source: db,
-    clock: systemClock,
-    log: quietLog,
-    subscriptions,
-    stock: config.stock,
-    tmpDir: tmpdir(),
-    notifyMinIntervalMs: config.notifications.min_interval,
-  });
+  const exporter = createExporter(deps);
   return { bench, size, exporter };
 }
 

@@ -11,6 +11,7 @@ import { FIXTURES_DIR } from "../../src/app.js";
 import { syncSubscriptions } from "../../src/outbox/queries.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { quietLog, testConfig } from "./engine.js";
+import type { Config } from "../../src/config/index.js";
 
 /** A file:// subscription taking every stock message, so tests can read what was enqueued. */
 export const STOCK_SUB = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "file:///dev/null/unused"\n`;
@@ -22,22 +23,30 @@ export async function stockFixture(db: Db, yaml = STOCK_SUB, opts: { seed?: bool
     await seedDemoSource(db, { fixturesDir: FIXTURES_DIR });
     await db.query(captureSql(config.stock.capture.tables));
   }
+  const deps = await exportDeps(db, config, await mkdtemp(join(tmpdir(), "stock-sync-export-")));
+  return { config, deps, exporter: createExporter(deps) };
+}
+
+/**
+ * What an exporter over `db` (source = state) needs, with the config's subscriptions created in
+ * the state database as `start` creates them.
+ */
+export async function exportDeps(db: Db, config: Config, tmpDir: string): Promise<ExportDeps> {
   const subscriptions = buildSubscriptions(config);
   await syncSubscriptions(
     db,
     subscriptions.map((s) => ({ name: s.name, status: s.status })),
   );
-  const deps: ExportDeps = {
+  return {
     db,
     source: db,
     clock: systemClock,
     log: quietLog,
     subscriptions,
     stock: config.stock,
-    tmpDir: await mkdtemp(join(tmpdir(), "stock-sync-export-")),
+    tmpDir,
     notifyMinIntervalMs: config.notifications.min_interval,
   };
-  return { config, deps, exporter: createExporter(deps) };
 }
 
 /** The sellable stock the source computes right now, key -> quantity. */

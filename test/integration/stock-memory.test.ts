@@ -1,27 +1,11 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { readFile, rm, writeFile, mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, inject, it } from "vitest";
-import { BIN, ROOT } from "../helpers/cli.js";
 import { createTestDb } from "../helpers/db.js";
+import { runMeasured } from "../helpers/memory.js";
 
 const ROWS = 1_000_000;
-
-/** Peak resident memory of a running process (VmHWM), polled until it exits. */
-async function peakRssMb(pid: number, exited: Promise<unknown>): Promise<number> {
-  let peak = 0;
-  let running = true;
-  void exited.then(() => (running = false));
-  while (running) {
-    const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-    const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    peak = Math.max(peak, kb / 1024);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return peak;
-}
 
 describe.skipIf(!inject("pgTemplate"))("full snapshot memory", () => {
   it(`streams ${ROWS.toLocaleString("en")} rows end to end with peak RSS under 200 MB`, async () => {
@@ -35,17 +19,7 @@ describe.skipIf(!inject("pgTemplate"))("full snapshot memory", () => {
           `    sellable: "select 'SKU-' || lpad(g::text, 8, '0') as sku, 'LOC-' || (g % 50) as location, (g % 97) as quantity from generate_series(1, ${ROWS}) g where $1::int >= 0"\n` +
           `subscriptions:\n  - name: oms\n    subjects: [stock.full]\n    url: "file://${dir}/out"\n`,
       );
-      const child = spawn(process.execPath, [BIN, "--config", config, "snapshot"], {
-        cwd: ROOT,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d) => (stdout += d));
-      child.stderr.on("data", (d) => (stderr += d));
-      const exited = once(child, "exit");
-      const peak = await peakRssMb(child.pid!, exited);
-      const [code] = await exited;
+      const { code, stdout, stderr, peakRssMb: peak } = await runMeasured(["--config", config, "snapshot"]);
       expect(stderr).not.toMatch(/"level":50/);
       expect(code).toBe(0);
       expect(stdout).toMatch(new RegExp(`full snapshot: ${ROWS} rows, 20 part\\(s\\).*enqueued`));
