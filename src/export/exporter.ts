@@ -4,7 +4,7 @@ import type { Queryable } from "../db/db.js";
 import { runDelta } from "./delta.js";
 import type { ExportDeps, RunOptions, RunResult } from "./run.js";
 import { runFull } from "./snapshot.js";
-import type { RunKind } from "./state.js";
+import { lastFullAt, type RunKind } from "./state.js";
 
 export type Skipped = { kind: RunKind; status: "skipped"; detail: string };
 
@@ -47,6 +47,9 @@ export function createExporter(deps: ExportDeps, onRun?: (result: RunResult) => 
           )
         : undefined;
       try {
+        if (opts.unlessFullWithinMs !== undefined && (await fullWithin(deps, opts.unlessFullWithinMs))) {
+          return { kind, status: "skipped", detail: "a full was enqueued meanwhile" };
+        }
         const result = kind === "full" ? await runFull(deps, opts) : await runDelta(deps, opts);
         deps.log.info({ ...result }, `stock ${kind}: ${result.status}`);
         if (result.status === "enqueued" || result.status === "empty") onRun?.(result);
@@ -69,6 +72,11 @@ export function createExporter(deps: ExportDeps, onRun?: (result: RunResult) => 
 }
 
 export type Exporter = ReturnType<typeof createExporter>;
+
+async function fullWithin(deps: ExportDeps, ms: number): Promise<boolean> {
+  const last = await lastFullAt(deps.db);
+  return last !== null && deps.clock.now().getTime() - last.getTime() <= ms;
+}
 
 async function takeLock(db: Queryable, owner: string, now: Date): Promise<boolean> {
   const { rowCount } = await db.query(

@@ -30,6 +30,11 @@ export type RunOptions = {
   dryRun?: boolean;
   /** Write the CSV here instead of enqueueing (changes no state). */
   out?: NodeJS.WritableStream;
+  /**
+   * Only when no full was enqueued within this many ms, checked once the run holds the stock
+   * lock (a start-up full: two processes starting together send one).
+   */
+  unlessFullWithinMs?: number;
   onProgress?: (rows: number) => void;
 };
 

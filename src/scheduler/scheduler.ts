@@ -43,7 +43,7 @@ export async function startScheduler(deps: SchedulerDeps, stock: Config["stock"]
   const last = await lastFullAt(deps.db);
   if (!last || deps.clock.now().getTime() - last.getTime() > period) {
     void deps.exporter
-      .run("full", { trigger: "start" })
+      .run("full", { trigger: "start", unlessFullWithinMs: period })
       .catch((err) => deps.log.error({ err }, "start-up full snapshot failed"));
   }
   return {

@@ -19,6 +19,22 @@ import {
 describeEachDb("stock full snapshots", (t) => {
   const db = () => t().db;
 
+  it("a start-up full is skipped when another process enqueued one meanwhile (checked under the lock)", async () => {
+    const fx = await stockFixture(db());
+    // two processes started together: both saw no full; the first one's is done when the second runs
+    expect((await fx.exporter.run("full", { trigger: "start", unlessFullWithinMs: 3_600_000 })).status).toBe(
+      "enqueued",
+    );
+    const second = await fx.exporter.run("full", { trigger: "start", unlessFullWithinMs: 3_600_000 });
+    expect(second).toMatchObject({ status: "skipped", detail: "a full was enqueued meanwhile" });
+    expect((await stockMessages(db())).filter((m) => m.kind === "full")).toHaveLength(1);
+    // once it is older than the period, a start-up full runs again
+    await db().query("update stock_sync.stock_runs set finished_at = finished_at - interval '2 hours'");
+    expect((await fx.exporter.run("full", { trigger: "start", unlessFullWithinMs: 3_600_000 })).status).toBe(
+      "enqueued",
+    );
+  });
+
   it("a transaction that began before a delta and committed after it appears in a later delta", async ({
     skip,
   }) => {
