@@ -1,4 +1,6 @@
 import { once } from "node:events";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { format } from "@fast-csv/format";
 import type { Tx } from "../db/db.js";
 import { sourceQueries } from "../inventory/queries.js";
@@ -111,13 +113,16 @@ async function cursorOut(deps: ExportDeps, tx: Tx, out: NodeJS.WritableStream, p
     alwaysWriteHeaders: true,
     includeEndRowDelimiter: true,
   });
-  formatter.pipe(out, { end: false });
-  for await (const row of cursor(deps, tx)) {
-    if (!formatter.write(row)) await once(formatter, "drain");
-    progress.add(1);
+  async function* counted() {
+    for await (const row of cursor(deps, tx)) {
+      yield row;
+      progress.add(1);
+    }
   }
-  formatter.end();
-  await once(formatter, "end");
+  // A pipeline, so a failing output (a full disk, a closed pipe) ends the run with its error and
+  // closes the cursor, where a piped formatter would wait for a drain that never comes. The
+  // output stays open (`-` is stdout).
+  await pipeline(Readable.from(counted()), formatter, out, { end: false });
   return progress.done();
 }
 
