@@ -1,31 +1,18 @@
-import pg from "pg";
+import type pg from "pg";
 import type { Db } from "../../src/db/db.js";
 import { migrate } from "../../src/db/migrate.js";
 import { openPostgres } from "../../src/db/pg.js";
+import { quoteIdent, urlFor as urlOn, withAdmin as withAdminOn } from "../../test/helpers/pg-admin.js";
 
 export const BENCH_DATABASE_URL =
   process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 export type BenchDb = { name: string; url: string; db: Db; drop(): Promise<void> };
 
-const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
+/** The benchmark server, another database. */
+export const urlFor = (database: string) => urlOn(database, BENCH_DATABASE_URL);
 
-/** The same server and credentials, another database. */
-export function urlFor(database: string): string {
-  const u = new URL(BENCH_DATABASE_URL);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-export async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: BENCH_DATABASE_URL, connectionTimeoutMillis: 5000 });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+export const withAdmin = <T>(fn: (c: pg.Client) => Promise<T>) => withAdminOn(fn, BENCH_DATABASE_URL);
 
 /** A fresh database `bench_<name>_<pid>`, migrated with the product's own migrations. */
 export async function createBenchDb(name: string, poolSize = 10): Promise<BenchDb> {

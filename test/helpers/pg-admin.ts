@@ -7,15 +7,16 @@ export const TEST_DATABASE_URL =
 /** CI=true or REQUIRE_POSTGRES=1: an unreachable PostgreSQL fails the run instead of skipping. */
 export const postgresRequired = process.env.CI === "true" || process.env.REQUIRE_POSTGRES === "1";
 
-/** The same server and credentials, another database. */
-export function urlFor(database: string): string {
-  const u = new URL(TEST_DATABASE_URL);
+/** The same server and credentials (of `server`, the tests' by default), another database. */
+export function urlFor(database: string, server = TEST_DATABASE_URL): string {
+  const u = new URL(server);
   u.pathname = `/${database}`;
   return u.toString();
 }
 
-export async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: TEST_DATABASE_URL, connectionTimeoutMillis: 3000 });
+/** A short-lived connection to `server` for create/drop database and the like. */
+export async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>, server = TEST_DATABASE_URL): Promise<T> {
+  const client = new pg.Client({ connectionString: server, connectionTimeoutMillis: 3000 });
   await client.connect();
   try {
     return await fn(client);
