@@ -88,7 +88,7 @@ export async function recordSuccesses(
   recs: readonly AttemptRecord[],
   ctx: Pick<OutcomeContext, "subscription" | "now">,
 ): Promise<boolean> {
-  const status = recs.map((r) => (r.result.kind === "response" ? r.result.status : null));
+  const status = recs.map((r) => attemptColumns(r).status);
   const { rows } = await db.query<{ ok: boolean }>(
     `with s as (select consecutive_failures = 0 as ok from stock_sync.subscriptions where name = $7),
      u as (select * from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],

@@ -149,9 +149,14 @@ export const backlogHead = async (db: Queryable, subscription: string) =>
 /** Who may send, and until when the lease must hold (the request timeout from now). */
 export type SendingLease = { owner: string; until: Date };
 
-/** The conditions of `mayAttempt`, checked while fetching: a fetched row may start at once. */
-const SENDABLE = `exists (select 1 from stock_sync.subscriptions s where s.name = $1 and s.status = 'enabled'
-  and s.lease_owner = $5 and s.lease_until > $6)`;
+/**
+ * The last checks on a delivery `d` (the owed backlog is the caller's): its subscription is
+ * enabled and leased to `owner` beyond `until` (placeholders). Made when fetching, so a fetched
+ * row may start at once, and again by `mayAttempt` for one that waited.
+ */
+const sendable = (owner: string, until: string) =>
+  `exists (select 1 from stock_sync.subscriptions s where s.name = d.subscription and s.status = 'enabled'
+     and s.lease_owner = ${owner} and s.lease_until > ${until})`;
 
 /**
  * What may start now, oldest first, skipping what this process already holds. `key`: the head of
@@ -176,7 +181,7 @@ export async function dueDeliveries(
   const { rows } = await db.query<DeliveryRow>(
     `select ${DELIVERY_COLUMNS} from ${due} join stock_sync.messages m on m.id = d.message_id
      where d.subscription = $1 and d.${BACKLOG} and d.next_attempt_at <= $2 and d.id <> all($4::int8[])
-       and ${SENDABLE}
+       and ${sendable("$5", "$6")}
      order by d.id limit $3`,
     [subscription, now, limit, skip, lease.owner, lease.until],
   );
@@ -205,9 +210,8 @@ export async function mayAttempt(
   until: Date,
 ): Promise<Set<number>> {
   const { rows } = await db.query<{ id: string | number }>(
-    `select d.id from stock_sync.deliveries d join stock_sync.subscriptions s on s.name = d.subscription
-     where d.id = any($1::int8[]) and d.${BACKLOG} and s.status = 'enabled' and s.lease_owner = $2
-       and s.lease_until > $3`,
+    `select d.id from stock_sync.deliveries d
+     where d.id = any($1::int8[]) and d.${BACKLOG} and ${sendable("$2", "$3")}`,
     [deliveryIds, owner, until],
   );
   return new Set(rows.map((r) => Number(r.id)));
