@@ -1,10 +1,19 @@
-import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
 import type { Clock } from "../clock.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
-import { acquireLeases, leaseOwners, OUTBOX_CHANNEL, releaseLeases, syncSubscriptions } from "./queries.js";
+import { fairShare, isDeadLocalOwner, newOwnerId } from "./owners.js";
+import {
+  acquireLeases,
+  forgetEngines,
+  heartbeat,
+  leaseOwners,
+  OUTBOX_CHANNEL,
+  recentAnswers,
+  releaseLease,
+  releaseLeases,
+  syncSubscriptions,
+} from "./queries.js";
 import { purgeDelivered } from "./retention.js";
 import type { Sender } from "./send.js";
 import { SubscriptionWorker, type WorkerDeps } from "./worker.js";
@@ -27,6 +36,8 @@ export type EngineDeps = {
   sender: Sender;
   random?: () => number;
   onAttempt?: WorkerDeps["onAttempt"];
+  /** This process's lease-owner id (tests give two engines in one process different ones). */
+  owner?: string;
 };
 
 export type DeliveryEngine = {
@@ -39,22 +50,29 @@ export type DeliveryEngine = {
 };
 
 const PURGE_EVERY_MS = 60 * 60 * 1000;
+/** Rows of processes not seen for this many leases are deleted. */
+const FORGET_AFTER_LEASES = 10;
 
 /**
  * Runs a worker for each subscription whose lease this process holds. Leases are renewed every
- * third of their length; a process that dies loses them when they expire (or at once, when a
- * process on the same host sees that its pid is gone).
+ * third of their length, only for workers that are not stuck on the database; a process that
+ * dies loses them when they expire (or at once, when a process of the same host and PID
+ * namespace sees that its pid is gone). Each live process takes a fair share of the
+ * subscriptions and hands over the rest (stop, record, release), so the work is spread.
  */
 export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): DeliveryEngine {
-  const host = hostname();
-  const owner = `${host}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  const owner = deps.owner ?? newOwnerId();
   const workers = new Map<string, SubscriptionWorker>();
+  /** performance.now() until which each lease certainly holds (counted from before the ask). */
   const leaseUntil = new Map<string, number>();
+  /** Leases being handed over: the worker is stopping; renewed until it has. */
+  const handing = new Map<string, Promise<void>>();
   const names = opts.subscriptions.map((s) => s.name);
   const byName = new Map(opts.subscriptions.map((s) => [s.name, s]));
   const timers: NodeJS.Timeout[] = [];
   let unlisten: (() => Promise<void>) | undefined;
   let stopped = false;
+  let renewing: Promise<void> = Promise.resolve();
 
   const wake = (list: readonly string[]) => {
     for (const name of list) workers.get(name)?.wake();
@@ -70,29 +88,70 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     all: opts.subscriptions,
     notifyMinIntervalMs: opts.notifyMinIntervalMs,
     wake,
-    leaseUntil: (name) => leaseUntil.get(name) ?? 0,
+    leaseLeft: (name) => (leaseUntil.get(name) ?? 0) - performance.now(),
     onAttempt: deps.onAttempt,
   };
+
+  /** A worker stuck on the database for half a lease proves nothing: its lease is let expire. */
+  const alive = (w: SubscriptionWorker) => w.stalledMs() < opts.leaseMs / 2;
+
+  async function startWorker(name: string, unclean: boolean): Promise<void> {
+    const sub = byName.get(name)!;
+    const worker = new SubscriptionWorker(sub, workerDeps);
+    workers.set(name, worker);
+    if (sub.rate_limit) {
+      // The window is the receiver's: what was sent before this process took the lease counts.
+      const { requests, per } = sub.rate_limit;
+      const ages = await recentAnswers(deps.db, name, per + sub.timeout, requests);
+      // Taken from a process that did not let go: its last attempts may not be recorded. At most
+      // twice its concurrency were (see worker.ts), answered at the latest now.
+      const unrecorded = unclean ? Math.min(requests, 2 * sub.concurrency) : 0;
+      worker.seedRateLimit([...ages, ...Array<number>(unrecorded).fill(0)]);
+    }
+    deps.log.debug({ subscription: name, unclean }, "sending for subscription");
+    worker.wake();
+  }
+
+  function handOver(name: string, worker: SubscriptionWorker, graceMs: number, why: string): void {
+    workers.delete(name);
+    deps.log.info({ subscription: name, why }, "handing subscription over");
+    const done = worker
+      .stop(graceMs)
+      .then(() => releaseLease(deps.db, owner, name))
+      .then(() => undefined)
+      .catch((err) => deps.log.warn({ err, subscription: name }, "could not release a lease"))
+      .finally(() => handing.delete(name));
+    handing.set(name, done);
+  }
 
   async function renewLeases(): Promise<void> {
     if (stopped) return;
     try {
-      const dead = (await leaseOwners(deps.db, names)).filter((o) => isDeadLocalOwner(o, host));
-      const asked = deps.clock.now();
-      const held = new Set(await acquireLeases(deps.db, owner, names, asked, opts.leaseMs, dead));
+      const dead = (await leaseOwners(deps.db, names)).filter((o) => isDeadLocalOwner(o, owner));
+      const live = await heartbeat(deps.db, owner, opts.leaseMs, dead);
+      const share = fairShare(names.length, live);
+      // Over our share (a process joined): hand the extra ones over, gracefully.
+      const keep = [...workers.keys()].filter((n) => alive(workers.get(n)!)).sort();
+      for (const name of keep.splice(share))
+        handOver(name, workers.get(name)!, opts.shutdownGraceMs, "share");
+      const renew = [...keep, ...handing.keys()];
+      const asked = performance.now();
+      const held = await acquireLeases(deps.db, {
+        owner,
+        renew,
+        candidates: names.filter((n) => !workers.has(n) && !handing.has(n)),
+        take: share - keep.length,
+        leaseMs: opts.leaseMs,
+        deadOwners: dead,
+      });
+      const heldNames = new Set(held.map((h) => h.name));
       leaseUntil.clear();
       // Counted from before the request, so it never overstates what the database granted.
-      for (const name of held) leaseUntil.set(name, asked.getTime() + opts.leaseMs);
+      for (const name of heldNames) leaseUntil.set(name, asked + opts.leaseMs);
       if (stopped) return;
-      for (const name of held) {
-        if (workers.has(name)) continue;
-        const worker = new SubscriptionWorker(byName.get(name)!, workerDeps);
-        workers.set(name, worker);
-        deps.log.debug({ subscription: name }, "sending for subscription");
-        worker.wake();
-      }
+      for (const h of held) if (h.taken) await startWorker(h.name, h.unclean);
       for (const [name, worker] of workers) {
-        if (held.has(name)) continue;
+        if (heldNames.has(name)) continue;
         workers.delete(name);
         deps.log.warn({ subscription: name }, "lease lost: another process sends for this subscription");
         void worker.stop(0);
@@ -103,6 +162,11 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     }
   }
 
+  // One renewal at a time: a slow one must not overlap the next tick's.
+  const renew = () => {
+    renewing = renewing.then(renewLeases);
+    return renewing;
+  };
   const every = (ms: number, fn: () => unknown) => timers.push(setInterval(fn, ms).unref());
 
   return {
@@ -110,8 +174,8 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     async start() {
       const configured = opts.subscriptions.map((s) => ({ name: s.name, status: s.status }));
       await syncSubscriptions(deps.db, configured);
-      await renewLeases();
-      every(Math.max(50, Math.floor(opts.leaseMs / 3)), renewLeases);
+      await renew();
+      every(Math.max(50, Math.floor(opts.leaseMs / 3)), renew);
       every(opts.pollIntervalMs, () => wake([...workers.keys()]));
       every(PURGE_EVERY_MS, () =>
         purgeDelivered(deps.db, deps.clock.now(), opts.retentionMs).catch((err) =>
@@ -132,22 +196,14 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     async stop() {
       stopped = true;
       for (const t of timers) clearInterval(t);
+      await renewing;
       await unlisten?.().catch(() => undefined);
+      // Every worker first stops and records what it sent; only then are the leases released.
       await Promise.all([...workers.values()].map((w) => w.stop(opts.shutdownGraceMs)));
+      await Promise.all(handing.values());
       workers.clear();
       await releaseLeases(deps.db, owner).catch((err) => deps.log.warn({ err }, "could not release leases"));
+      await forgetEngines(deps.db, owner, FORGET_AFTER_LEASES * opts.leaseMs).catch(() => undefined);
     },
   };
-}
-
-/** `host:pid:nonce` of a process on this host that no longer runs. */
-function isDeadLocalOwner(owner: string, host: string): boolean {
-  const [ownerHost, pid] = owner.split(":");
-  if (ownerHost !== host || !pid || Number(pid) === process.pid) return false;
-  try {
-    process.kill(Number(pid), 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "ESRCH";
-  }
 }

@@ -14,6 +14,7 @@ export class SendLimiter {
   #inFlight = 0; // sent, no response yet
   readonly #waiters: (() => void)[] = [];
   #timer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(
     private readonly cap: number,
@@ -25,10 +26,11 @@ export class SendLimiter {
 
   /**
    * Waits for room. Then call `cancel()` if nothing is sent, or `sent()` when the request goes out
-   * and `answered()` when its response (or failure) is back.
+   * and `answered()` when its response (or failure) is back. Null once the limiter is closed.
    */
-  async acquire(): Promise<{ sent(): void; answered(): void; cancel(): void }> {
-    while (!this.#hasRoom()) await new Promise<void>((r) => this.#wait(r));
+  async acquire(): Promise<Slot | null> {
+    while (!this.#closed && !this.#hasRoom()) await new Promise<void>((r) => this.#wait(r));
+    if (this.#closed) return null;
     this.#reserved++;
     if (this.#hasRoom()) this.#wakeOne(); // room for the next waiter too
     let state: "reserved" | "sent" | "done" = "reserved";
@@ -82,10 +84,32 @@ export class SendLimiter {
     if (next) next();
   }
 
-  /** Releases every waiter (they re-check and wait again unless the caller stopped). */
-  clear(): void {
+  /**
+   * Answers that happened before this limiter existed (another process's, or before a restart),
+   * as their ages in ms: the window is a promise to the receiver, not to this process.
+   */
+  seed(agesMs: readonly number[]): void {
+    const now = this.now();
+    for (const age of agesMs) this.#answered.push(now - age);
+    this.#answered.sort((a, b) => a - b);
+    while (this.#answered.length > this.cap) this.#answered.shift();
+  }
+
+  /**
+   * Stops the limiter for good: every waiter, now and later, gets null at once, and no timer is
+   * left (a re-armed waiter kept a stopped process alive for a whole window: hours with per: 1h).
+   */
+  close(): void {
+    this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const w of this.#waiters.splice(0)) w();
   }
+
+  /** For tests: timers still armed (0 after close). */
+  pendingTimers(): number {
+    return this.#timer ? 1 : 0;
+  }
 }
+
+export type Slot = { sent(): void; answered(): void; cancel(): void };

@@ -25,7 +25,32 @@ export type OutcomeContext = {
   all: readonly Subscription[];
   now: Date;
   notifyMinIntervalMs: number;
+  /**
+   * The process that made the attempts: their outcomes are written only while it still holds the
+   * subscription's lease (unset: not checked, for tools that record by hand).
+   */
+  owner?: string;
+  /** Attempts whose outcome was not written: the delivery is no longer owed, or the lease moved. */
+  onFenced?: (deliveryIds: number[]) => void;
 };
+
+/**
+ * The fence every outcome write passes: of these deliveries, the ones still owed (not delivered,
+ * dead or superseded meanwhile) whose subscription's lease `owner` still holds. Locks them, in id
+ * order, so nothing changes them before the outcome is written. A late result (a request that
+ * outlived its lease, a receiver answering after a newer full superseded the part) must never
+ * undo what another process or a newer message decided.
+ */
+async function fence(tx: Queryable, ids: number[], owner: string | undefined): Promise<Set<number>> {
+  const { rows } = await tx.query<{ id: number | string }>(
+    `select d.id from stock_sync.deliveries d join stock_sync.subscriptions s on s.name = d.subscription
+     where d.id = any($1::int8[]) and d.status in ('pending', 'failed')
+       and ($2::text is null or s.lease_owner = $2)
+     order by d.id for update of d`,
+    [ids, owner ?? null],
+  );
+  return new Set(rows.map((r) => Number(r.id)));
+}
 
 const NEW_STATUS: Record<Decision["kind"], string> = {
   delivered: "delivered",
@@ -62,9 +87,19 @@ export function attemptColumns(rec: AttemptRecord) {
  */
 export async function recordOutcomes(
   tx: Queryable,
-  recs: readonly AttemptRecord[],
+  all: readonly AttemptRecord[],
   ctx: OutcomeContext,
 ): Promise<string[]> {
+  const owed = await fence(
+    tx,
+    all.map((r) => r.deliveryId),
+    ctx.owner,
+  );
+  const recs = all.filter((r) => owed.has(r.deliveryId));
+  if (recs.length < all.length) {
+    ctx.onFenced?.(all.filter((r) => !owed.has(r.deliveryId)).map((r) => r.deliveryId));
+  }
+  if (recs.length === 0) return [];
   const cols = recs.map(attemptColumns);
   await insertAttempts(tx, recs, cols);
   await updateDeliveries(tx, recs, cols);
@@ -86,24 +121,28 @@ export async function recordOutcomes(
 export async function recordSuccesses(
   db: Queryable,
   recs: readonly AttemptRecord[],
-  ctx: Pick<OutcomeContext, "subscription" | "now">,
+  ctx: Pick<OutcomeContext, "subscription" | "now" | "owner" | "onFenced">,
 ): Promise<boolean> {
   const status = recs.map((r) => attemptColumns(r).status);
-  const { rows } = await db.query<{ ok: boolean }>(
+  const { rows } = await db.query<{ ok: boolean; written: (number | string)[] }>(
     `with s as (select consecutive_failures = 0 as ok from stock_sync.subscriptions where name = $7),
-     u as (select * from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],
+     u as (select u.* from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],
              $6::timestamptz[]) as u(id, started_at, duration_ms, http_status, body, at)
+           -- the fence (see fence()): still owed, and the lease still ours
+           join stock_sync.deliveries f on f.id = u.id and f.status in ('pending', 'failed')
+           join stock_sync.subscriptions l on l.name = f.subscription and ($10::text is null or l.lease_owner = $10)
            where (select ok from s)),
      a as (insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, response_body, outcome)
            select id, started_at, duration_ms, http_status, body, 'delivered' from u),
      d as (update stock_sync.deliveries d set status = 'delivered', attempts = d.attempts + 1,
              updated_at = u.at, delivered_at = u.at, last_status = u.http_status, last_error = null
-           from u where d.id = u.id),
+           from u where d.id = u.id and d.status in ('pending', 'failed')
+           returning d.id),
      -- as countFailure's success path: the time of the last success, at most once a second
      t as (update stock_sync.subscriptions set last_success_at = $8, last_status = $9
            where name = $7 and (select ok from s)
              and (last_success_at is null or last_success_at < $8::timestamptz - interval '1 second'))
-     select ok from s`,
+     select ok, (select coalesce(array_agg(id), '{}') from d) as written from s`,
     [
       recs.map((r) => r.deliveryId),
       recs.map((r) => r.startedAt),
@@ -114,9 +153,15 @@ export async function recordSuccesses(
       ctx.subscription.name,
       ctx.now,
       status.at(-1) ?? null,
+      ctx.owner ?? null,
     ],
   );
-  return rows[0]?.ok === true;
+  const row = rows[0];
+  if (row?.ok !== true) return false;
+  const written = new Set(row.written.map(Number));
+  const fenced = recs.filter((r) => !written.has(r.deliveryId)).map((r) => r.deliveryId);
+  if (fenced.length) ctx.onFenced?.(fenced);
+  return true;
 }
 
 function insertAttempts(

@@ -84,32 +84,79 @@ export const syncSubscriptions = (db: Queryable, subs: { name: string; status: s
     [subs.map((s) => s.name), subs.map((s) => s.status)],
   );
 
+export type LeaseRequest = {
+  owner: string;
+  /** Leases to renew: ours, with a worker that proved alive since the last renewal. */
+  renew: string[];
+  /** Subscriptions we may take when free, expired, or held by a process known dead. */
+  candidates: string[];
+  /** How many more we may take (our fair share less what we renew). */
+  take: number;
+  leaseMs: number;
+  deadOwners: string[];
+};
+
 /**
- * Takes or renews the sending lease of each named subscription that is free, expired, ours, or
- * held by a process on this host that no longer runs (`deadOwners`). Returns the ones we hold.
+ * Renews our leases and takes free ones, on the database's clock (each host's own clock would
+ * move lease expiry by the skew between them). Returns the leases we hold, and for each one
+ * taken now whether its previous holder let it go (released) or not (expired, or dead): then
+ * what that process sent last is not all recorded.
  */
 export async function acquireLeases(
   db: Queryable,
+  req: LeaseRequest,
+): Promise<{ name: string; taken: boolean; unclean: boolean }[]> {
+  const { rows } = await db.query<{ name: string; taken: boolean; unclean: boolean }>(
+    `with renewed as (
+       -- Our own leases are renewed even when an attempt holds the row (waiting a moment):
+       -- skipping a locked row here lost the lease under load. Only free ones are taken with skip locked.
+       update stock_sync.subscriptions set lease_until = now() + $5 * interval '1 millisecond'
+       where name = any($2::text[]) and lease_owner = $1
+       returning name),
+     free as (
+       select name, lease_owner is not null as unclean from stock_sync.subscriptions
+       where name = any($3::text[]) and lease_owner is distinct from $1
+         and (lease_owner is null or lease_until < now() or lease_owner = any($6::text[]))
+       order by name limit $4
+       for update skip locked),
+     taken as (
+       update stock_sync.subscriptions s set lease_owner = $1, lease_until = now() + $5 * interval '1 millisecond'
+       from free where s.name = free.name
+       returning s.name, free.unclean)
+     select name, false as taken, false as unclean from renewed
+     union all select name, true, unclean from taken`,
+    [req.owner, req.renew, req.candidates, Math.max(0, req.take), req.leaseMs, req.deadOwners],
+  );
+  return rows;
+}
+
+/**
+ * Says this process is alive and counts the live ones (seen within a lease, not known dead),
+ * itself included: each takes a fair share of the subscriptions.
+ */
+export async function heartbeat(
+  db: Queryable,
   owner: string,
-  names: string[],
-  now: Date,
   leaseMs: number,
   deadOwners: string[],
-): Promise<string[]> {
-  const { rows } = await db.query<{ name: string }>(
-    `update stock_sync.subscriptions set lease_owner = $1, lease_until = $3::timestamptz + $4 * interval '1 millisecond'
-     -- Our own leases are renewed even when an attempt holds the row (waiting a moment):
-     -- skipping a locked row here lost the lease under load. Only free ones are taken with skip locked.
-     where (name = any($2::text[]) and lease_owner = $1)
-        or name in (select name from stock_sync.subscriptions
-                    where name = any($2::text[])
-                      and (lease_owner is null or lease_until < $3 or lease_owner = any($5::text[]))
-                    for update skip locked)
-     returning name`,
-    [owner, names, now, leaseMs, deadOwners],
+): Promise<number> {
+  const { rows } = await db.query<{ live: number }>(
+    `with me as (
+       insert into stock_sync.engines (owner, seen_at) values ($1, now())
+       on conflict (owner) do update set seen_at = now())
+     select count(*)::int + 1 as live from stock_sync.engines
+     where owner <> $1 and seen_at > now() - $2 * interval '1 millisecond' and owner <> all($3::text[])`,
+    [owner, leaseMs, deadOwners],
   );
-  return rows.map((r) => r.name);
+  return rows[0]?.live ?? 1;
 }
+
+/** Forgets processes not seen for a long time, and this one when it stops. */
+export const forgetEngines = (db: Queryable, owner: string, olderThanMs: number) =>
+  db.query(
+    "delete from stock_sync.engines where owner = $1 or seen_at < now() - $2 * interval '1 millisecond'",
+    [owner, olderThanMs],
+  );
 
 export const leaseOwners = async (db: Queryable, names: string[]) =>
   (
@@ -118,6 +165,13 @@ export const leaseOwners = async (db: Queryable, names: string[]) =>
       [names],
     )
   ).rows.map((r) => r.owner);
+
+/** Lets one lease go (a worker handed it over after stopping). */
+export const releaseLease = (db: Queryable, owner: string, name: string) =>
+  db.query(
+    "update stock_sync.subscriptions set lease_owner = null, lease_until = null where lease_owner = $1 and name = $2",
+    [owner, name],
+  );
 
 export const releaseLeases = (db: Queryable, owner: string) =>
   db.query(
@@ -146,17 +200,17 @@ export const backlogHead = async (db: Queryable, subscription: string) =>
     )
   ).rows;
 
-/** Who may send, and until when the lease must hold (the request timeout from now). */
-export type SendingLease = { owner: string; until: Date };
+/** Who may send, and for how long (ms, on the database's clock) the lease must still hold. */
+export type SendingLease = { owner: string; forMs: number };
 
 /**
  * The last checks on a delivery `d` (the owed backlog is the caller's): its subscription is
  * enabled and leased to `owner` beyond `until` (placeholders). Made when fetching, so a fetched
  * row may start at once, and again by `mayAttempt` for one that waited.
  */
-const sendable = (owner: string, until: string) =>
+const sendable = (owner: string, forMs: string) =>
   `exists (select 1 from stock_sync.subscriptions s where s.name = d.subscription and s.status = 'enabled'
-     and s.lease_owner = ${owner} and s.lease_until > ${until})`;
+     and s.lease_owner = ${owner} and s.lease_until > now() + ${forMs} * interval '1 millisecond')`;
 
 /**
  * What may start now, oldest first, skipping what this process already holds. `key`: the head of
@@ -183,7 +237,7 @@ export async function dueDeliveries(
      where d.subscription = $1 and d.${BACKLOG} and d.next_attempt_at <= $2 and d.id <> all($4::int8[])
        and ${sendable("$5", "$6")}
      order by d.id limit $3`,
-    [subscription, now, limit, skip, lease.owner, lease.until],
+    [subscription, now, limit, skip, lease.owner, lease.forMs],
   );
   return rows;
 }
@@ -200,19 +254,44 @@ export async function nextDueAt(db: Queryable, subscription: string, now: Date):
 
 /**
  * The last check before requests go out: of the given deliveries, those still owed while the
- * subscription is enabled and this process holds its lease until `until`. A pause committed by
+ * subscription is enabled and this process holds its lease for at least `forMs`. A pause committed by
  * any process is seen here. One query serves every attempt about to start (db/coalesce.ts).
  */
 export async function mayAttempt(
   db: Queryable,
   deliveryIds: number[],
   owner: string,
-  until: Date,
+  forMs: number,
 ): Promise<Set<number>> {
   const { rows } = await db.query<{ id: string | number }>(
     `select d.id from stock_sync.deliveries d
      where d.id = any($1::int8[]) and d.${BACKLOG} and ${sendable("$2", "$3")}`,
-    [deliveryIds, owner, until],
+    [deliveryIds, owner, forMs],
   );
   return new Set(rows.map((r) => Number(r.id)));
+}
+
+/**
+ * When this subscription's latest attempts were answered, as ages in ms on the database's clock,
+ * newest first, at most `cap`, within `windowMs`: a worker that takes the subscription seeds its
+ * rate limit with them, so a restart or a handover keeps the receiver's window.
+ */
+export async function recentAnswers(
+  db: Queryable,
+  subscription: string,
+  windowMs: number,
+  cap: number,
+): Promise<number[]> {
+  const { rows } = await db.query<{ age: number }>(
+    `select greatest(0, extract(epoch from now() - (a.attempted_at + a.duration_ms * interval '1 millisecond')) * 1000)::float8 as age
+     from stock_sync.deliveries d join stock_sync.attempts a on a.delivery_id = d.id
+     where d.subscription = $1
+       and d.status in ('pending', 'failed', 'delivered', 'dead', 'superseded')
+       and d.updated_at > now() - $2 * interval '1 millisecond' - interval '1 minute'
+       and a.attempted_at > now() - $2 * interval '1 millisecond' - interval '1 minute'
+     order by a.attempted_at + a.duration_ms * interval '1 millisecond' desc
+     limit $3`,
+    [subscription, windowMs, cap],
+  );
+  return rows.map((r) => Number(r.age)).filter((age) => age < windowMs);
 }

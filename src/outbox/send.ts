@@ -13,6 +13,8 @@ export type OutboundRequest = {
   timeoutMs: number;
   /** The name a file:// destination gives this message (lexical order = delivery order). */
   fileName: string;
+  /** Aborts the request (the engine stopping): the result is then an error. */
+  signal?: AbortSignal;
 };
 
 export type SendResult = { result: AttemptResult; responseBody: string | null; durationMs: number };
@@ -77,7 +79,9 @@ async function sendHttp(agent: Agent, req: OutboundRequest): Promise<Omit<SendRe
     method: req.method as "POST",
     headers: req.headers,
     body: req.body,
-    signal: AbortSignal.timeout(req.timeoutMs),
+    signal: req.signal
+      ? AbortSignal.any([req.signal, AbortSignal.timeout(req.timeoutMs)])
+      : AbortSignal.timeout(req.timeoutMs),
     headersTimeout: req.timeoutMs,
     bodyTimeout: req.timeoutMs,
   });

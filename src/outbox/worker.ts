@@ -15,7 +15,7 @@ import {
 } from "./queries.js";
 import { buildRequest } from "./request.js";
 import { SendLimiter } from "./limiter.js";
-import { decide } from "./retry.js";
+import { type AttemptResult, type Decision, decide } from "./retry.js";
 import type { Sender } from "./send.js";
 
 export type WorkerDeps = {
@@ -29,8 +29,8 @@ export type WorkerDeps = {
   notifyMinIntervalMs: number;
   /** Wake other subscriptions (a notification was enqueued for them). */
   wake: (names: string[]) => void;
-  /** Until when (local clock, ms) this process's lease on a subscription is certainly valid. */
-  leaseUntil: (subscription: string) => number;
+  /** For how long (ms, from now) this process's lease on a subscription is certainly valid. */
+  leaseLeft: (subscription: string) => number;
   /** Observers (metrics, tests). */
   onAttempt?: (sub: Subscription, row: DeliveryRow, outcome: string, durationMs: number) => void;
 };
@@ -46,6 +46,10 @@ const CHECK_FRESH_MS = 100;
 const TARGET_PER_SLOT = 2;
 // Recording an outcome is retried briefly: each give-up means the message is sent again later.
 const RECORD_RETRIES_MS = [100, 500, 1500];
+
+const INTERRUPTED = "interrupted: stock-sync stopped sending for this subscription (shutdown_grace ended)";
+/** After the grace, aborted requests get this long to have their outcome recorded. */
+const RECORD_AFTER_ABORT_MS = 5000;
 
 async function withRetries<T>(fn: () => Promise<T>): Promise<T> {
   for (const delay of RECORD_RETRIES_MS) {
@@ -69,8 +73,12 @@ export class SubscriptionWorker {
   readonly #limiter: SendLimiter | null;
   /** Deliveries taken from the backlog and not yet recorded: never fetched again meanwhile. */
   readonly #inFlight = new Set<number>();
-  /** Of those, the ones answered and waiting for their outcome to be recorded. */
-  readonly #recording = new Set<Promise<void>>();
+  /** Requests on the wire, aborted when the shutdown grace ends (their outcome is still recorded). */
+  readonly #requests = new Set<AbortController>();
+  /** Of those, the ones answered and waiting for their outcome to be recorded (since when). */
+  readonly #recording = new Map<Promise<void>, number>();
+  /** Since when the current read of the backlog runs (performance.now()), if one does. */
+  #pumpSince: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Number.POSITIVE_INFINITY;
   #pumping = false;
@@ -94,13 +102,17 @@ export class SubscriptionWorker {
     this.#limiter = limit ? new SendLimiter(limit.requests, limit.per) : null;
     this.#checks = createCoalescer(async (ids) => {
       // The lease must outlast the whole request of the last one to start.
-      const until = new Date(deps.clock.now().getTime() + sub.timeout);
-      const ok = await mayAttempt(deps.db, ids, deps.owner, until);
+      const ok = await mayAttempt(deps.db, ids, deps.owner, sub.timeout);
       return ids.map((id) => ({ status: "fulfilled", value: ok.has(id) }));
     });
     this.#records = createCoalescer(async (recs) =>
       (await this.#recordBatch(recs)).map((value) => ({ status: "fulfilled", value })),
     );
+  }
+
+  /** Answers sent before this worker existed (ages in ms): they count against the rate limit. */
+  seedRateLimit(agesMs: readonly number[]): void {
+    this.#limiter?.seed(agesMs);
   }
 
   get inFlight(): number {
@@ -117,12 +129,24 @@ export class SubscriptionWorker {
     this.#pumping = true;
     void this.#pump().finally(() => {
       this.#pumping = false;
+      this.#pumpSince = undefined;
     });
+  }
+
+  /**
+   * How long this worker has been waiting on the database (a read of the backlog, or an outcome
+   * to record), in ms; 0 when it is not. The engine renews the lease only of a worker that is
+   * not stuck: a hung connection must hand the subscription over, not hold it for ever.
+   */
+  stalledMs(): number {
+    const since = Math.min(this.#pumpSince ?? Number.POSITIVE_INFINITY, ...this.#recording.values());
+    return Number.isFinite(since) ? performance.now() - since : 0;
   }
 
   async #pump(): Promise<void> {
     do {
       this.#again = false;
+      this.#pumpSince = performance.now();
       try {
         await this.#fill();
       } catch (err) {
@@ -169,7 +193,7 @@ export class SubscriptionWorker {
     const room = this.#room();
     if (room <= 0) return [];
     const skip = [...this.#inFlight];
-    const lease = { owner: this.deps.owner, until: new Date(now.getTime() + this.sub.timeout) };
+    const lease = { owner: this.deps.owner, forMs: this.sub.timeout };
     const rows = await dueDeliveries(db, this.sub.name, this.sub.ordering, now, room, skip, lease);
     if (rows.length < room) {
       const next = await nextDueAt(db, this.sub.name, now);
@@ -219,20 +243,21 @@ export class SubscriptionWorker {
       if (this.#stopped) return;
       const outcome = await this.#send(row, checkedAt);
       if (!outcome) return;
-      const { at: startedAt, sent } = outcome;
+      const { at: startedAt, sent, interrupted } = outcome;
       const decidedAt = clock.now();
-      const decision = decide(
-        sent.result,
-        row.attempts + 1,
-        this.sub.retry_intervals,
-        decidedAt,
-        this.deps.random,
-      );
+      // Aborted by our own shutdown: owed again at once (the next owner sends it; this record
+      // is written before our lease is released, so the two attempts never overlap).
+      const decision: Decision = interrupted
+        ? { kind: "retry", delayMs: 0 }
+        : decide(sent.result, row.attempts + 1, this.sub.retry_intervals, decidedAt, this.deps.random);
+      const result: AttemptResult = interrupted
+        ? { kind: "error", errorClass: "other", message: INTERRUPTED }
+        : sent.result;
       const rec = {
         deliveryId: row.id,
         startedAt,
         durationMs: sent.durationMs,
-        result: sent.result,
+        result,
         responseBody: sent.responseBody,
         decision,
         decidedAt,
@@ -266,11 +291,18 @@ export class SubscriptionWorker {
         this.#backoffUntil = this.deps.clock.now().getTime() + RETRY_PUMP_MS;
       }
     })();
-    this.#recording.add(recording);
+    this.#recording.set(recording, performance.now());
     return recording.finally(() => {
       this.#recording.delete(recording);
       this.#done(row.id);
     });
+  }
+
+  #fenced(ids: number[]): void {
+    this.deps.log.warn(
+      { subscription: this.sub.name, deliveries: ids },
+      "attempt outcome not written: the delivery is no longer owed or the lease moved to another process",
+    );
   }
 
   #done(id: number): void {
@@ -282,8 +314,9 @@ export class SubscriptionWorker {
   async #recordBatch(recs: AttemptRecord[]): Promise<string[][]> {
     const { db, clock } = this.deps;
     const none = recs.map(() => []);
+    const fencing = { owner: this.deps.owner, onFenced: (ids: number[]) => this.#fenced(ids) };
     if (recs.every((r) => r.decision.kind === "delivered")) {
-      const ctx = { subscription: this.sub, now: clock.now() };
+      const ctx = { subscription: this.sub, now: clock.now(), ...fencing };
       if (await withRetries(() => recordSuccesses(db, recs, ctx))) return none;
     }
     const wake = await withRetries(() =>
@@ -293,6 +326,7 @@ export class SubscriptionWorker {
           all: this.deps.all,
           now: clock.now(),
           notifyMinIntervalMs: this.deps.notifyMinIntervalMs,
+          ...fencing,
         }),
       ),
     );
@@ -318,7 +352,8 @@ export class SubscriptionWorker {
       return this.#checks.submit(row.id);
     };
     if (this.#stopped || !(await recheck())) return null;
-    const slot = await this.#limiter?.acquire();
+    const slot = this.#limiter ? await this.#limiter.acquire() : undefined;
+    if (slot === null) return null; // the limiter was closed: stopping
     let go = false;
     try {
       // The wait for a rate slot can be long: check again, holding the slot.
@@ -326,16 +361,20 @@ export class SubscriptionWorker {
         !this.#stopped &&
         (!slot || (await recheck())) &&
         this.#enabled &&
-        this.deps.leaseUntil(this.sub.name) > now() + this.sub.timeout;
+        this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
     } finally {
       if (!go) slot?.cancel();
     }
     if (!go) return null;
     slot?.sent();
     const at = clock.now();
+    const abort = new AbortController();
+    this.#requests.add(abort);
     try {
-      return { at, sent: await sender.send(buildRequest(this.sub, row, at)) };
+      const sent = await sender.send({ ...buildRequest(this.sub, row, at), signal: abort.signal });
+      return { at, sent, interrupted: abort.signal.aborted };
     } finally {
+      this.#requests.delete(abort);
       slot?.answered();
     }
   }
@@ -353,13 +392,30 @@ export class SubscriptionWorker {
     );
   }
 
-  /** Stops starting attempts; waits up to `graceMs` for those in flight. */
+  /**
+   * Stops starting attempts and waits up to `graceMs` for those in flight; then aborts what is
+   * still on the wire and waits (briefly) for every outcome to be recorded. Only then may the
+   * caller release the lease: another process must never send a message while an attempt of it
+   * is still in flight here, nor see a late outcome of ours undo its own.
+   */
   async stop(graceMs: number): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#queue.clear();
-    this.#limiter?.clear();
-    const idle = this.#queue.onIdle().then(() => Promise.all(this.#recording));
-    await Promise.race([idle, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    this.#limiter?.close();
+    const idle = () =>
+      this.#queue.onIdle().then(async () => {
+        while (this.#recording.size) await Promise.all(this.#recording.keys());
+      });
+    await raceTimeout(idle(), graceMs);
+    for (const request of this.#requests) request.abort();
+    await raceTimeout(idle(), RECORD_AFTER_ABORT_MS);
   }
+}
+
+/** Waits for `p`, or `ms` at most; leaves no timer behind. */
+async function raceTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }

@@ -8,7 +8,7 @@ describe("SendLimiter", () => {
     const sent: number[] = [];
     const worker = async () => {
       for (let i = 0; i < 5; i++) {
-        const slot = await limiter.acquire();
+        const slot = (await limiter.acquire())!;
         await new Promise((r) => setTimeout(r, Math.random() * 20)); // work between reserve and send
         slot.sent();
         // The receiver sees it at some point before the response: here, at a random point.
@@ -26,9 +26,9 @@ describe("SendLimiter", () => {
 
   it("a cancelled reservation frees its slot at once", async () => {
     const limiter = new SendLimiter(1, 10_000);
-    (await limiter.acquire()).cancel();
+    (await limiter.acquire())!.cancel();
     const started = Date.now();
-    const slot = await limiter.acquire();
+    const slot = (await limiter.acquire())!;
     slot.sent();
     slot.answered();
     expect(Date.now() - started).toBeLessThan(50);

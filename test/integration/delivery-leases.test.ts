@@ -1,0 +1,144 @@
+import { spawn } from "node:child_process";
+import { hostname } from "node:os";
+import { beforeEach, expect, inject, it } from "vitest";
+import { newOwnerId } from "../../src/outbox/owners.js";
+import { useCleanup } from "../helpers/cleanup.js";
+import { describeEachDb } from "../helpers/db.js";
+import { startEngineProcess } from "../helpers/engine-process.js";
+import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+
+const { cleanup, receiver } = useCleanup();
+
+const yaml = (url: string, lease = "30s") => `delivery:
+  lease: ${lease}
+  poll_interval: 0.1s
+subscriptions:
+  - name: s
+    subjects: ["order.*"]
+    url: "${url}"
+    timeout: 2s
+`;
+
+const leaseOwner = async (db: import("../../src/db/db.js").Db) =>
+  (
+    await db.query<{ o: string | null }>(
+      "select lease_owner as o from stock_sync.subscriptions where name = 's'",
+    )
+  ).rows[0]?.o;
+
+describeEachDb("delivery leases", (t) => {
+  beforeEach(async () => {
+    // one database per file: what an earlier test left (leases, ghosts) must not steer this one
+    await t().db.query("update stock_sync.subscriptions set lease_owner = null, lease_until = null");
+    await t().db.query("delete from stock_sync.engines");
+  });
+
+  async function engine(config: string, extra: Parameters<typeof startEngine>[2] = {}): Promise<TestEngine> {
+    const e = await startEngine(t().db, testConfig(config), extra);
+    cleanup.push(() => e.stop());
+    return e;
+  }
+
+  it("lease expiry is on the database's clock: a process whose clock is 10 minutes ahead takes nothing", async () => {
+    const r = await receiver();
+    const a = await engine(yaml(r.url));
+    expect(a.engine.owned()).toEqual(["s"]);
+    const ahead = { now: () => new Date(Date.now() + 10 * 60_000) };
+    const b = await engine(yaml(r.url), { clock: ahead });
+    // Before the fix: b compared the lease with its own clock, found it expired, and took it.
+    expect(b.engine.owned()).toEqual([]);
+    expect(await leaseOwner(t().db)).toBe(a.engine.owner);
+  });
+
+  it("a lease of a dead process of this host and PID namespace is taken at once, not after it expires", async () => {
+    const r = await receiver();
+    const dead = spawn(process.execPath, ["-e", ""]);
+    await new Promise((res) => dead.once("exit", res));
+    const [, , , scope] = newOwnerId().split(":");
+    const ghost = `${hostname()}:${dead.pid}:dead00:${scope}`;
+    await t().db.query(
+      `insert into stock_sync.subscriptions (name, lease_owner, lease_until) values ('s', $1, now() + interval '1 hour')
+       on conflict (name) do update set lease_owner = $1, lease_until = now() + interval '1 hour'`,
+      [ghost],
+    );
+    const a = await engine(yaml(r.url));
+    expect(a.engine.owned()).toEqual(["s"]);
+  });
+
+  it("an owner of another PID namespace (or an id without one) is never judged dead by its pid", async () => {
+    const r = await receiver();
+    const dead = spawn(process.execPath, ["-e", ""]);
+    await new Promise((res) => dead.once("exit", res));
+    for (const other of [
+      `${hostname()}:${dead.pid}:beef00:0123456789ab`,
+      `${hostname()}:${dead.pid}:beef00`,
+    ]) {
+      await t().db.query(
+        `insert into stock_sync.subscriptions (name, lease_owner, lease_until) values ('s', $1, now() + interval '1 hour')
+         on conflict (name) do update set lease_owner = $1, lease_until = now() + interval '1 hour'`,
+        [other],
+      );
+      const a = await engine(yaml(r.url));
+      expect(a.engine.owned()).toEqual([]);
+      await a.stop();
+    }
+  });
+
+  it.skipIf(!inject("pgTemplate"))(
+    "[real PID namespace] a process started with unshare --pid does not steal a live process's lease",
+    async () => {
+      if (t().backend !== "postgres") return; // another process needs a server URL
+      const r = await receiver();
+      const a = await engine(yaml(r.url));
+      expect(a.engine.owned()).toEqual(["s"]);
+      const other = await startEngineProcess(t().url!, yaml(r.url), [
+        "unshare",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+      ]);
+      cleanup.push(() => other.stop("SIGKILL"));
+      // Before the fix, from inside its namespace our pid did not exist: it took the lease at start.
+      expect(other.owner.split(":")[1]).not.toBe(String(process.pid));
+      await new Promise((res) => setTimeout(res, 500));
+      expect(await leaseOwner(t().db)).toBe(a.engine.owner);
+    },
+  );
+
+  it("the subscriptions are shared among live processes, and handed back when one stops", async () => {
+    const r = await receiver();
+    const subs = Array.from(
+      { length: 6 },
+      (_, i) => `  - name: s${i}\n    subjects: ["order.*"]\n    url: "${r.url}/s${i}"\n    timeout: 1s\n`,
+    ).join("");
+    const config = `delivery:\n  lease: 3s\n  poll_interval: 0.1s\n  shutdown_grace: 0.2s\nsubscriptions:\n${subs}`;
+    const a = await engine(config);
+    expect(a.engine.owned()).toHaveLength(6);
+    const b = await engine(config);
+    // a sheds down to its share at its next renewal (lease/3), b takes the rest at its own
+    await waitUntil(
+      async () => a.engine.owned().length === 3 && b.engine.owned().length === 3,
+      15_000,
+      "three each",
+    );
+    const owners = new Set(
+      (
+        await t().db.query<{ o: string }>(
+          "select lease_owner as o from stock_sync.subscriptions where name like 's_'",
+        )
+      ).rows.map((x) => x.o),
+    );
+    expect(owners).toEqual(new Set([a.engine.owner, b.engine.owner]));
+    await b.stop();
+    await waitUntil(async () => a.engine.owned().length === 6, 15_000, "all six back");
+    // and everything enqueued meanwhile is delivered
+    for (let n = 0; n < 12; n++)
+      await a.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
+    await r.waitFor(12 * 6, 60_000).catch((err) => {
+      const per = new Map<string, number>();
+      for (const q of r.requests) per.set(q.path, (per.get(q.path) ?? 0) + 1);
+      throw new Error(`${err.message}: ${JSON.stringify([...per])} owned ${a.engine.owned()}`);
+    });
+  });
+});
