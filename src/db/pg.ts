@@ -28,7 +28,16 @@ export type PgOptions = {
   onIdleError?: (err: Error) => void;
   /** Reported as Db.kind: a PGlite served over the wire is still "pglite". */
   kind?: Db["kind"];
+  /**
+   * The longest any query (not a stream or COPY) may wait for its answer before it fails and its
+   * connection is dropped: a connection hung in the network must not freeze its caller for ever.
+   * @default 300000
+   */
+  queryTimeoutMs?: number;
 };
+
+/** Long enough for the biggest set-based statement of a full (millions of rows), and bounded. */
+const QUERY_TIMEOUT_MS = 5 * 60 * 1000;
 
 /** A `Db` over a real PostgreSQL server (or anything speaking its protocol) through a `pg` pool. */
 export function openPostgres(url: string, opts: PgOptions = {}): Db {
@@ -36,15 +45,20 @@ export function openPostgres(url: string, opts: PgOptions = {}): Db {
     connectionString: url,
     max: opts.poolSize ?? 10,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+    // TCP keepalive: a peer gone without a FIN (a cut network, a dead host) is noticed by the kernel
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     types,
   });
+  const timeout = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS;
   // Without a listener a client's error event (server restart) would crash the process; the
   // query in progress, if any, fails on its own.
   pool.on("error", (err) => opts.onIdleError?.(err));
   pool.on("connect", (client) => client.on("error", (err) => opts.onIdleError?.(err)));
 
+  // On a timeout the pool drops the connection (released with the error), so nothing queues behind it.
   const query = async <T extends Row>(text: string, values?: readonly unknown[]) =>
-    lastResult<T>(await pool.query(text, values as unknown[] | undefined).catch(rethrow));
+    lastResult<T>(await pool.query(bounded(text, values, timeout)).catch(rethrow));
 
   const kind = opts.kind ?? "postgres";
   return {
@@ -54,12 +68,14 @@ export function openPostgres(url: string, opts: PgOptions = {}): Db {
       const client = await pool.connect().catch(rethrow);
       let broken: Error | undefined;
       try {
-        await client.query(beginStatement(txOpts));
-        const result = await fn(clientTx(client, kind));
-        await client.query("commit");
+        await client.query(bounded(beginStatement(txOpts), undefined, timeout));
+        const result = await fn(clientTx(client, kind, timeout));
+        await client.query(bounded("commit", undefined, timeout));
         return result;
       } catch (err) {
-        await client.query("rollback").catch((e: Error) => {
+        // After a timeout the rollback waits behind the hung query, times out too, and the
+        // connection is discarded.
+        await client.query(bounded("rollback", undefined, timeout)).catch((e: Error) => {
           broken = e;
         });
         throw err;
@@ -128,10 +144,15 @@ function lastResult<T extends Row>(res: pg.QueryResult | pg.QueryResult[]): { ro
   return { rows: (last?.rows ?? []) as T[], rowCount: last?.rowCount ?? 0 };
 }
 
-function clientTx(client: pg.PoolClient, kind: Db["kind"]): Tx {
+/** A query config with a client-side bound on the wait for its answer. */
+function bounded(text: string, values: readonly unknown[] | undefined, timeoutMs: number): pg.QueryConfig {
+  return { text, values: values as unknown[] | undefined, query_timeout: timeoutMs } as pg.QueryConfig;
+}
+
+function clientTx(client: pg.PoolClient, kind: Db["kind"], timeout: number): Tx {
   const tx: Tx = {
     async query<T extends Row>(text: string, values?: readonly unknown[]) {
-      return lastResult<T>(await client.query(text, values as unknown[] | undefined));
+      return lastResult<T>(await client.query(bounded(text, values, timeout)));
     },
     async copyFrom(table, columns, csv) {
       if (kind === "pglite") return insertCsv(tx, table, columns, csv);
@@ -170,7 +191,7 @@ function rethrow(err: unknown): never {
   const msg = e.message ?? "";
   if (
     (e.code && UNAVAILABLE.has(e.code)) ||
-    /timeout expired|Connection terminated|connect ECONNREFUSED/i.test(msg)
+    /timeout expired|Query read timeout|Connection terminated|connect ECONNREFUSED/i.test(msg)
   ) {
     throw new ConnectorError("DATABASE_UNAVAILABLE", `state database unavailable: ${msg || e.code}`, {
       cause: err,
