@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import type { Clock } from "../clock.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
+import { adoptFormerTargetNames } from "../subscriptions/adopt.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import { acquireLeases, leaseOwners, OUTBOX_CHANNEL, releaseLeases, syncSubscriptions } from "./queries.js";
 import { purgeDelivered } from "./retention.js";
@@ -110,6 +111,8 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     async start() {
       const configured = opts.subscriptions.map((s) => ({ name: s.name, status: s.status }));
       await syncSubscriptions(deps.db, configured);
+      const adopted = await adoptFormerTargetNames(deps.db, opts.subscriptions);
+      if (adopted) deps.log.info({ adopted }, "notifications adopted from targets named the old way");
       await renewLeases();
       every(Math.max(50, Math.floor(opts.leaseMs / 3)), renewLeases);
       every(opts.pollIntervalMs, () => wake([...workers.keys()]));
