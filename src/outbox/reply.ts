@@ -15,8 +15,9 @@ export const REPLY_CAP = 1024;
 const UNPRINTABLE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\ufffd]/g;
 // Echoed secrets the generic redaction does not know: signatures, keys, cookies. A header line
 // ("webhook-signature: v1,… v1,…") is masked to its end; a JSON or form field to its delimiter.
+// (The name prefix is bounded: an unbounded `[\w-]*` makes a long word cost quadratic time.)
 const SECRET_NAME =
-  "(?:proxy-)?authorization|set-cookie|cookie|x-api-key|api[_-]?key|[\\w-]*secret|[\\w-]*token|[\\w-]*signature|[\\w-]*password";
+  "\\b(?:(?:proxy-)?authorization|set-cookie|cookie|x-api-key|api[_-]?key|[\\w-]{0,40}(?:secret|token|signature|password))";
 const SECRET_HEADER_LINE = new RegExp(`^([ \\t]*(?:${SECRET_NAME})[ \\t]*:[ \\t]*)\\S.*$`, "gim");
 const SECRET_FIELD = new RegExp(`((?:${SECRET_NAME})["']?\\s*[:=]\\s*["']?)[^\\s"'&,;}]+`, "gi");
 const REDACTED = "[redacted]";
@@ -28,12 +29,14 @@ const REDACTED = "[redacted]";
 export function storedReply(result: AttemptResult, body: string | null): string | null {
   if (body === null || body === "") return null;
   if (result.kind === "response" && result.status < 300) return null;
-  const unprintable = body.match(UNPRINTABLE)?.length ?? 0;
+  // what can be kept, with room for a secret that straddles the cut (masked before cutting)
+  const head = body.slice(0, 2 * REPLY_CAP);
+  const unprintable = head.match(UNPRINTABLE)?.length ?? 0;
   // More than a stray byte or two: a binary body (gzip, an image), not text with a glitch.
-  if (unprintable > 2 && unprintable * 20 > body.length) {
+  if (unprintable > 2 && unprintable * 20 > head.length) {
     return `[binary reply of ${body.length} characters, not stored]`;
   }
-  const text = redactString(body.replace(UNPRINTABLE, "\ufffd"))
+  const text = redactString(head.replace(UNPRINTABLE, "\ufffd"))
     .replace(SECRET_HEADER_LINE, `$1${REDACTED}`)
     .replace(SECRET_FIELD, (m, name: string) => (m.endsWith(REDACTED) ? m : `${name}${REDACTED}`));
   return text.length > REPLY_CAP ? `${text.slice(0, REPLY_CAP - 1)}…` : text;
