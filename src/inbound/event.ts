@@ -108,8 +108,13 @@ const VERBATIM = /^[A-Za-z0-9_-]{1,200}$/;
  * past the inbox would still collide on the message's primary key. Plain ids stay readable
  * (`evt_<id>`); others are hashed (`evh_<sha256>`), since a webhook-id must be short printable
  * ASCII without "." and also names files. The prefixes never collide with each other or `msg_`.
+ * One sender using both `Q` and `evt_Q` for different events would map both to `evt_Q`: the
+ * second is refused (its message id is taken; a 500 the sender retries, and the log says why),
+ * never taken for a duplicate.
  */
 export function messageIdFor(eventId: string): string {
-  if (VERBATIM.test(eventId)) return `evt_${eventId}`;
+  // An id that already reads `evt_…` (many senders' own convention) is not prefixed twice. Ids
+  // of events already stored keep their message ids: only ids starting with `evt_` map anew.
+  if (VERBATIM.test(eventId)) return eventId.startsWith("evt_") ? eventId : `evt_${eventId}`;
   return `evh_${createHash("sha256").update(eventId).digest("base64url")}`;
 }

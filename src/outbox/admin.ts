@@ -13,7 +13,9 @@ export async function setSubscriptionStatus(
 ): Promise<{ name: string; status: string; previous: string }> {
   const { rows } = await db.query<{ previous: string }>(
     `with old as (select status from stock_sync.subscriptions where name = $1 for update)
-     update stock_sync.subscriptions s set status = $2, status_reason = $3, status_changed_at = $4
+     update stock_sync.subscriptions s set status = $2, status_reason = $3, status_changed_at = $4,
+       -- a resume starts a new count, so the next run of failures can reach \`failing\` again
+       consecutive_failures = case when $2 = 'enabled' then 0 else s.consecutive_failures end
      from old where s.name = $1 returning old.status as previous`,
     [name, status, reason, now],
   );

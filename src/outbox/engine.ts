@@ -1,6 +1,7 @@
 import type { Clock } from "../clock.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
+import { adoptFormerTargetNames } from "../subscriptions/adopt.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import { fairShare, isDeadLocalOwner, newOwnerId } from "./owners.js";
 import {
@@ -174,6 +175,8 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     async start() {
       const configured = opts.subscriptions.map((s) => ({ name: s.name, status: s.status }));
       await syncSubscriptions(deps.db, configured);
+      const adopted = await adoptFormerTargetNames(deps.db, opts.subscriptions);
+      if (adopted) deps.log.info({ adopted }, "notifications adopted from targets named the old way");
       await renew();
       every(Math.max(50, Math.floor(opts.leaseMs / 3)), renew);
       every(opts.pollIntervalMs, () => wake([...workers.keys()]));

@@ -7,12 +7,13 @@ export type HealthSignals = { deactivate: string | null; notify: NotificationKin
 /**
  * OneStock's model: `failing` once when consecutive failures reach retries_until_failure,
  * `deactivated` when a message dies or the receiver answers 410, `recovered` on the first
- * success after `failing` was due. Internal (notification) subscriptions raise nothing, so a
+ * success after a `failing` notice went out (`failingNotified`: a resume resets the count, not
+ * the promise of a `recovered`). Internal (notification) subscriptions raise nothing, so a
  * failing notification target never notifies about itself.
  */
 export function assess(
   decision: Decision,
-  failures: { before: number; after: number },
+  failures: { before: number; after: number; failingNotified?: boolean },
   retriesUntilFailure: number,
   internal: boolean,
 ): HealthSignals {
@@ -20,7 +21,7 @@ export function assess(
   const crossed = failures.before < retriesUntilFailure && failures.after >= retriesUntilFailure;
   switch (decision.kind) {
     case "delivered":
-      return { deactivate: null, notify: failures.before >= retriesUntilFailure ? ["recovered"] : [] };
+      return { deactivate: null, notify: failures.failingNotified ? ["recovered"] : [] };
     case "retry":
       return { deactivate: null, notify: crossed ? ["failing"] : [] };
     case "dead":

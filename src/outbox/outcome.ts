@@ -7,6 +7,7 @@ import {
 } from "../subscriptions/subscriptions.js";
 import { enqueue } from "./enqueue.js";
 import { assess } from "./health.js";
+import { storedReply } from "./reply.js";
 import type { AttemptResult, Decision } from "./retry.js";
 
 export type AttemptRecord = {
@@ -14,6 +15,7 @@ export type AttemptRecord = {
   startedAt: Date;
   durationMs: number;
   result: AttemptResult;
+  /** As received; what is stored of it is `storedReply`'s choice. */
   responseBody: string | null;
   decision: Decision;
   /** When the decision was taken: retry delays count from here. */
@@ -56,19 +58,18 @@ const NEW_STATUS: Record<Decision["kind"], string> = {
   delivered: "delivered",
   retry: "failed",
   dead: "dead",
-  // kept owed and due at once: it goes out when the subscription is resumed
+  // kept owed: it goes out when the subscription is resumed
   gone: "failed",
 };
 
 /** The columns an attempt writes, derived from its result and decision (pure). */
 export function attemptColumns(rec: AttemptRecord) {
   const { decision, result } = rec;
+  // (a 410 that deactivates the subscription makes it due at once: see justDeactivated)
   const nextAt =
-    decision.kind === "retry"
+    decision.kind === "retry" || decision.kind === "gone"
       ? new Date(rec.decidedAt.getTime() + decision.delayMs)
-      : decision.kind === "gone"
-        ? rec.decidedAt
-        : null;
+      : null;
   const status = result.kind === "response" ? result.status : null;
   const error =
     result.kind === "error"
@@ -125,30 +126,30 @@ export async function recordSuccesses(
 ): Promise<boolean> {
   const status = recs.map((r) => attemptColumns(r).status);
   const { rows } = await db.query<{ ok: boolean; written: (number | string)[] }>(
-    `with s as (select consecutive_failures = 0 as ok from stock_sync.subscriptions where name = $7),
-     u as (select u.* from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],
-             $6::timestamptz[]) as u(id, started_at, duration_ms, http_status, body, at)
+    `with s as (select consecutive_failures = 0 and not failing_notified as ok
+                from stock_sync.subscriptions where name = $6),
+     u as (select u.* from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[])
+             as u(id, started_at, duration_ms, http_status, at)
            -- the fence (see fence()): still owed, and the lease still ours
            join stock_sync.deliveries f on f.id = u.id and f.status in ('pending', 'failed')
-           join stock_sync.subscriptions l on l.name = f.subscription and ($10::text is null or l.lease_owner = $10)
+           join stock_sync.subscriptions l on l.name = f.subscription and ($9::text is null or l.lease_owner = $9)
            where (select ok from s)),
      a as (insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, response_body, outcome)
-           select id, started_at, duration_ms, http_status, body, 'delivered' from u),
+           select id, started_at, duration_ms, http_status, null, 'delivered' from u),
      d as (update stock_sync.deliveries d set status = 'delivered', attempts = d.attempts + 1,
              updated_at = u.at, delivered_at = u.at, last_status = u.http_status, last_error = null
            from u where d.id = u.id and d.status in ('pending', 'failed')
            returning d.id),
      -- as countFailure's success path: the time of the last success, at most once a second
-     t as (update stock_sync.subscriptions set last_success_at = $8, last_status = $9
-           where name = $7 and (select ok from s)
-             and (last_success_at is null or last_success_at < $8::timestamptz - interval '1 second'))
+     t as (update stock_sync.subscriptions set last_success_at = $7, last_status = $8
+           where name = $6 and (select ok from s)
+             and (last_success_at is null or last_success_at < $7::timestamptz - interval '1 second'))
      select ok, (select coalesce(array_agg(id), '{}') from d) as written from s`,
     [
       recs.map((r) => r.deliveryId),
       recs.map((r) => r.startedAt),
       recs.map((r) => Math.round(r.durationMs)),
       status,
-      recs.map((r) => r.responseBody),
       recs.map((r) => r.decidedAt),
       ctx.subscription.name,
       ctx.now,
@@ -181,7 +182,7 @@ function insertAttempts(
       cols.map((c) => c.status),
       cols.map((c) => c.errorClass),
       cols.map((c) => c.error),
-      recs.map((r) => r.responseBody),
+      recs.map((r) => storedReply(r.result, r.responseBody)),
       recs.map((r) => r.decision.kind),
       cols.map((c) => c.nextAt),
     ],
@@ -220,14 +221,8 @@ async function subscriptionEffects(
   ctx: OutcomeContext,
 ): Promise<string[]> {
   const { decision } = rec;
-  const failures = await countFailure(
-    tx,
-    ctx.subscription.name,
-    decision.kind === "delivered",
-    ctx.now,
-    status,
-    error,
-  );
+  const name = ctx.subscription.name;
+  const failures = await countFailure(tx, name, decision.kind === "delivered", ctx.now, status, error);
   const signals = assess(
     decision,
     failures,
@@ -235,24 +230,41 @@ async function subscriptionEffects(
     ctx.subscription.internal,
   );
   const notify = [...signals.notify];
-  if (signals.deactivate && (await deactivate(tx, ctx.subscription.name, signals.deactivate, ctx.now))) {
+  if (signals.deactivate && (await deactivate(tx, name, signals.deactivate, ctx.now))) {
     notify.push("deactivated");
+    if (decision.kind === "gone") await dueAtOnce(tx, rec);
   }
   const wake: string[] = [];
   for (const kind of notify) {
     const detail = kind === "deactivated" ? (signals.deactivate ?? "") : (error ?? "delivered again");
-    wake.push(
-      ...(await notifyOnce(
-        tx,
-        ctx,
-        kind,
-        { failures: failures.after, status, error, detail },
-        ctx.subscription.name,
-      )),
-    );
+    const facts = { failures: failures.after, status, error, detail };
+    // Each deactivation and each recovery is news; only `failing` (a flapping receiver) is throttled.
+    const sent = await notify1(tx, ctx, kind, facts, name, kind === "failing");
+    if (sent && (kind === "failing" || kind === "recovered")) {
+      await tx.query("update stock_sync.subscriptions set failing_notified = $2 where name = $1", [
+        name,
+        kind === "failing",
+      ]);
+    }
+    wake.push(...(sent ?? []));
   }
   return wake;
 }
+
+/** The 410 that deactivated its subscription: due at once, so it goes first on resume. */
+async function dueAtOnce(tx: Queryable, rec: AttemptRecord): Promise<void> {
+  await tx.query(
+    "update stock_sync.deliveries set next_attempt_at = $2 where id = $1 and status = 'failed'",
+    [rec.deliveryId, rec.decidedAt],
+  );
+  await tx.query(
+    `update stock_sync.attempts set next_attempt_at = $2
+     where id = (select max(id) from stock_sync.attempts where delivery_id = $1)`,
+    [rec.deliveryId, rec.decidedAt],
+  );
+}
+
+type Failures = { before: number; after: number; failingNotified: boolean };
 
 async function countFailure(
   tx: Queryable,
@@ -261,34 +273,35 @@ async function countFailure(
   now: Date,
   status: number | null,
   error: string | null,
-): Promise<{ before: number; after: number }> {
+): Promise<Failures> {
   if (success) {
     // The common case, a success after successes, must not lock the subscription row: every
     // concurrent attempt of the subscription would queue on that lock, one commit at a time.
-    const { rows } = await tx.query<{ n: number }>(
-      "select consecutive_failures as n from stock_sync.subscriptions where name = $1",
+    const { rows } = await tx.query<{ n: number; notified: boolean }>(
+      "select consecutive_failures as n, failing_notified as notified from stock_sync.subscriptions where name = $1",
       [name],
     );
-    if ((rows[0]?.n ?? 0) === 0) {
+    if ((rows[0]?.n ?? 0) === 0 && !rows[0]?.notified) {
       await tx.query(
         `update stock_sync.subscriptions set last_success_at = $2, last_status = $3
          where name = $1 and (last_success_at is null or last_success_at < $2::timestamptz - interval '1 second')`,
         [name, now, status],
       );
-      return { before: 0, after: 0 };
+      return { before: 0, after: 0, failingNotified: false };
     }
   }
-  const { rows } = await tx.query<{ before: number; after: number }>(
+  const { rows } = await tx.query<Failures>(
     `update stock_sync.subscriptions s set
        consecutive_failures = case when $2 then 0 else s.consecutive_failures + 1 end,
        last_success_at = case when $2 then $3 else s.last_success_at end,
        last_failure_at = case when $2 then s.last_failure_at else $3 end,
        last_status = $4, last_error = case when $2 then s.last_error else $5 end
      from (select consecutive_failures as n from stock_sync.subscriptions where name = $1 for update) old
-     where s.name = $1 returning old.n as before, s.consecutive_failures as after`,
+     where s.name = $1
+     returning old.n as before, s.consecutive_failures as after, s.failing_notified as "failingNotified"`,
     [name, success, now, status, error],
   );
-  return rows[0] ?? { before: 0, after: 0 };
+  return rows[0] ?? { before: 0, after: 0, failingNotified: false };
 }
 
 async function deactivate(tx: Queryable, name: string, reason: string, now: Date): Promise<boolean> {
@@ -300,21 +313,38 @@ async function deactivate(tx: Queryable, name: string, reason: string, now: Date
   return rowCount === 1;
 }
 
+type Facts = { failures?: number; status?: number | null; error?: string | null; detail: string };
+
 /** Enqueues an ops.* event unless one of the same kind about the same subscription went out recently. */
 export async function notifyOnce(
   tx: Queryable,
   ctx: Pick<OutcomeContext, "all" | "now" | "notifyMinIntervalMs">,
   kind: NotificationKind,
-  facts: { failures?: number; status?: number | null; error?: string | null; detail: string },
+  facts: Facts,
   about: string,
 ): Promise<string[]> {
+  return (await notify1(tx, ctx, kind, facts, about, true)) ?? [];
+}
+
+/**
+ * Enqueues an ops.* event (throttled: unless one of its kind about `about` went out within the
+ * min interval) and records when. Returns the subscriptions to wake, or null when throttled.
+ */
+async function notify1(
+  tx: Queryable,
+  ctx: Pick<OutcomeContext, "all" | "now" | "notifyMinIntervalMs">,
+  kind: NotificationKind,
+  facts: Facts,
+  about: string,
+  throttled: boolean,
+): Promise<string[] | null> {
   const { rowCount } = await tx.query(
     `insert into stock_sync.notifications_sent (subscription, kind, sent_at) values ($1, $2, $3)
      on conflict (subscription, kind) do update set sent_at = excluded.sent_at
      where stock_sync.notifications_sent.sent_at <= $3::timestamptz - $4 * interval '1 millisecond'`,
-    [about, kind, ctx.now, ctx.notifyMinIntervalMs],
+    [about, kind, ctx.now, throttled ? ctx.notifyMinIntervalMs : 0],
   );
-  if (rowCount !== 1) return [];
+  if (throttled && rowCount !== 1) return null;
   const notification = {
     kind,
     subscription: about,

@@ -213,8 +213,16 @@ const sendable = (owner: string, forMs: string) =>
      and s.lease_owner = ${owner} and s.lease_until > now() + ${forMs} * interval '1 millisecond')`;
 
 /**
+ * `key`: a dead delivery holds its key, so that a resume before the replay cannot send the key's
+ * later messages ahead of it (index deliveries_dead_by_key); its replay makes it the key's head.
+ */
+const KEY_NOT_HELD = `(d.ordering_key is null or not exists (select 1 from stock_sync.deliveries x
+  where x.subscription = d.subscription and x.ordering_key = d.ordering_key and x.status = 'dead' and x.id < d.id))`;
+
+/**
  * What may start now, oldest first, skipping what this process already holds. `key`: the head of
- * each key's backlog, when due; `none`: any due delivery. (`fifo` reads `backlogHead`.)
+ * each key's backlog, when due and not held by a dead delivery; `none`: any due delivery. (`fifo`
+ * reads `backlogHead`.)
  */
 export async function dueDeliveries(
   db: Queryable,
@@ -235,7 +243,7 @@ export async function dueDeliveries(
   const { rows } = await db.query<DeliveryRow>(
     `select ${DELIVERY_COLUMNS} from ${due} join stock_sync.messages m on m.id = d.message_id
      where d.subscription = $1 and d.${BACKLOG} and d.next_attempt_at <= $2 and d.id <> all($4::int8[])
-       and ${sendable("$5", "$6")}
+       and ${sendable("$5", "$6")}${ordering === "key" ? ` and ${KEY_NOT_HELD}` : ""}
      order by d.id limit $3`,
     [subscription, now, limit, skip, lease.owner, lease.forMs],
   );

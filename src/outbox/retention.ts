@@ -2,8 +2,8 @@ import type { Queryable } from "../db/db.js";
 
 /**
  * Deletes delivered (and superseded) deliveries older than the retention, their attempts,
- * messages no delivery needs any more, old inbox ids and empty delta runs. Undelivered messages
- * are never purged.
+ * messages no delivery needs any more, old inbox ids whose message is gone and empty delta runs.
+ * Undelivered messages are never purged.
  */
 export async function purgeDelivered(db: Queryable, now: Date, retentionMs: number): Promise<number> {
   const cutoff = new Date(now.getTime() - retentionMs);
@@ -16,8 +16,13 @@ export async function purgeDelivered(db: Queryable, now: Date, retentionMs: numb
      and not exists (select 1 from stock_sync.deliveries d where d.message_id = m.id)`,
     [cutoff],
   );
-  // Inbound ids are remembered for duplicate detection as long as messages are kept.
-  await db.query("delete from stock_sync.inbox where received_at < $1", [cutoff]);
+  // An inbound id is remembered for as long as its message is kept (an undelivered one is kept
+  // for ever): a late copy is then a duplicate, never a second message under the same id.
+  await db.query(
+    `delete from stock_sync.inbox i where i.received_at < $1
+     and not exists (select 1 from stock_sync.messages m where m.id = i.message_id)`,
+    [cutoff],
+  );
   await db.query(
     "delete from stock_sync.stock_runs where finished_at < $1 and status in ('empty', 'dry-run')",
     [cutoff],

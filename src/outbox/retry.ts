@@ -11,12 +11,17 @@ export type AttemptResult =
   | { kind: "response"; status: number; retryAfter?: string | null }
   | { kind: "error"; errorClass: ErrorClass; message: string };
 
-/** `gone` (HTTP 410): deactivate the subscription at once; the message is kept for a later resume. */
+/**
+ * `gone` (HTTP 410): deactivate the subscription at once; the message is kept for a later resume.
+ * `delayMs` is when it is due again unless this very answer deactivated the subscription (then it
+ * is due at once, to go first on resume): a 410 is never a reason to ask again sooner than a retry
+ * (a target that cannot be deactivated, or one already paused, would otherwise be asked in a loop).
+ */
 export type Decision =
   | { kind: "delivered" }
   | { kind: "retry"; delayMs: number }
   | { kind: "dead" }
-  | { kind: "gone" };
+  | { kind: "gone"; delayMs: number };
 
 const JITTER = 0.2;
 
@@ -36,11 +41,13 @@ export function decide(
   random: () => number,
 ): Decision {
   if (result.kind === "response" && result.status >= 200 && result.status < 300) return { kind: "delivered" };
-  if (result.kind === "response" && result.status === 410) return { kind: "gone" };
-  const base = intervalsMs[attemptNumber - 1];
-  if (base === undefined) return { kind: "dead" };
+  const gone = result.kind === "response" && result.status === 410;
+  // a 410 keeps the message (it is not counted against the schedule): past its end, the last interval
+  const base = intervalsMs[attemptNumber - 1] ?? (gone ? intervalsMs.at(-1) : undefined);
+  if (base === undefined) return gone ? { kind: "gone", delayMs: 0 } : { kind: "dead" };
 
   const jittered = Math.round(base * (1 - JITTER + 2 * JITTER * random()));
+  if (gone) return { kind: "gone", delayMs: jittered };
   const hint = retryAfterHint(result, now);
   const last = intervalsMs[intervalsMs.length - 1] ?? base;
   return { kind: "retry", delayMs: hint === null ? jittered : Math.max(jittered, Math.min(hint, last)) };

@@ -4,7 +4,7 @@ import { type Coalescer, createCoalescer } from "../db/coalesce.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
-import { type AttemptRecord, recordOutcomes, recordSuccesses } from "./outcome.js";
+import type { AttemptRecord } from "./outcome.js";
 import {
   backlogHead,
   type DeliveryRow,
@@ -13,6 +13,7 @@ import {
   nextDueAt,
   subscriptionStatuses,
 } from "./queries.js";
+import { type Recorded, recordBatch } from "./record.js";
 import { buildRequest } from "./request.js";
 import { SendLimiter } from "./limiter.js";
 import { type AttemptResult, type Decision, decide } from "./retry.js";
@@ -44,23 +45,9 @@ const RETRY_PUMP_MS = 1000;
 const CHECK_FRESH_MS = 100;
 /** Rows held per request slot (see #target). */
 const TARGET_PER_SLOT = 2;
-// Recording an outcome is retried briefly: each give-up means the message is sent again later.
-const RECORD_RETRIES_MS = [100, 500, 1500];
-
 const INTERRUPTED = "interrupted: stock-sync stopped sending for this subscription (shutdown_grace ended)";
 /** After the grace, aborted requests get this long to have their outcome recorded. */
 const RECORD_AFTER_ABORT_MS = 5000;
-
-async function withRetries<T>(fn: () => Promise<T>): Promise<T> {
-  for (const delay of RECORD_RETRIES_MS) {
-    try {
-      return await fn();
-    } catch {
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
-  return fn();
-}
 
 /**
  * Sends one subscription's backlog while this process holds its lease: a p-queue gives the
@@ -91,7 +78,7 @@ export class SubscriptionWorker {
   /** The last checks of the attempts about to start, one query for all of them. */
   readonly #checks: Coalescer<number, boolean>;
   /** Finished attempts, recorded together: one transaction for all that finished meanwhile. */
-  readonly #records: Coalescer<AttemptRecord, string[]>;
+  readonly #records: Coalescer<AttemptRecord, Recorded>;
 
   constructor(
     readonly sub: Subscription,
@@ -106,7 +93,10 @@ export class SubscriptionWorker {
       return ids.map((id) => ({ status: "fulfilled", value: ok.has(id) }));
     });
     this.#records = createCoalescer(async (recs) =>
-      (await this.#recordBatch(recs)).map((value) => ({ status: "fulfilled", value })),
+      (await recordBatch({ ...deps, onFenced: (ids) => this.#fenced(ids) }, sub, recs)).map((value) => ({
+        status: "fulfilled",
+        value,
+      })),
     );
   }
 
@@ -279,8 +269,8 @@ export class SubscriptionWorker {
   #record(row: DeliveryRow, rec: AttemptRecord): Promise<void> {
     const recording = (async () => {
       try {
-        const wake = await this.#records.submit(rec);
-        this.deps.onAttempt?.(this.sub, row, rec.decision.kind, rec.durationMs);
+        const { wake, outcome } = await this.#records.submit(rec);
+        this.deps.onAttempt?.(this.sub, row, outcome, rec.durationMs);
         if (wake.length) this.deps.wake(wake);
       } catch (err) {
         // Not recorded (state database down?): the delivery stays owed and is sent again later.
@@ -308,29 +298,6 @@ export class SubscriptionWorker {
   #done(id: number): void {
     this.#inFlight.delete(id);
     if (this.#wantsMore()) this.wake();
-  }
-
-  /** Returns, for each record, the subscriptions to wake (all of the batch's, on the first). */
-  async #recordBatch(recs: AttemptRecord[]): Promise<string[][]> {
-    const { db, clock } = this.deps;
-    const none = recs.map(() => []);
-    const fencing = { owner: this.deps.owner, onFenced: (ids: number[]) => this.#fenced(ids) };
-    if (recs.every((r) => r.decision.kind === "delivered")) {
-      const ctx = { subscription: this.sub, now: clock.now(), ...fencing };
-      if (await withRetries(() => recordSuccesses(db, recs, ctx))) return none;
-    }
-    const wake = await withRetries(() =>
-      db.tx((tx) =>
-        recordOutcomes(tx, recs, {
-          subscription: this.sub,
-          all: this.deps.all,
-          now: clock.now(),
-          notifyMinIntervalMs: this.deps.notifyMinIntervalMs,
-          ...fencing,
-        }),
-      ),
-    );
-    return none.map((_, i) => (i === 0 ? wake : []));
   }
 
   /**

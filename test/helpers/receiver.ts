@@ -13,7 +13,7 @@ export type Recorded = {
 export type Reply = {
   status: number;
   headers?: Record<string, string>;
-  body?: string;
+  body?: string | Buffer;
   delayMs?: number;
   hang?: boolean;
 };

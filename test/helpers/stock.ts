@@ -1,6 +1,7 @@
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterAll } from "vitest";
 import { systemClock } from "../../src/clock.js";
 import type { Db } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
@@ -16,6 +17,13 @@ import type { Config } from "../../src/config/index.js";
 /** A file:// subscription taking every stock message, so tests can read what was enqueued. */
 export const STOCK_SUB = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "file:///dev/null/unused"\n`;
 
+// The exporters' temp folders, removed when the test file that made them ends (registered when
+// this module is imported, so in that file's root suite).
+const tempDirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(tempDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
 /** The demo inventory with change capture, in `db` (source = state), and an exporter over it. */
 export async function stockFixture(db: Db, yaml = STOCK_SUB, opts: { seed?: boolean } = {}) {
   const config = testConfig(yaml);
@@ -23,7 +31,9 @@ export async function stockFixture(db: Db, yaml = STOCK_SUB, opts: { seed?: bool
     await seedDemoSource(db, { fixturesDir: FIXTURES_DIR });
     await db.query(captureSql(config.stock.capture.tables));
   }
-  const deps = await exportDeps(db, config, await mkdtemp(join(tmpdir(), "stock-sync-export-")));
+  const tmp = await mkdtemp(join(tmpdir(), "stock-sync-export-"));
+  tempDirs.push(tmp);
+  const deps = await exportDeps(db, config, tmp);
   return { config, deps, exporter: createExporter(deps) };
 }
 

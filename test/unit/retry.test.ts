@@ -23,9 +23,11 @@ describe("decide", () => {
     expect(decide(response(status), 9, INTERVALS, NOW, MID)).toEqual({ kind: "delivered" });
   });
 
-  it("HTTP 410 is gone at once, whatever the attempt", () => {
-    expect(decide(response(410), 1, INTERVALS, NOW, MID)).toEqual({ kind: "gone" });
-    expect(decide(response(410), 4, INTERVALS, NOW, MID)).toEqual({ kind: "gone" });
+  it("HTTP 410 is gone at once, whatever the attempt, and never due again before a retry would be", () => {
+    expect(decide(response(410), 1, INTERVALS, NOW, MID)).toEqual({ kind: "gone", delayMs: 30_000 });
+    expect(decide(response(410), 2, INTERVALS, NOW, LOW)).toEqual({ kind: "gone", delayMs: 48_000 });
+    // past the schedule the message is still kept (a 410 is not its fault): the last interval
+    expect(decide(response(410), 4, INTERVALS, NOW, MID)).toEqual({ kind: "gone", delayMs: 300_000 });
   });
 
   it.each([301, 302, 400, 404, 429, 500, 503])("HTTP %i retries on the schedule, then is dead", (status) => {
