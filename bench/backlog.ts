@@ -113,7 +113,7 @@ async function prepare(bench: BenchDb, o: Outage): Promise<void> {
   );
   await bench.db.query(
     `insert into stock_sync.subscriptions (name, lease_owner, lease_until)
-     select n, $2, $3 from unnest($1::text[]) n`,
+     select n, $2, $3::timestamptz + interval '1 hour' from unnest($1::text[]) n`,
     [[KEYED, PLAIN, IDLE], LEASE.owner, LEASE.until],
   );
   await buildOutage(bench.db, o);

@@ -102,7 +102,7 @@ const pgSkip = !inject("pgTemplate");
   beforeAll(async () => {
     t = await createTestDb("postgres");
     await t.db.query(
-      "insert into stock_sync.subscriptions (name, lease_owner, lease_until) select n, $2, $3 from unnest($1::text[]) n",
+      "insert into stock_sync.subscriptions (name, lease_owner, lease_until) select n, $2, $3::timestamptz + interval '1 hour' from unnest($1::text[]) n",
       [["keyed", "plain", "idle"], LEASE.owner, LEASE.until],
     );
     await buildOutage(t.db, {
@@ -133,6 +133,10 @@ const pgSkip = !inject("pgTemplate");
       for (const sub of ["keyed", "plain"]) await dueNow(t.db, sub);
       await t.db.query("analyze stock_sync.deliveries");
       await expectBounded("due");
+      // and they do fetch: a full batch each (the checks pass, the plans were not short-cut)
+      const now = new Date();
+      expect((await dueDeliveries(t.db, "keyed", "key", now, LIMIT, [], LEASE)).length).toBe(LIMIT);
+      expect((await dueDeliveries(t.db, "plain", "none", now, LIMIT, [], LEASE)).length).toBe(LIMIT);
     } catch (err) {
       failed = true;
       throw err;
