@@ -34,3 +34,20 @@ export async function writeExplains(
   await writeFile(file, out.join("\n"));
   return file;
 }
+
+/** What the server spent on every statement of `call` (planning + execution, ms). */
+export async function serverMs(db: Queryable, call: (db: Queryable) => Promise<unknown>): Promise<number> {
+  let ms = 0;
+  const timing: Queryable = {
+    async query<T extends Row = Row>(text: string, values?: readonly unknown[]) {
+      const { rows } = await db.query<{
+        "QUERY PLAN": [{ "Planning Time": number; "Execution Time": number }];
+      }>(`explain (analyze, timing off, format json) ${text}`, values);
+      const plan = rows[0]!["QUERY PLAN"][0];
+      ms += plan["Planning Time"] + plan["Execution Time"];
+      return { rows: [] as T[], rowCount: 0 };
+    },
+  };
+  await call(timing);
+  return ms;
+}
