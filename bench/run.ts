@@ -16,7 +16,16 @@ import { dropStaleBenchDbs, serverInfo } from "./lib/db.js";
 import { type BenchOptions, formatNotes, formatTable, type Row } from "./lib/report.js";
 
 /** In the order they run; each is bench/<name>.ts exporting `run(opts): Promise<Row[]>`. */
-export const SCRIPTS = ["full", "delta", "delivery", "inbound", "latency", "ratelimit", "spread"] as const;
+export const SCRIPTS = [
+  "full",
+  "delta",
+  "delivery",
+  "backlog",
+  "inbound",
+  "latency",
+  "ratelimit",
+  "spread",
+] as const;
 /** Named scripts that `npm run bench` alone skips (too long for the 10-minute budget). */
 export const EXTRA = ["full5m"] as const;
 

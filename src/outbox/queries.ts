@@ -190,12 +190,18 @@ export async function subscriptionStatuses(db: Queryable, names: string[]): Prom
 const DELIVERY_COLUMNS = `d.id, d.message_id, d.subscription, d.ordering_key, d.sequence, d.status, d.attempts,
   d.next_attempt_at, d.created_at, m.subject, m.payload, m.content_type, m.headers`;
 
-/** fifo: only the head of the backlog; nothing behind it may go first. */
+/**
+ * fifo: only the head of the backlog; nothing behind it may go first. `subscription` is given as
+ * a range and the order includes it, so only deliveries_backlog returns rows in this order: with
+ * `=`, the planner may walk the primary key through the whole history instead.
+ */
 export const backlogHead = async (db: Queryable, subscription: string) =>
   (
     await db.query<DeliveryRow>(
       `select ${DELIVERY_COLUMNS} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
-       where d.subscription = $1 and d.${BACKLOG} order by d.id limit 1`,
+       where d.id = (select id from stock_sync.deliveries
+                     where subscription >= $1 and subscription <= $1 and ${BACKLOG}
+                     order by subscription, id limit 1)`,
       [subscription],
     )
   ).rows;
@@ -220,9 +226,10 @@ const KEY_NOT_HELD = `(d.ordering_key is null or not exists (select 1 from stock
   where x.subscription = d.subscription and x.ordering_key = d.ordering_key and x.status = 'dead' and x.id < d.id))`;
 
 /**
- * What may start now, oldest first, skipping what this process already holds. `key`: the head of
- * each key's backlog, when due and not held by a dead delivery; `none`: any due delivery. (`fifo`
- * reads `backlogHead`.)
+ * What may start now, earliest due first, skipping what this process already holds. `key`: the
+ * head of each key's backlog, when due and not held by a dead delivery; `none`: any due delivery. (`fifo` reads `backlogHead`.)
+ * Each reads an index range that starts at the earliest due row and stops after `limit` rows
+ * (plus the skipped ones), however large the backlog or the history (migration 0007).
  */
 export async function dueDeliveries(
   db: Queryable,
@@ -233,30 +240,47 @@ export async function dueDeliveries(
   skip: number[],
   lease: SendingLease,
 ): Promise<DeliveryRow[]> {
-  const due =
-    ordering === "key"
-      ? `(select distinct on (coalesce(ordering_key, message_id)) id, next_attempt_at
-          from stock_sync.deliveries where subscription = $1 and ${BACKLOG}
-          order by coalesce(ordering_key, message_id), id) h
-         join stock_sync.deliveries d on d.id = h.id`
-      : `stock_sync.deliveries d`;
   const { rows } = await db.query<DeliveryRow>(
-    `select ${DELIVERY_COLUMNS} from ${due} join stock_sync.messages m on m.id = d.message_id
-     where d.subscription = $1 and d.${BACKLOG} and d.next_attempt_at <= $2 and d.id <> all($4::int8[])
-       and ${sendable("$5", "$6")}${ordering === "key" ? ` and ${KEY_NOT_HELD}` : ""}
-     order by d.id limit $3`,
+    `select ${DELIVERY_COLUMNS} from (${ordering === "key" ? DUE_HEADS : DUE_ANY}) due
+     join stock_sync.deliveries d on d.id = due.id join stock_sync.messages m on m.id = d.message_id
+     where d.${BACKLOG} and d.next_attempt_at <= $2 and ${sendable("$5", "$6")}${ordering === "key" ? ` and ${KEY_NOT_HELD}` : ""}
+     order by d.next_attempt_at, d.id limit $3`,
     [subscription, now, limit, skip, lease.owner, lease.forMs],
   );
   return rows;
 }
 
+/**
+ * Due deliveries with (`keyed`) or without an ordering key, earliest first. Each has its own
+ * partial index, which is the only one that returns them in this order: a planner that
+ * misjudges how the backlog lies in the history cannot pick a walk over the primary key.
+ */
+const dueRows = (keyed: boolean) => `(select id from stock_sync.deliveries
+    where subscription = $1 and ${BACKLOG} and ordering_key is ${keyed ? "not " : ""}null
+      and next_attempt_at <= $2 and id <> all($4::int8[])
+    order by next_attempt_at, id limit $3)`;
+
+/** `none`: every due delivery, both indexes merged. */
+const DUE_ANY = `${dueRows(false)} union all ${dueRows(true)}`;
+
+/**
+ * `key`: due heads of the keys (delivery_heads, kept by triggers) and due deliveries without a
+ * key (each its own key). A head in flight is skipped, so its key sends nothing meanwhile.
+ */
+const DUE_HEADS = `(select delivery_id as id from stock_sync.delivery_heads
+    where subscription = $1 and due_at <= $2 and delivery_id <> all($4::int8[])
+    order by due_at, delivery_id limit $3)
+  union all ${dueRows(false)}`;
+
 /** When the next not-yet-due delivery of the backlog becomes due (to set a timer). */
 export async function nextDueAt(db: Queryable, subscription: string, now: Date): Promise<Date | null> {
-  const { rows } = await db.query<{ at: Date | null }>(
-    `select min(next_attempt_at) as at from stock_sync.deliveries
-     where subscription = $1 and ${BACKLOG} and next_attempt_at > $2`,
-    [subscription, now],
-  );
+  // one index probe each (min() reads the first entry after `now`)
+  const next = (keyed: boolean) => `(select min(next_attempt_at) from stock_sync.deliveries
+    where subscription = $1 and ${BACKLOG} and ordering_key is ${keyed ? "not " : ""}null and next_attempt_at > $2)`;
+  const { rows } = await db.query<{ at: Date | null }>(`select least(${next(false)}, ${next(true)}) as at`, [
+    subscription,
+    now,
+  ]);
   return rows[0]?.at ?? null;
 }
 
