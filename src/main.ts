@@ -51,9 +51,8 @@ export async function startConnector(config: Config, log: Logger): Promise<Runni
     clock: systemClock,
     scheduleNext: () => scheduler?.next() ?? { full: null, delta: null },
   });
-  const exporter = createExporter(exportDeps(app), (r) =>
-    metrics.recordStockRun(r.kind, r.rows, r.durationMs, systemClock.now()),
-  );
+  // The stock metrics are read from stock_runs when scraped (shared by every process).
+  const exporter = createExporter(exportDeps(app));
   let url: string;
   let scheduler: Scheduler | undefined;
   try {

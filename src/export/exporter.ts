@@ -15,7 +15,7 @@ const LOCK_MS = 120_000;
  * across processes (a lease row, renewed while the run lasts), so a full and a delta never
  * interleave their reads of the sent state.
  */
-export function createExporter(deps: ExportDeps, onRun?: (result: RunResult) => void) {
+export function createExporter(deps: ExportDeps) {
   const owner = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   let busy: RunKind | null = null;
   let current: Promise<unknown> = Promise.resolve();
@@ -52,7 +52,6 @@ export function createExporter(deps: ExportDeps, onRun?: (result: RunResult) => 
         }
         const result = kind === "full" ? await runFull(deps, opts) : await runDelta(deps, opts);
         deps.log.info({ ...result }, `stock ${kind}: ${result.status}`);
-        if (result.status === "enqueued" || result.status === "empty") onRun?.(result);
         return result;
       } finally {
         clearInterval(renew);
