@@ -1,5 +1,5 @@
 import { setSubscriptionStatus, listDeliveries, replay } from "../outbox/admin.js";
-import { stockStatus } from "../export/status.js";
+import { describeDelivery, runLabel, stockStatus } from "../export/status.js";
 import { subscriptionOverview } from "../outbox/status.js";
 import { ConnectorError } from "../errors.js";
 import { openApp, type App } from "../app.js";
@@ -45,16 +45,17 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
     );
     ctx.stdout.write(
       `\n${table(
-        ["STOCK RUN", "STATUS", "WHEN", "ROWS", "PARTS", "SECONDS", "DETAIL"],
+        ["STOCK RUN", "STATUS", "WHEN", "ROWS", "PARTS", "SECONDS", "DELIVERED", "DETAIL"],
         [stock.last_full, stock.last_delta_sent, stock.last_delta]
           .map((r, i) => [["last full", "last delta sent", "last delta"][i]!, r] as const)
           .map(([label, r]) => [
             label,
-            r?.status ?? "none yet",
+            r ? runLabel(r) : "none yet",
             when(r?.finished_at ?? r?.started_at),
             r?.rows ?? "-",
             r?.parts ?? "-",
             r?.duration_ms != null ? (r.duration_ms / 1000).toFixed(1) : "-",
+            r?.delivery.length ? describeDelivery(r.delivery) : "-",
             r?.detail ?? "",
           ]),
         ctx.stdout,

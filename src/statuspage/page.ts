@@ -1,6 +1,6 @@
 import { chartSvg } from "./chart.js";
 import type { StatusPageData, SubscriptionRow } from "./data.js";
-import type { StockRunView } from "../export/status.js";
+import { describeDelivery, runLabel, type StockRunView } from "../export/status.js";
 import { SCRIPT, STYLE } from "./assets.js";
 
 const esc = (v: unknown) =>
@@ -50,11 +50,26 @@ function subscriptionRow(s: SubscriptionRow, d: StatusPageData): string {
 <td data-label="">${toggle}</td></tr>`;
 }
 
-function runCell(label: string, r: StockRunView | null, next: Date | null, now: Date): string {
+/** Parts delivered of parts, per subscription: whether the OMS has the run yet. */
+const deliveryLine = (r: StockRunView, prefix = "delivered") =>
+  r.delivery.length
+    ? `<div class="small" data-field="delivery">${esc(prefix)}: ${esc(describeDelivery(r.delivery))}</div>`
+    : "";
+
+function runCell(
+  label: string,
+  r: StockRunView | null,
+  next: Date | null,
+  now: Date,
+  sent?: StockRunView | null,
+): string {
   const body = r
-    ? `<div class="big">${esc(r.status)}</div><div>${ago(r.finished_at ?? r.started_at, now)} · ${r.rows ?? 0} rows · ${r.parts ?? 0} part(s) · ${((r.duration_ms ?? 0) / 1000).toFixed(1)}s</div>${r.detail ? `<div class="small err">${esc(r.detail)}</div>` : ""}`
+    ? `<div class="big">${esc(runLabel(r))}</div><div>${ago(r.finished_at ?? r.started_at, now)} · ${r.rows ?? 0} rows · ${r.parts ?? 0} part(s) · ${((r.duration_ms ?? 0) / 1000).toFixed(1)}s</div>${deliveryLine(r)}${r.detail ? `<div class="small err">${esc(r.detail)}</div>` : ""}`
     : `<div class="big">none yet</div>`;
-  return `<div class="card"><h3>${label}</h3>${body}<div class="small">next: ${next ? ago(next, now) : "not scheduled in this process"}</div></div>`;
+  // An empty delta sends nothing: show where the last delta that did send stands.
+  const last =
+    sent && sent.id !== r?.id ? deliveryLine(sent, `last sent delta (${ago(sent.finished_at, now)})`) : "";
+  return `<div class="card"><h3>${label}</h3>${body}${last}<div class="small">next: ${next ? ago(next, now) : "not scheduled in this process"}</div></div>`;
 }
 
 function deadTable(d: StatusPageData): string {
@@ -87,7 +102,7 @@ ${d.adminEnabled ? "" : `<p class="muted small">Buttons are hidden: set <code>se
 <tbody>${subs}</tbody></table></section>
 <section><h2>Stock</h2><div class="cards">
 ${runCell("Last full", d.stock.last_full, d.stock.next_full, d.now)}
-${runCell("Last delta", d.stock.last_delta, d.stock.next_delta, d.now)}
+${runCell("Last delta", d.stock.last_delta, d.stock.next_delta, d.now, d.stock.last_delta_sent)}
 </div></section>
 <section><h2>Deliveries per minute, last hour</h2><div class="chart">${chartSvg(d.perMinute, d.now)}</div>
 <p class="small muted"><span class="key ok"></span> delivered <span class="key fail"></span> failed</p></section>
