@@ -36,6 +36,11 @@ export type RunOptions = {
    */
   unlessFullWithinMs?: number;
   onProgress?: (rows: number) => void;
+  /**
+   * Set by the exporter for a run that holds the stock lock: the state transaction calls it
+   * first, and it throws when the lock was lost (lock.ts).
+   */
+  fence?: (tx: Queryable) => Promise<void>;
 };
 
 export type RunResult = {
