@@ -1,5 +1,6 @@
 import { setSubscriptionStatus, listDeliveries, replay } from "../outbox/admin.js";
 import { describeDelivery, runLabel, stockStatus } from "../export/status.js";
+import { fullOverdueAfterMs } from "../scheduler/full-due.js";
 import { subscriptionOverview } from "../outbox/status.js";
 import { ConnectorError } from "../errors.js";
 import { openApp, type App } from "../app.js";
@@ -24,7 +25,9 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
       new Date(),
       app.subscriptions.map((s) => s.name),
     );
-    const stock = await stockStatus(app.db);
+    const stock = await stockStatus(app.db, undefined, {
+      fullOverdueAfterMs: fullOverdueAfterMs(app.config.stock),
+    });
     if (opts.json)
       return void ctx.stdout.write(`${JSON.stringify({ subscriptions: subs, stock }, null, 2)}\n`);
     ctx.stdout.write(
@@ -61,6 +64,10 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
         ctx.stdout,
       )}`,
     );
+    if (stock.full_overdue)
+      ctx.stdout.write(
+        `\nFULL OVERDUE: the last successful full snapshot ${stock.last_successful_full_at ? `started ${when(stock.last_successful_full_at)}` : "never ran"} (full overdue)\n`,
+      );
   });
 }
 

@@ -4,9 +4,15 @@ import { runDelta } from "./delta.js";
 import { holdLock, releaseLock, takeLock } from "./lock.js";
 import type { ExportDeps, RunOptions, RunResult } from "./run.js";
 import { runFull } from "./snapshot.js";
-import { lastFullAt, type RunKind } from "./state.js";
+import { fullSentSince, lastFullAt, type RunKind } from "./state.js";
 
-export type Skipped = { kind: RunKind; status: "skipped"; detail: string };
+/** Why a run did not start: this process is busy, another holds the stock lock, or a due full was sent already. */
+export type Skipped = {
+  kind: RunKind;
+  status: "skipped";
+  reason: "busy" | "locked" | "done";
+  detail: string;
+};
 
 export type ExporterOptions = {
   /** How long a stock lock lasts without renewal (renewed every quarter of it). @default 120_000 */
@@ -31,6 +37,7 @@ export function createExporter(deps: ExportDeps, opts: ExporterOptions = {}) {
       return Promise.resolve({
         kind,
         status: "skipped",
+        reason: "busy",
         detail: `a ${busy} run is in progress in this process`,
       });
     busy = kind;
@@ -45,12 +52,20 @@ export function createExporter(deps: ExportDeps, opts: ExporterOptions = {}) {
       const stateful = !opts.out && !opts.dryRun;
       if (!stateful) return await runKind(kind, opts);
       if (!(await takeLock(deps.db, owner, lockMs))) {
-        return { kind, status: "skipped", detail: "another process is running a stock export" };
+        return {
+          kind,
+          status: "skipped",
+          reason: "locked",
+          detail: "another process is running a stock export",
+        };
       }
       const lease = holdLock(deps, owner, lockMs);
       try {
-        if (opts.unlessFullWithinMs !== undefined && (await fullWithin(deps, opts.unlessFullWithinMs))) {
-          return { kind, status: "skipped", detail: "a full was enqueued meanwhile" };
+        const sent =
+          (opts.unlessFullSince && (await fullSentSince(deps.db, opts.unlessFullSince))) ||
+          (opts.unlessFullWithinMs !== undefined && (await fullWithin(deps, opts.unlessFullWithinMs)));
+        if (sent) {
+          return { kind, status: "skipped", reason: "done", detail: "a full was enqueued meanwhile" };
         }
         return await runKind(kind, { ...opts, fence: lease.fence });
       } finally {

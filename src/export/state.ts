@@ -81,6 +81,15 @@ export async function lastDeliveredFullRows(db: Queryable): Promise<number | nul
   return rows[0]?.rows ?? null;
 }
 
+/** Whether a full that started at or after `since` was enqueued (a due full already sent). */
+export async function fullSentSince(db: Queryable, since: Date): Promise<boolean> {
+  const { rows } = await db.query(
+    "select 1 from stock_sync.stock_runs where kind = 'full' and status = 'enqueued' and started_at >= $1 limit 1",
+    [since],
+  );
+  return rows.length > 0;
+}
+
 /** When the newest full was enqueued (for "run one at start if older than its period"). */
 export async function lastFullAt(db: Queryable): Promise<Date | null> {
   const { rows } = await db.query<{ at: Date }>(

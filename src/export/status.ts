@@ -33,6 +33,13 @@ export type StockStatus = {
   last_delta_sent: StockRunView | null;
   next_full: Date | null;
   next_delta: Date | null;
+  /**
+   * The last successful full started longer ago than its period plus a margin (or, with none
+   * yet, the first stock run did); null when the caller did not say what is overdue.
+   */
+  full_overdue: boolean | null;
+  /** When the last successful (enqueued) full started. */
+  last_successful_full_at: Date | null;
 };
 
 const RUN = `select id, kind, trigger, status, started_at, finished_at, rows, parts, detail,
@@ -90,15 +97,32 @@ export function runLabel(r: Pick<StockRunView, "status" | "delivery">): string {
   return r.status === "enqueued" && done ? "delivered" : r.status;
 }
 
-/** The last full and delta runs, and when the scheduler fires next (when this process runs it). */
+/** Whether the last successful full is older than `afterMs`, on the database's clock. */
+async function fullOverdue(db: Queryable, afterMs: number | undefined) {
+  const { rows } = await db.query<{ at: Date | null; overdue: boolean }>(
+    `select ok.at, coalesce(ok.at, first.at) < now() - $1 * interval '1 millisecond' as overdue
+     from (select max(started_at) as at from stock_sync.stock_runs where kind = 'full' and status = 'enqueued') ok,
+          (select min(started_at) as at from stock_sync.stock_runs) first`,
+    [afterMs ?? 0],
+  );
+  const r = rows[0]!;
+  return { at: r.at, overdue: afterMs === undefined ? null : r.overdue === true };
+}
+
+/**
+ * The last full and delta runs, when the scheduler fires next (when this process runs it), and
+ * whether the full is overdue (`fullOverdueAfterMs`, from the scheduler's full-due.ts).
+ */
 export async function stockStatus(
   db: Queryable,
   next: () => { full: Date | null; delta: Date | null } = () => ({ full: null, delta: null }),
+  opts: { fullOverdueAfterMs?: number } = {},
 ): Promise<StockStatus> {
-  const [lastFull, lastDelta, lastDeltaSent] = await Promise.all([
+  const [lastFull, lastDelta, lastDeltaSent, overdue] = await Promise.all([
     latest(db, "kind = 'full' and status <> 'dry-run'"),
     latest(db, "kind = 'delta' and status <> 'dry-run'"),
     latest(db, "kind = 'delta' and status = 'enqueued'"),
+    fullOverdue(db, opts.fullOverdueAfterMs),
   ]);
   const runs = [lastFull, lastDelta, lastDeltaSent];
   const progress = await deliveryProgress(
@@ -114,5 +138,7 @@ export async function stockStatus(
     last_delta_sent: withDelivery(lastDeltaSent),
     next_full: full,
     next_delta: delta,
+    full_overdue: overdue.overdue,
+    last_successful_full_at: overdue.at,
   };
 }

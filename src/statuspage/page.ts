@@ -72,6 +72,13 @@ function runCell(
   return `<div class="card"><h3>${label}</h3>${body}${last}<div class="small">next: ${next ? ago(next, now) : "not scheduled in this process"}</div></div>`;
 }
 
+/** The hourly full is the safety net: say loudly when it has not succeeded for too long. */
+function overdueBanner(d: StatusPageData): string {
+  if (!d.stock.full_overdue) return "";
+  const last = d.stock.last_successful_full_at;
+  return `<p class="flash err" role="alert" data-field="full_overdue"><strong>full overdue</strong>: the last successful full snapshot ${last ? `started ${ago(last, d.now)}` : "never ran"}; see the last full below and the log.</p>`;
+}
+
 function deadTable(d: StatusPageData): string {
   if (!d.dead.length) return `<p class="muted">No dead messages.</p>`;
   const rows = d.dead
@@ -100,7 +107,7 @@ ${d.adminEnabled ? "" : `<p class="muted small">Buttons are hidden: set <code>se
 <section><h2>Subscriptions</h2>
 <table class="list" id="subscriptions"><thead><tr><th>Name</th><th>State</th><th>Backlog</th><th>Delivered 1h</th><th>Failed 1h</th><th>Rate</th><th>Last success</th><th>Last error</th><th></th></tr></thead>
 <tbody>${subs}</tbody></table></section>
-<section><h2>Stock</h2><div class="cards">
+<section><h2>Stock</h2>${overdueBanner(d)}<div class="cards">
 ${runCell("Last full", d.stock.last_full, d.stock.next_full, d.now)}
 ${runCell("Last delta", d.stock.last_delta, d.stock.next_delta, d.now, d.stock.last_delta_sent)}
 </div></section>
