@@ -2,6 +2,7 @@ import type { Config } from "./config/index.js";
 import { createHttpServer, type HttpServer } from "./http/server.js";
 import { createExporter, type Exporter } from "./export/exporter.js";
 import { startSimulator } from "./inventory/simulator.js";
+import { notifyFullNotRun } from "./scheduler/notify.js";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.js";
 import type { Logger } from "./log.js";
 import { createMetrics } from "./metrics/metrics.js";
@@ -51,16 +52,22 @@ export async function startConnector(config: Config, log: Logger): Promise<Runni
     clock: systemClock,
     scheduleNext: () => scheduler?.next() ?? { full: null, delta: null },
   });
-  const exporter = createExporter(exportDeps(app), (r) =>
-    metrics.recordStockRun(r.kind, r.rows, r.durationMs, systemClock.now()),
-  );
+  // The stock metrics are read from stock_runs when scraped (shared by every process).
+  const stockDeps = exportDeps(app);
+  const exporter = createExporter(stockDeps);
   let url: string;
   let scheduler: Scheduler | undefined;
   try {
     await engine.start();
     url = await http.listen({ host: config.server.host, port: config.server.port });
     scheduler = await startScheduler(
-      { db: app.db, clock: systemClock, log: log.child({ component: "scheduler" }), exporter },
+      {
+        db: app.db,
+        clock: systemClock,
+        log: log.child({ component: "scheduler" }),
+        exporter,
+        notify: (detail) => notifyFullNotRun(stockDeps, detail),
+      },
       config.stock,
     );
   } catch (err) {

@@ -1,5 +1,6 @@
 import { setSubscriptionStatus, listDeliveries, replay } from "../outbox/admin.js";
-import { stockStatus } from "../export/status.js";
+import { describeDelivery, runLabel, stockStatus } from "../export/status.js";
+import { fullOverdueAfterMs } from "../scheduler/full-due.js";
 import { subscriptionOverview } from "../outbox/status.js";
 import { ConnectorError } from "../errors.js";
 import { openApp, type App } from "../app.js";
@@ -24,7 +25,9 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
       new Date(),
       app.subscriptions.map((s) => s.name),
     );
-    const stock = await stockStatus(app.db);
+    const stock = await stockStatus(app.db, undefined, {
+      fullOverdueAfterMs: fullOverdueAfterMs(app.config.stock),
+    });
     if (opts.json)
       return void ctx.stdout.write(`${JSON.stringify({ subscriptions: subs, stock }, null, 2)}\n`);
     ctx.stdout.write(
@@ -45,21 +48,26 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
     );
     ctx.stdout.write(
       `\n${table(
-        ["STOCK RUN", "STATUS", "WHEN", "ROWS", "PARTS", "SECONDS", "DETAIL"],
+        ["STOCK RUN", "STATUS", "WHEN", "ROWS", "PARTS", "SECONDS", "DELIVERED", "DETAIL"],
         [stock.last_full, stock.last_delta_sent, stock.last_delta]
           .map((r, i) => [["last full", "last delta sent", "last delta"][i]!, r] as const)
           .map(([label, r]) => [
             label,
-            r?.status ?? "none yet",
+            r ? runLabel(r) : "none yet",
             when(r?.finished_at ?? r?.started_at),
             r?.rows ?? "-",
             r?.parts ?? "-",
             r?.duration_ms != null ? (r.duration_ms / 1000).toFixed(1) : "-",
+            r?.delivery.length ? describeDelivery(r.delivery) : "-",
             r?.detail ?? "",
           ]),
         ctx.stdout,
       )}`,
     );
+    if (stock.full_overdue)
+      ctx.stdout.write(
+        `\nFULL OVERDUE: the last successful full snapshot ${stock.last_successful_full_at ? `started ${when(stock.last_successful_full_at)}` : "never ran"} (full overdue)\n`,
+      );
   });
 }
 

@@ -85,7 +85,8 @@ const isTarget = (s: string) => isHttpUrl(s) || /^mailto:[^@\s]+@[^@\s]+$/.test(
 // ---------------------------------------------------------------- sections
 
 const Stock = section({
-  full: section({ schedule: cronExpression.default("0 * * * *") }),
+  // a full that failed, was refused or waited that long for the stock lock is retried (and notified)
+  full: section({ schedule: cronExpression.default("0 * * * *"), retry: positiveDuration.prefault("5m") }),
   delta: section({ schedule: cronExpression.default("*/2 * * * *") }),
   sellable: section({ include_future_days: integer(0).default(0) }),
   format: section({

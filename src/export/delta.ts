@@ -68,6 +68,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
   const runId = await startRun(deps.db, "delta", opts.trigger, snapshotId, started);
   await recordFailure(deps, runId, () =>
     deps.db.tx(async (tx) => {
+      await opts.fence?.(tx);
       if (rows.length) {
         const csv = { columns: deps.stock.format.columns, gzip: deps.stock.format.gzip };
         const bodies = parts.map((p) => () => encodeCsv(p, csv));

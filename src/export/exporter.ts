@@ -1,22 +1,34 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type { Queryable } from "../db/db.js";
 import { runDelta } from "./delta.js";
+import { holdLock, releaseLock, takeLock } from "./lock.js";
 import type { ExportDeps, RunOptions, RunResult } from "./run.js";
 import { runFull } from "./snapshot.js";
-import { lastFullAt, type RunKind } from "./state.js";
+import { fullSentSince, lastFullAt, type RunKind } from "./state.js";
 
-export type Skipped = { kind: RunKind; status: "skipped"; detail: string };
+/** Why a run did not start: this process is busy, another holds the stock lock, or a due full was sent already. */
+export type Skipped = {
+  kind: RunKind;
+  status: "skipped";
+  reason: "busy" | "locked" | "done";
+  detail: string;
+};
 
-const LOCK_MS = 120_000;
+export type ExporterOptions = {
+  /** How long a stock lock lasts without renewal (renewed every quarter of it). @default 120_000 */
+  lockMs?: number;
+};
 
 /**
  * One stock run at a time: in this process (a tick arriving while a run is busy is skipped) and
  * across processes (a lease row, renewed while the run lasts), so a full and a delta never
- * interleave their reads of the sent state.
+ * interleave their reads of the sent state. The lease is judged on the database's clock; a
+ * renewal that finds it taken over is logged and fails the run, and the run's state transaction
+ * re-checks ownership first (fence, lock.ts), so a run that stalled past its lease never commits.
  */
-export function createExporter(deps: ExportDeps, onRun?: (result: RunResult) => void) {
+export function createExporter(deps: ExportDeps, opts: ExporterOptions = {}) {
   const owner = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  const lockMs = opts.lockMs ?? 120_000;
   let busy: RunKind | null = null;
   let current: Promise<unknown> = Promise.resolve();
 
@@ -25,6 +37,7 @@ export function createExporter(deps: ExportDeps, onRun?: (result: RunResult) => 
       return Promise.resolve({
         kind,
         status: "skipped",
+        reason: "busy",
         detail: `a ${busy} run is in progress in this process`,
       });
     busy = kind;
@@ -37,30 +50,37 @@ export function createExporter(deps: ExportDeps, onRun?: (result: RunResult) => 
     try {
       // --out and --dry-run change no state, so they need no lock.
       const stateful = !opts.out && !opts.dryRun;
-      if (stateful && !(await takeLock(deps.db, owner, deps.clock.now()))) {
-        return { kind, status: "skipped", detail: "another process is running a stock export" };
+      if (!stateful) return await runKind(kind, opts);
+      if (!(await takeLock(deps.db, owner, lockMs))) {
+        return {
+          kind,
+          status: "skipped",
+          reason: "locked",
+          detail: "another process is running a stock export",
+        };
       }
-      const renew = stateful
-        ? setInterval(
-            () => void takeLock(deps.db, owner, deps.clock.now()).catch(() => undefined),
-            LOCK_MS / 4,
-          )
-        : undefined;
+      const lease = holdLock(deps, owner, lockMs);
       try {
-        if (opts.unlessFullWithinMs !== undefined && (await fullWithin(deps, opts.unlessFullWithinMs))) {
-          return { kind, status: "skipped", detail: "a full was enqueued meanwhile" };
+        const sent =
+          (opts.unlessFullSince && (await fullSentSince(deps.db, opts.unlessFullSince))) ||
+          (opts.unlessFullWithinMs !== undefined && (await fullWithin(deps, opts.unlessFullWithinMs)));
+        if (sent) {
+          return { kind, status: "skipped", reason: "done", detail: "a full was enqueued meanwhile" };
         }
-        const result = kind === "full" ? await runFull(deps, opts) : await runDelta(deps, opts);
-        deps.log.info({ ...result }, `stock ${kind}: ${result.status}`);
-        if (result.status === "enqueued" || result.status === "empty") onRun?.(result);
-        return result;
+        return await runKind(kind, { ...opts, fence: lease.fence });
       } finally {
-        clearInterval(renew);
-        if (stateful) await releaseLock(deps.db, owner).catch(() => undefined);
+        lease.stop();
+        await releaseLock(deps.db, owner).catch(() => undefined);
       }
     } finally {
       busy = null;
     }
+  }
+
+  async function runKind(kind: RunKind, opts: RunOptions): Promise<RunResult> {
+    const result = kind === "full" ? await runFull(deps, opts) : await runDelta(deps, opts);
+    deps.log.info({ ...result }, `stock ${kind}: ${result.status}`);
+    return result;
   }
 
   return {
@@ -77,15 +97,3 @@ async function fullWithin(deps: ExportDeps, ms: number): Promise<boolean> {
   const last = await lastFullAt(deps.db);
   return last !== null && deps.clock.now().getTime() - last.getTime() <= ms;
 }
-
-async function takeLock(db: Queryable, owner: string, now: Date): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `update stock_sync.stock_lock set owner = $1, until = $2::timestamptz + $3 * interval '1 millisecond'
-     where id and (owner is null or owner = $1 or until < $2)`,
-    [owner, now, LOCK_MS],
-  );
-  return rowCount === 1;
-}
-
-const releaseLock = (db: Queryable, owner: string) =>
-  db.query("update stock_sync.stock_lock set owner = null, until = null where owner = $1", [owner]);

@@ -31,11 +31,19 @@ export type RunOptions = {
   /** Write the CSV here instead of enqueueing (changes no state). */
   out?: NodeJS.WritableStream;
   /**
-   * Only when no full was enqueued within this many ms, checked once the run holds the stock
-   * lock (a start-up full: two processes starting together send one).
+   * Only when no full that started at or after this time was enqueued, checked once the run
+   * holds the stock lock: a due full that another process (or an earlier try) already sent is
+   * not sent twice.
    */
+  unlessFullSince?: Date;
+  /** Only when no full was enqueued (finished) within this many ms, likewise checked under the lock. */
   unlessFullWithinMs?: number;
   onProgress?: (rows: number) => void;
+  /**
+   * Set by the exporter for a run that holds the stock lock: the state transaction calls it
+   * first, and it throws when the lock was lost (lock.ts).
+   */
+  fence?: (tx: Queryable) => Promise<void>;
 };
 
 export type RunResult = {

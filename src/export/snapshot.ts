@@ -99,6 +99,7 @@ async function publishFull(
   const now = deps.clock.now();
   await recordFailure(deps, runId, () =>
     deps.db.tx(async (tx) => {
+      await run.opts.fence?.(tx);
       await supersedeStock(tx, stockSubscriptions(deps.subscriptions, "stock.full"), now);
       const bodies = run.parts.map((p) => () => readFile(p.path));
       await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);

@@ -1,4 +1,5 @@
 import { type Queryable, quoteIdent } from "../db/db.js";
+import { ConnectorError } from "../errors.js";
 import { keyOf } from "./diff.js";
 
 /** The stock export's rows in the state database (migration 0003). */
@@ -14,12 +15,25 @@ export async function readWatermark(db: Queryable): Promise<Watermark | null> {
   return rows[0] ?? null;
 }
 
-export const writeWatermark = (db: Queryable, snapshot: string, readAt: Date, runId: number) =>
-  db.query(
+/**
+ * Moves the watermark to this snapshot, only forward: a snapshot whose xmax is below the
+ * current one's is older, and a run that read it must not commit (it throws, so its state
+ * transaction rolls back). The stock lock's fence keeps stale runs out; this is the last check.
+ */
+export async function writeWatermark(db: Queryable, snapshot: string, readAt: Date, runId: number) {
+  const { rowCount } = await db.query(
     `insert into stock_sync.stock_watermark (source_snapshot, read_at, run_id) values ($1, $2, $3)
-     on conflict (id) do update set source_snapshot = $1, read_at = $2, run_id = $3`,
+     on conflict (id) do update set source_snapshot = $1, read_at = $2, run_id = $3
+     where pg_snapshot_xmax(stock_sync.stock_watermark.source_snapshot::pg_snapshot) <= pg_snapshot_xmax($1::pg_snapshot)`,
     [snapshot, readAt, runId],
   );
+  if (rowCount === 1) return;
+  const current = await readWatermark(db);
+  throw new ConnectorError(
+    "NOT_AVAILABLE",
+    `the stock watermark would move backwards (snapshot ${snapshot} is older than ${current?.source_snapshot} of run ${current?.run_id}): a stale run is not committed`,
+  );
+}
 
 export async function startRun(
   db: Queryable,
@@ -65,6 +79,15 @@ export async function lastDeliveredFullRows(db: Queryable): Promise<number | nul
      order by r.id desc limit 1`,
   );
   return rows[0]?.rows ?? null;
+}
+
+/** Whether a full that started at or after `since` was enqueued (a due full already sent). */
+export async function fullSentSince(db: Queryable, since: Date): Promise<boolean> {
+  const { rows } = await db.query(
+    "select 1 from stock_sync.stock_runs where kind = 'full' and status = 'enqueued' and started_at >= $1 limit 1",
+    [since],
+  );
+  return rows.length > 0;
 }
 
 /** When the newest full was enqueued (for "run one at start if older than its period"). */

@@ -11,6 +11,7 @@ import { registerAdmin } from "./admin.js";
 import { clientErrorHandler, installErrorHandlers } from "./errors.js";
 import { registerOps } from "./ops.js";
 import { stockStatus } from "../export/status.js";
+import { fullOverdueAfterMs as fullOverdueAfter } from "../scheduler/full-due.js";
 import { registerStatusPage } from "../statuspage/route.js";
 
 export type HttpDeps = {
@@ -56,13 +57,15 @@ export function createHttpServer(deps: HttpDeps) {
 
   const { db, clock, metrics } = deps;
   const next = () => deps.scheduleNext?.() ?? { full: null, delta: null };
-  registerOps(app, { db, clock, metrics, stockStatus: () => stockStatus(db, next) });
+  const fullOverdueAfterMs = fullOverdueAfter(deps.config.stock);
+  registerOps(app, { db, clock, metrics, stockStatus: () => stockStatus(db, next, { fullOverdueAfterMs }) });
   registerStatusPage(app, {
     db,
     clock,
     subscriptions: deps.subscriptions,
     adminToken: deps.config.server.admin_token,
     next,
+    fullOverdueAfterMs,
   });
   registerAdmin(app, { db, clock, adminToken: deps.config.server.admin_token });
   registerInbound(app, {

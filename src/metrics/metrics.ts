@@ -1,7 +1,9 @@
 /**
  * Prometheus metrics (SPEC §8), on a registry of their own so several connectors in one process
  * (tests, benchmarks) never share or double-register series. Counters are fed by the code that
- * sees the event; the outbox backlog and the delta lag are computed when /metrics is scraped.
+ * sees the event; the outbox backlog and the stock runs are read from the state database when
+ * /metrics is scraped, so every process (and a restarted one) reports the same values, CLI runs
+ * included.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Clock } from "../clock.js";
@@ -20,8 +22,6 @@ export type Metrics = {
   observeInboundBatch(size: number): void;
   /** Shaped like the delivery engine's `onAttempt` hook, so it can be passed as is. */
   observeAttempt(sub: Subscription, row: DeliveryRow, outcome: string, durationMs: number): void;
-  /** Called by the stock export after each run. */
-  recordStockRun(kind: StockKind, rows: number, durationMs: number, at: Date): void;
   /** The text exposition and its content type. */
   scrape(): Promise<{ contentType: string; body: string }>;
 };
@@ -79,16 +79,7 @@ export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Met
       await collectBacklog(this, deps);
     },
   });
-  const stock = stockGauges(registers);
-  let lastDeltaAt: Date | undefined;
-  new Gauge({
-    name: "stock_sync_stock_delta_lag_seconds",
-    help: "Seconds since the last delta run finished.",
-    registers,
-    collect() {
-      if (lastDeltaAt) this.set((deps.clock.now().getTime() - lastDeltaAt.getTime()) / 1000);
-    },
-  });
+  stockGauges(registers, deps);
 
   return {
     registry,
@@ -100,27 +91,70 @@ export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Met
       const seconds = (deps.clock.now().getTime() - row.created_at.getTime()) / 1000;
       latency.observe({ subscription: sub.name }, Math.max(0, seconds));
     },
-    recordStockRun(kind, rows, durationMs, at) {
-      stock.at.set({ kind }, at.getTime() / 1000);
-      stock.rows.set({ kind }, rows);
-      stock.duration.set({ kind }, durationMs / 1000);
-      if (kind === "delta") lastDeltaAt = at;
-    },
     async scrape() {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
 }
 
-function stockGauges(registers: Registry[]) {
-  const gauge = (name: string, help: string) =>
-    new Gauge({ name: `stock_sync_stock_last_run_${name}`, help, labelNames: ["kind"], registers });
-  return {
-    at: gauge("timestamp_seconds", "When the last full or delta run finished (unix seconds)."),
-    rows: gauge("rows", "Rows the last full or delta run exported."),
-    duration: gauge("duration_seconds", "How long the last full or delta run took."),
+/**
+ * The last successful (enqueued or empty) full and delta, as the state database records them:
+ * the shared truth, whichever process or CLI command ran them. Every gauge's collect() shares
+ * one query per scrape (prom-client collects them concurrently). The delta lag is measured on
+ * the database's clock, so processes with skewed clocks agree.
+ */
+function stockGauges(registers: Registry[], deps: MetricsDeps) {
+  let inflight: Promise<LastStockRun[] | null> | null = null;
+  const read = () => {
+    inflight ??= lastStockRuns(deps.db)
+      .catch((err) => {
+        deps.log.warn({ err }, "stock runs not measured");
+        return null;
+      })
+      .finally(() => setImmediate(() => (inflight = null)));
+    return inflight;
   };
+  const gauge = (name: string, help: string, value: (r: LastStockRun) => number) =>
+    new Gauge({
+      name: `stock_sync_stock_last_run_${name}`,
+      help,
+      labelNames: ["kind"],
+      registers,
+      async collect() {
+        const runs = await read();
+        this.reset();
+        for (const r of runs ?? []) this.set({ kind: r.kind }, value(r));
+      },
+    });
+  gauge("timestamp_seconds", "When the last full or delta run finished (unix seconds).", (r) => r.at);
+  gauge("rows", "Rows the last full or delta run exported.", (r) => r.rows);
+  gauge("duration_seconds", "How long the last full or delta run took.", (r) => r.duration);
+  new Gauge({
+    name: "stock_sync_stock_delta_lag_seconds",
+    help: "Seconds since the last delta run finished.",
+    registers,
+    async collect() {
+      const delta = (await read())?.find((r) => r.kind === "delta");
+      this.reset();
+      if (delta) this.set(Math.max(0, delta.age));
+    },
+  });
 }
+
+type LastStockRun = { kind: StockKind; at: number; rows: number; duration: number; age: number };
+
+// distinct on (kind) … order by kind, id desc: one index range per kind (stock_runs_recent)
+const lastStockRuns = async (db: Queryable) =>
+  (
+    await db.query<LastStockRun>(
+      `select distinct on (kind) kind, extract(epoch from finished_at)::float8 as at,
+              coalesce(rows, 0)::float8 as rows,
+              extract(epoch from finished_at - started_at)::float8 as duration,
+              extract(epoch from now() - finished_at)::float8 as age
+       from stock_sync.stock_runs where status in ('enqueued', 'empty')
+       order by kind, id desc`,
+    )
+  ).rows;
 
 /**
  * One query, one index range per subscription and state, zeros included so a series does not

@@ -4,7 +4,12 @@
  */
 import { redactString } from "../config/redact.ts";
 
-export type NotificationKind = "failing" | "deactivated" | "recovered" | "snapshot_refused";
+export type NotificationKind =
+  | "failing"
+  | "deactivated"
+  | "recovered"
+  | "snapshot_refused"
+  | "snapshot_failed";
 
 export type Notification = {
   kind: NotificationKind;
@@ -75,6 +80,16 @@ export function renderNotification(n: Notification): { title: string; text: stri
           detail,
           "To do: check the inventory source. If the drop is real, raise stock.guard.max_drop_ratio " +
             "in the config; the next scheduled full snapshot is checked again.",
+        ),
+      };
+    case "snapshot_failed":
+      return {
+        title: "stock-sync: a due full stock snapshot did not run",
+        text: lines(
+          "A full stock snapshot that was due did not run: the OMS has not been reset to the truth.",
+          detail,
+          "stock-sync retries it every stock.full.retry; deltas go on meanwhile. " +
+            "To do: look at the log for the error; `stock-sync status` shows whether the full is overdue.",
         ),
       };
   }

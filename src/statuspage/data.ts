@@ -26,7 +26,12 @@ export type StatusPageData = {
 export async function statusPageData(
   db: Queryable,
   subs: readonly Subscription[],
-  opts: { now: Date; adminEnabled: boolean; next?: () => { full: Date | null; delta: Date | null } },
+  opts: {
+    now: Date;
+    adminEnabled: boolean;
+    next?: () => { full: Date | null; delta: Date | null };
+    fullOverdueAfterMs?: number;
+  },
 ): Promise<StatusPageData> {
   const byName = new Map(subs.map((s) => [s.name, s]));
   const [overview, stock, dead, perMinute, rates] = await Promise.all([
@@ -35,7 +40,7 @@ export async function statusPageData(
       opts.now,
       subs.map((s) => s.name),
     ),
-    stockStatus(db, opts.next),
+    stockStatus(db, opts.next, { fullOverdueAfterMs: opts.fullOverdueAfterMs }),
     listDeliveries(db, { status: "dead", limit: 20 }),
     deliveriesPerMinute(db, opts.now),
     attemptsLastMinute(db, opts.now),

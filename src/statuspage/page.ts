@@ -1,6 +1,6 @@
 import { chartSvg } from "./chart.js";
 import type { StatusPageData, SubscriptionRow } from "./data.js";
-import type { StockRunView } from "../export/status.js";
+import { describeDelivery, runLabel, type StockRunView } from "../export/status.js";
 import { SCRIPT, STYLE } from "./assets.js";
 
 const esc = (v: unknown) =>
@@ -50,11 +50,33 @@ function subscriptionRow(s: SubscriptionRow, d: StatusPageData): string {
 <td data-label="">${toggle}</td></tr>`;
 }
 
-function runCell(label: string, r: StockRunView | null, next: Date | null, now: Date): string {
+/** Parts delivered of parts, per subscription: whether the OMS has the run yet. */
+const deliveryLine = (r: StockRunView, prefix = "delivered") =>
+  r.delivery.length
+    ? `<div class="small" data-field="delivery">${esc(prefix)}: ${esc(describeDelivery(r.delivery))}</div>`
+    : "";
+
+function runCell(
+  label: string,
+  r: StockRunView | null,
+  next: Date | null,
+  now: Date,
+  sent?: StockRunView | null,
+): string {
   const body = r
-    ? `<div class="big">${esc(r.status)}</div><div>${ago(r.finished_at ?? r.started_at, now)} · ${r.rows ?? 0} rows · ${r.parts ?? 0} part(s) · ${((r.duration_ms ?? 0) / 1000).toFixed(1)}s</div>${r.detail ? `<div class="small err">${esc(r.detail)}</div>` : ""}`
+    ? `<div class="big">${esc(runLabel(r))}</div><div>${ago(r.finished_at ?? r.started_at, now)} · ${r.rows ?? 0} rows · ${r.parts ?? 0} part(s) · ${((r.duration_ms ?? 0) / 1000).toFixed(1)}s</div>${deliveryLine(r)}${r.detail ? `<div class="small err">${esc(r.detail)}</div>` : ""}`
     : `<div class="big">none yet</div>`;
-  return `<div class="card"><h3>${label}</h3>${body}<div class="small">next: ${next ? ago(next, now) : "not scheduled in this process"}</div></div>`;
+  // An empty delta sends nothing: show where the last delta that did send stands.
+  const last =
+    sent && sent.id !== r?.id ? deliveryLine(sent, `last sent delta (${ago(sent.finished_at, now)})`) : "";
+  return `<div class="card"><h3>${label}</h3>${body}${last}<div class="small">next: ${next ? ago(next, now) : "not scheduled in this process"}</div></div>`;
+}
+
+/** The hourly full is the safety net: say loudly when it has not succeeded for too long. */
+function overdueBanner(d: StatusPageData): string {
+  if (!d.stock.full_overdue) return "";
+  const last = d.stock.last_successful_full_at;
+  return `<p class="flash err" role="alert" data-field="full_overdue"><strong>full overdue</strong>: the last successful full snapshot ${last ? `started ${ago(last, d.now)}` : "never ran"}; see the last full below and the log.</p>`;
 }
 
 function deadTable(d: StatusPageData): string {
@@ -85,9 +107,9 @@ ${d.adminEnabled ? "" : `<p class="muted small">Buttons are hidden: set <code>se
 <section><h2>Subscriptions</h2>
 <table class="list" id="subscriptions"><thead><tr><th>Name</th><th>State</th><th>Backlog</th><th>Delivered 1h</th><th>Failed 1h</th><th>Rate</th><th>Last success</th><th>Last error</th><th></th></tr></thead>
 <tbody>${subs}</tbody></table></section>
-<section><h2>Stock</h2><div class="cards">
+<section><h2>Stock</h2>${overdueBanner(d)}<div class="cards">
 ${runCell("Last full", d.stock.last_full, d.stock.next_full, d.now)}
-${runCell("Last delta", d.stock.last_delta, d.stock.next_delta, d.now)}
+${runCell("Last delta", d.stock.last_delta, d.stock.next_delta, d.now, d.stock.last_delta_sent)}
 </div></section>
 <section><h2>Deliveries per minute, last hour</h2><div class="chart">${chartSvg(d.perMinute, d.now)}</div>
 <p class="small muted"><span class="key ok"></span> delivered <span class="key fail"></span> failed</p></section>

@@ -13,6 +13,8 @@ export type StatusPageDeps = {
   subscriptions: readonly Subscription[];
   adminToken: string;
   next?: () => { full: Date | null; delta: Date | null };
+  /** When the last successful full is older than this, the page says "full overdue". */
+  fullOverdueAfterMs?: number;
 };
 
 /**
@@ -26,6 +28,7 @@ export function registerStatusPage(app: FastifyInstance, deps: StatusPageDeps): 
       now: deps.clock.now(),
       adminEnabled,
       next: deps.next,
+      fullOverdueAfterMs: deps.fullOverdueAfterMs,
     });
     const flash = (req.query as Record<string, unknown>).done;
     return reply

@@ -18,11 +18,16 @@ export const NOTIFICATION_SUBJECTS = {
   deactivated: "ops.subscription.deactivated",
   recovered: "ops.subscription.recovered",
   snapshot_refused: "ops.snapshot.refused",
+  snapshot_failed: "ops.snapshot.failed",
 } as const;
 export type NotificationKind = keyof typeof NOTIFICATION_SUBJECTS;
 
 const TARGET_LISTS = {
-  on_failure: [NOTIFICATION_SUBJECTS.failing, NOTIFICATION_SUBJECTS.snapshot_refused],
+  on_failure: [
+    NOTIFICATION_SUBJECTS.failing,
+    NOTIFICATION_SUBJECTS.snapshot_refused,
+    NOTIFICATION_SUBJECTS.snapshot_failed,
+  ],
   on_deactivation: [NOTIFICATION_SUBJECTS.deactivated],
   on_failure_recovered: [NOTIFICATION_SUBJECTS.recovered],
 } as const;

@@ -40,8 +40,13 @@ describeEachDb("operations API", (t) => {
     await e.enqueue({ subject: "order.created", payload: "{}" });
     await e.enqueue({ subject: "stock.full", payload: "{}" }); // ops-b is paused: stays in the backlog
     await r.waitFor(1);
-    s.metrics.recordStockRun("delta", 12, 340, new Date(Date.now() - 5000));
-    s.metrics.recordStockRun("full", 1000, 2500, new Date());
+    // The stock gauges read the runs from the state database (whichever process made them).
+    await t().db.query(
+      `insert into stock_sync.stock_runs (kind, trigger, snapshot_id, status, started_at, finished_at, rows) values
+       ('delta', 'cli', 'd', 'enqueued', now() - interval '5.34 s', now() - interval '5 s', 12),
+       ('full', 'cli', 'f', 'enqueued', now() - interval '2.5 s', now(), 1000)`,
+    );
+    cleanup.push(async () => void (await t().db.query("delete from stock_sync.stock_runs")));
     await fetch(`${s.url}/webhooks/oms`, {
       method: "POST",
       body: "x",

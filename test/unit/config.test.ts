@@ -142,7 +142,7 @@ describe("loadConfig: defaults", () => {
     expect(config.database).toEqual({ url: "", data_dir: "./data", pool_size: 10 });
     expect(config.source).toEqual({ url: "" });
     expect(config.stock).toEqual({
-      full: { schedule: "0 * * * *" },
+      full: { schedule: "0 * * * *", retry: 300_000 },
       delta: { schedule: "*/2 * * * *" },
       sellable: { include_future_days: 0 },
       format: { columns: ["sku", "location", "quantity"], gzip: false, part_rows: 50_000 },
