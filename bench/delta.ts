@@ -10,7 +10,7 @@ import { loadConfig } from "../src/config/index.js";
 import { createExporter, type Exporter } from "../src/export/exporter.js";
 import { readSourceSnapshot } from "../src/export/run.js";
 import { startRun, writeWatermark } from "../src/export/state.js";
-import { captureSql } from "../src/inventory/capture.js";
+import { installCapture } from "../src/inventory/capture-catalog.js";
 import { exportDeps } from "../test/helpers/stock.js";
 import { type BenchDb, createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
@@ -112,7 +112,7 @@ async function prepare(size: number): Promise<Source> {
   const { db } = bench;
   await createStockTable(db, size);
   const config = loadConfig(YAML, {}).config;
-  await db.query(captureSql(config.stock.capture.tables));
+  await installCapture(db, config.stock.capture);
   const deps = await exportDeps(db, config, tmpdir());
   await db.tx(async (tx) => {
     const { snapshot, now } = await readSourceSnapshot(tx);

@@ -31,6 +31,8 @@ export async function startScheduler(deps: SchedulerDeps, stock: Config["stock"]
       if (result.status === "skipped") deps.log.info({ kind, reason: result.detail }, "stock tick skipped");
     } catch (err) {
       deps.log.error({ err, kind }, `scheduled stock ${kind} failed`);
+      // Broken change capture (delta-read.ts): a full keeps the OMS right until it is repaired.
+      if (kind === "delta" && (err as { needsFull?: boolean }).needsFull) await tick("full")();
     }
   };
   const options = (name: string) => ({ name, distributed: true, runCoordinator, noOverlap: true });
