@@ -45,7 +45,7 @@ type Candidates = { current: Map<string, StockRow>; candidates: Set<string>; wil
 export async function readDelta(
   deps: ExportDeps,
   watermark: Watermark | null,
-  onProgress?: (rows: number) => void,
+  opts: { stateful: boolean; onProgress?: ((rows: number) => void) | undefined },
 ): Promise<DeltaRead> {
   const { capture } = deps.stock;
   const triggers = capture.mode === "triggers";
@@ -55,9 +55,11 @@ export async function readDelta(
         "NOT_AVAILABLE",
         "change capture is not installed on the source: run `stock-sync source install --apply`, or set stock.capture.mode: full_diff",
       );
-    await registerConsumer(deps.source, capture.consumer).catch((err) =>
-      deps.log.warn({ err }, "could not register this consumer of the capture table (read-only source?)"),
-    );
+    // --dry-run and --out change no state, on the source either.
+    if (opts.stateful)
+      await registerConsumer(deps.source, capture.consumer).catch((err) =>
+        deps.log.warn({ err }, "could not register this consumer of the capture table (read-only source?)"),
+      );
   }
   const storedIdentity = watermark ? await readSourceIdentity(deps.db) : null;
   const q = sourceQueries(deps.stock.queries);
@@ -92,7 +94,7 @@ export async function readDelta(
     const base = { snapshot, readAt: now, identity, generation };
     if (!changed || reason) {
       const state = deps.source === deps.db && deps.db.kind === "pglite" ? tx : deps.db;
-      const rows = await compareAll(tx, state, q, days, onProgress);
+      const rows = await compareAll(tx, state, q, days, opts.onProgress);
       return { ...base, rows, ...(reason ? { detail: `compared every key: ${reason}` } : {}) };
     }
     found = await candidates(tx, q, days, changed, watermark!.read_at, now);

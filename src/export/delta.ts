@@ -32,7 +32,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
   const snapshotId = newSnapshotId("delta", started);
   const watermark = await readWatermark(deps.db);
   const stateful = !opts.out && !opts.dryRun;
-  const read = await readDelta(deps, watermark, opts.onProgress).catch(async (err) => {
+  const read = await readDelta(deps, watermark, { stateful, onProgress: opts.onProgress }).catch(async (err) => {
     if (stateful) await recordReadFailure(deps, snapshotId, opts.trigger, started, err);
     throw err;
   });
