@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createGunzip } from "node:zlib";
 import type { Tx } from "../db/db.js";
 import { captureInstalled } from "../inventory/capture.js";
-import { advanceAndPrune, registerConsumer } from "../inventory/capture-consumers.js";
+import { advanceAndPrune, pruneChanges, registerConsumer } from "../inventory/capture-consumers.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
 import {
@@ -145,10 +145,11 @@ export async function pruneCapture(
   snapshot: string,
   generation: number | null,
 ): Promise<void> {
-  if (deps.stock.capture.mode !== "triggers") return;
   try {
-    if (await captureInstalled(deps.source))
-      await advanceAndPrune(deps.source, deps.stock.capture.consumer, snapshot, generation);
+    if (!(await captureInstalled(deps.source))) return;
+    // full_diff reads no change rows but prunes them: else a table nobody reads grows for ever.
+    if (deps.stock.capture.mode !== "triggers") await pruneChanges(deps.source);
+    else await advanceAndPrune(deps.source, deps.stock.capture.consumer, snapshot, generation);
   } catch (err) {
     deps.log.warn({ err }, "could not prune the change-capture table");
   }

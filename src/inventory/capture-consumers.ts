@@ -48,13 +48,24 @@ export async function advanceAndPrune(
        updated_at = excluded.updated_at`,
     [name, snapshot, generation],
   );
+  await pruneChanges(db);
+}
+
+/**
+ * Stale consumers lose their baseline, and change rows below the slowest fresh consumer go; with
+ * no fresh consumer, every row older than the oldest running transaction (a consumer that
+ * registers later compares every key at its first delta, so it needs none of them).
+ */
+export async function pruneChanges(db: Queryable) {
   await db.query(
     `update stock_sync_capture.consumers set generation = null
      where updated_at < now() - interval '${STALE}' and generation is not null`,
   );
   await db.query(
-    `delete from stock_sync_capture.changes where xid < (select min(position) from stock_sync_capture.consumers
-                                                         where updated_at >= now() - interval '${STALE}')`,
+    `delete from stock_sync_capture.changes
+     where xid < coalesce((select min(position) from stock_sync_capture.consumers
+                           where updated_at >= now() - interval '${STALE}'),
+                          pg_snapshot_xmin(pg_current_snapshot()))`,
   );
 }
 

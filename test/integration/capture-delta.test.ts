@@ -188,6 +188,23 @@ describe.skipIf(pgSkip)("capture consumers and source identity [postgres]", () =
     expect(last.rows.map((x) => `${x.sku}|${x.location}`)).toEqual([`${k.sku}|${k.location}`]);
   });
 
+  it("full_diff with capture installed: the changes nobody reads are pruned", async () => {
+    const t = await fresh("postgres");
+    await stockFixture(t.db); // installs capture
+    const fx = await stockFixture(t.db, `${STOCK_SUB}stock:\n  capture: { mode: full_diff }\n`, {
+      seed: false,
+    });
+    expect((await fx.exporter.run("full", { trigger: "test" })).status).toBe("enqueued");
+    // A row older than any transaction (rows go once nothing running on the server is older than
+    // them, and other databases' long transactions hold that back: an old xid makes it certain).
+    await t.db.query(
+      "insert into stock_sync_capture.changes (xid, sku, location) values ('3'::xid8, 'OLD', 'X')",
+    );
+    expect((await fx.exporter.run("delta", { trigger: "test" })).status).toBe("empty");
+    const { rows } = await t.db.query("select 1 from stock_sync_capture.changes where sku = 'OLD'");
+    expect(rows).toEqual([]);
+  });
+
   it("re-pointed at a restored database: every key is compared", async () => {
     const state = await fresh("postgres");
     const restored = await fresh("postgres");
