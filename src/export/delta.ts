@@ -32,10 +32,12 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
   const snapshotId = newSnapshotId("delta", started);
   const watermark = await readWatermark(deps.db);
   const stateful = !opts.out && !opts.dryRun;
-  const read = await readDelta(deps, watermark, { stateful, onProgress: opts.onProgress }).catch(async (err) => {
-    if (stateful) await recordReadFailure(deps, snapshotId, opts.trigger, started, err);
-    throw err;
-  });
+  const read = await readDelta(deps, watermark, { stateful, onProgress: opts.onProgress }).catch(
+    async (err) => {
+      if (stateful) await recordReadFailure(deps, snapshotId, opts.trigger, started, err);
+      throw err;
+    },
+  );
   const rows = read.rows;
   const parts = splitParts(rows, deps.stock.format.part_rows);
   const result = (status: RunResult["status"], runId: number | null): RunResult => ({
