@@ -6,7 +6,7 @@ import { migrate } from "./db/migrate.js";
 import { openStateDb } from "./db/open.js";
 import { openPostgres } from "./db/pg.js";
 import type { ExportDeps } from "./export/run.js";
-import { captureInstalled, captureSql } from "./inventory/capture.js";
+import { captureProblems, installCapture } from "./inventory/capture-catalog.js";
 import { seedDemoSource } from "./inventory/seed.js";
 import type { Logger } from "./log.js";
 import { syncSubscriptions } from "./outbox/queries.js";
@@ -44,8 +44,11 @@ export async function openApp(config: Config, log: Logger, opts: { migrate?: boo
       const { seeded, counts } = await seedDemoSource(db, { fixturesDir: FIXTURES_DIR });
       if (seeded) log.info({ counts }, "demo inventory loaded from fixtures/");
       // The demo source is ours: install its change capture (a real source gets `source install`).
-      if (config.stock.capture.mode === "triggers" && !(await captureInstalled(db))) {
-        await db.query(captureSql(config.stock.capture.tables));
+      // Also re-installed when broken (an older release's install, a dropped trigger).
+      const { capture } = config.stock;
+      const opts = { enableAlways: capture.enable_always };
+      if (capture.mode === "triggers" && (await captureProblems(db, capture.tables, opts)).length) {
+        await installCapture(db, capture);
       }
     }
     return {

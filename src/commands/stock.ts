@@ -6,6 +6,8 @@ import { createExporter } from "../export/exporter.js";
 import type { RunResult } from "../export/run.js";
 import type { RunKind } from "../export/state.js";
 import { captureSql } from "../inventory/capture.js";
+import { checkBeforeInstall, installCapture } from "../inventory/capture-catalog.js";
+import { openPostgres } from "../db/pg.js";
 import { exportDeps, openApp } from "../app.js";
 import { type CommandContext, configAndLog } from "./context.js";
 
@@ -69,19 +71,24 @@ function summary(r: RunResult): string {
   return `${what}: ${r.rows} rows, ${r.parts} part(s), ${seconds}s, ${status}`;
 }
 
-/** `stock-sync source install [--apply]`: the change-capture SQL for the configured tables. */
+/**
+ * `stock-sync source install [--apply]`: the change-capture SQL for the configured tables,
+ * generated only once every table and column was found in the source's catalogue (else exit 2).
+ */
 export async function sourceInstallCommand(ctx: CommandContext, opts: { apply?: boolean }): Promise<void> {
   const { config, log } = await configAndLog(ctx);
-  const sql = captureSql(config.stock.capture.tables);
-  if (!opts.apply) {
-    ctx.stdout.write(sql);
-    return;
-  }
-  const app = await openApp(config, log);
+  const { tables, enable_always } = config.stock.capture;
+  const source = config.source.url ? null : await openApp(config, log);
+  const db = source?.source ?? openPostgres(config.source.url, { poolSize: 1 });
   try {
-    await app.source.query(sql);
-    ctx.stdout.write(`change capture installed on ${config.stock.capture.tables.length} source tables\n`);
+    if (opts.apply) {
+      await installCapture(db, { tables, enable_always });
+      ctx.stdout.write(`change capture installed on ${tables.length} source tables\n`);
+    } else {
+      const resolved = await checkBeforeInstall(db, tables);
+      ctx.stdout.write(captureSql(resolved, { enableAlways: enable_always, transaction: true }));
+    }
   } finally {
-    await app.close();
+    await (source ? source.close() : db.close());
   }
 }

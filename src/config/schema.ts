@@ -104,11 +104,22 @@ const Stock = section({
     sellable: z.string().default(""),
     sellable_keys: z.string().default(""),
     time_candidates: z.string().default(""),
+    // Optional: the sellable rows of whole items ($2 skus) or locations ($3), for an item or
+    // location change; "" = the shipped one with the shipped queries, else the whole sellable filtered.
+    sellable_matching: z.string().default(""),
   }),
   capture: section({
     // triggers: xid8 change capture installed on the source (`stock-sync source install`);
     // full_diff: no triggers allowed, every delta compares the whole sellable stock with what was sent.
     mode: z.enum(["triggers", "full_diff"]).default("triggers"),
+    // This deployment's name among the readers of the source's capture table (each has its own
+    // position; rows are pruned below the slowest). Two deployments on one source need two names.
+    consumer: z
+      .string()
+      .regex(/^[a-z0-9_.-]{1,63}$/, 'expected lowercase letters, digits, "_", "." or "-"')
+      .default("stock-sync"),
+    // Install the triggers ENABLE ALWAYS: they also fire under session_replication_role = replica.
+    enable_always: flag.default(false),
     tables: optionalBlock(
       z.array(
         z

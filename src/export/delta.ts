@@ -1,54 +1,44 @@
-import { captureInstalled, changedSince } from "../inventory/capture.js";
-import { sourceQueries } from "../inventory/queries.js";
-import { ConnectorError } from "../errors.js";
-import type { Tx } from "../db/db.js";
-import { encodeCsv, type StockRow } from "./csv.js";
-import { diffStock, keyOf } from "./diff.js";
+import { encodeCsv } from "./csv.js";
+import { readDelta } from "./delta-read.js";
 import { pruneCapture } from "./snapshot.js";
 import {
   type ExportDeps,
   enqueueParts,
-  inSourceSnapshot,
   newSnapshotId,
   recordFailure,
   type RunOptions,
   type RunResult,
-  readSourceSnapshot,
 } from "./run.js";
 import {
-  allSent,
   finishRun,
   readWatermark,
-  sentForKeys,
-  sentMatching,
   startRun,
   upsertSent,
-  type Watermark,
+  writeSourceIdentity,
   writeWatermark,
 } from "./state.js";
 
-/** What the source says now about the keys that may have changed. */
-type DeltaRead = {
-  snapshot: string;
-  readAt: Date;
-  current: Map<string, StockRow>;
-  candidates: Set<string>;
-  wildcards: { skus: string[]; locations: string[] } | "all";
-};
+export { CaptureBrokenError } from "./delta-read.js";
 
 /**
  * A delta: the keys whose sellable quantity differs from what was last sent, with absolute
  * values (0 for keys that are gone). Candidates come from the change-capture rows the previous
  * snapshot could not see, plus keys whose inputs change with time; each is recomputed in one
- * snapshot of the source and compared with the sent state. With no change, nothing is sent.
+ * snapshot of the source and compared with the sent state (delta-read.ts). With no change,
+ * nothing is sent. A read that fails (capture not installed or broken) is recorded as a failed run.
  */
 export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunResult> {
   const started = deps.clock.now();
   const snapshotId = newSnapshotId("delta", started);
   const watermark = await readWatermark(deps.db);
-  const read = await readDelta(deps, watermark);
-  const sent = await sentFor(deps, read);
-  const rows = diffStock(read.candidates, read.current, sent);
+  const stateful = !opts.out && !opts.dryRun;
+  const read = await readDelta(deps, watermark, { stateful, onProgress: opts.onProgress }).catch(
+    async (err) => {
+      if (stateful) await recordReadFailure(deps, snapshotId, opts.trigger, started, err);
+      throw err;
+    },
+  );
+  const rows = read.rows;
   const parts = splitParts(rows, deps.stock.format.part_rows);
   const result = (status: RunResult["status"], runId: number | null): RunResult => ({
     kind: "delta",
@@ -58,6 +48,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
     rows: rows.length,
     parts: rows.length ? parts.length : 0,
     durationMs: deps.clock.now().getTime() - started.getTime(),
+    ...(read.detail ? { detail: read.detail } : {}),
   });
   opts.onProgress?.(rows.length);
   if (opts.out) {
@@ -76,118 +67,36 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
         await upsertSent(tx, rows, runId);
       }
       await writeWatermark(tx, read.snapshot, read.readAt, runId);
+      await writeSourceIdentity(tx, read.identity);
       await finishRun(tx, runId, {
         status: rows.length ? "enqueued" : "empty",
         now: deps.clock.now(),
         rows: rows.length,
         parts: rows.length ? parts.length : 0,
         sourceSnapshot: read.snapshot,
+        ...(read.detail ? { detail: read.detail } : {}),
       });
     }),
   );
-  await pruneCapture(deps, read.snapshot);
+  await pruneCapture(deps, read.snapshot, read.generation);
   return result(rows.length ? "enqueued" : "empty", runId);
 }
 
-async function readDelta(deps: ExportDeps, watermark: Watermark | null): Promise<DeltaRead> {
-  const q = sourceQueries(deps.stock.queries);
-  const days = deps.stock.sellable.include_future_days;
-  // Without a watermark (no full yet) or without triggers, compare everything: the full-diff fallback.
-  const fullDiff = !watermark || deps.stock.capture.mode === "full_diff";
-  if (!fullDiff && !(await captureInstalled(deps.source))) {
-    throw new ConnectorError(
-      "NOT_AVAILABLE",
-      "change capture is not installed on the source: run `stock-sync source install --apply`, or set stock.capture.mode: full_diff",
-    );
-  }
-  return inSourceSnapshot(deps.source, async (tx) => {
-    const { snapshot, now } = await readSourceSnapshot(tx);
-    const current = new Map<string, StockRow>();
-    const candidates = new Set<string>();
-    const take = (rows: AsyncIterable<StockRow> | StockRow[]) => collect(rows, current, candidates);
-    if (fullDiff) {
-      await take(tx.stream<StockRow>(q.sellable, [days]));
-      return { snapshot, readAt: now, current, candidates, wildcards: "all" };
-    }
-    const changed = await changedSince(tx, watermark.source_snapshot);
-    const exact = new Map(changed.exact.map((k) => [keyOf(k.sku, k.location), k]));
-    if (q.timeCandidates) {
-      const timed = await tx.query<{ sku: string; location: string }>(q.timeCandidates, [
-        watermark.read_at,
-        now,
-        days,
-      ]);
-      for (const k of timed.rows) exact.set(keyOf(k.sku, k.location), k);
-    }
-    for (const key of exact.keys()) candidates.add(key);
-    if (exact.size) {
-      const keys = [...exact.values()];
-      const { rows } = await tx.query<StockRow>(q.sellableKeys, [
-        days,
-        keys.map((k) => k.sku),
-        keys.map((k) => k.location),
-      ]);
-      await take(rows);
-    }
-    if (changed.skus.length || changed.locations.length)
-      await take(await matching(tx, q.sellable, days, changed));
-    return {
-      snapshot,
-      readAt: now,
-      current,
-      candidates,
-      wildcards: { skus: changed.skus, locations: changed.locations },
-    };
-  });
-}
-
-/** Keys of an item or a location that changed as a whole (deactivated, reactivated). */
-async function matching(
-  tx: Tx,
-  sellable: string,
-  days: number,
-  changed: { skus: string[]; locations: string[] },
+/** A delta that could not read the source is a failed run, with the reason, and an error in the log. */
+async function recordReadFailure(
+  deps: ExportDeps,
+  snapshotId: string,
+  trigger: string,
+  started: Date,
+  err: unknown,
 ) {
-  const { rows } = await tx.query<StockRow>(
-    `select * from (${sellable}) s where s.sku = any($2::text[]) or s.location = any($3::text[])`,
-    [days, changed.skus, changed.locations],
-  );
-  return rows;
-}
-
-async function collect(
-  rows: AsyncIterable<StockRow> | StockRow[],
-  current: Map<string, StockRow>,
-  candidates: Set<string>,
-) {
-  for await (const row of rows) {
-    const key = keyOf(row.sku, row.location);
-    current.set(key, { ...row, quantity: Number(row.quantity) });
-    candidates.add(key);
+  const detail = String((err as Error).message ?? err);
+  try {
+    const runId = await startRun(deps.db, "delta", trigger, snapshotId, started);
+    await finishRun(deps.db, runId, { status: "failed", now: deps.clock.now(), detail });
+  } catch {
+    // The state database is down too: the thrown error says enough.
   }
-}
-
-/** The sent side of every candidate, and the sent keys a whole-item or whole-location change touches. */
-async function sentFor(deps: ExportDeps, read: DeltaRead): Promise<Map<string, number>> {
-  if (read.wildcards === "all") {
-    const sent = await allSent(deps.db);
-    for (const key of sent.keys()) read.candidates.add(key);
-    return sent;
-  }
-  const keys = [...read.candidates].map((k) => k.split("\u0000") as [string, string]);
-  const sent = await sentForKeys(
-    deps.db,
-    keys.map((k) => k[0]),
-    keys.map((k) => k[1]),
-  );
-  const { skus, locations } = read.wildcards;
-  if (skus.length || locations.length) {
-    for (const [key, quantity] of await sentMatching(deps.db, skus, locations)) {
-      sent.set(key, quantity);
-      read.candidates.add(key);
-    }
-  }
-  return sent;
 }
 
 function splitParts<T>(rows: T[], size: number): T[][] {

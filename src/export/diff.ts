@@ -23,7 +23,11 @@ export function diffStock(
       out.push({ sku, location, quantity: 0 });
     }
   }
-  return out.sort((a, b) =>
+  return sortRows(out);
+}
+
+/** By sku, then location: the order a delta's CSV lists its rows. */
+export const sortRows = <T extends { sku: string; location: string }>(rows: T[]): T[] =>
+  rows.sort((a, b) =>
     a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0,
   );
-}

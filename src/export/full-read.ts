@@ -3,6 +3,8 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { format } from "@fast-csv/format";
 import type { Tx } from "../db/db.js";
+import { captureInstalled } from "../inventory/capture.js";
+import { readCaptureState, sourceIdentity } from "../inventory/capture-consumers.js";
 import { sourceQueries } from "../inventory/queries.js";
 import { CopyRows, copyable, copyStatement, type CsvRows, csvHeader } from "./copy-csv.js";
 import { type PartFile, PartWriter, type StockRow } from "./csv.js";
@@ -15,7 +17,16 @@ const KEY_COLUMNS = ["sku", "location", "quantity"] as const;
 /** CSV files holding the sku, location and quantity of every row: the parts themselves, or key files. */
 export type SentFiles = { files: PartFile[]; columns: readonly string[]; gzip: boolean };
 
-export type FullRead = { rows: number; parts: PartFile[]; sent: SentFiles; snapshot: string; readAt: Date };
+export type FullRead = {
+  rows: number;
+  parts: PartFile[];
+  sent: SentFiles;
+  snapshot: string;
+  readAt: Date;
+  /** Which database was read, and the capture install generation it saw (delta-read.ts). */
+  identity: string;
+  generation: number | null;
+};
 
 /**
  * Every key's sellable quantity, read in one repeatable-read snapshot of the source into part
@@ -26,13 +37,14 @@ export async function readFull(deps: ExportDeps, opts: RunOptions, dir: string):
   const { columns, gzip, part_rows: partRows } = deps.stock.format;
   return inSourceSnapshot(deps.source, async (tx) => {
     const { snapshot, now } = await readSourceSnapshot(tx);
+    const seen = { identity: await sourceIdentity(tx), generation: await captureGeneration(deps, tx) };
     const copy = await copyFor(deps, tx, !opts.out);
     const progress = counter(opts.onProgress);
     if (opts.out) {
       const rows = copy
         ? await copyOut(tx, copy, columns, opts.out, progress)
         : await cursorOut(deps, tx, opts.out, progress);
-      return { rows, parts: [], sent: { files: [], columns, gzip }, snapshot, readAt: now };
+      return { rows, parts: [], sent: { files: [], columns, gzip }, snapshot, readAt: now, ...seen };
     }
     const writer = new PartWriter(dir, { columns, gzip, partRows, csvRows: copy !== null });
     // The sent state is loaded from the parts when they carry the key and quantity; else from
@@ -51,8 +63,18 @@ export async function readFull(deps: ExportDeps, opts: RunOptions, dir: string):
     const sent = keys
       ? { files: await keys.finish(), columns: KEY_COLUMNS, gzip: false }
       : { files: parts, columns, gzip };
-    return { rows: progress.done(), parts, sent, snapshot, readAt: now };
+    return { rows: progress.done(), parts, sent, snapshot, readAt: now, ...seen };
   });
+}
+
+/** The capture install's generation in this snapshot (trigger mode, when installed). */
+async function captureGeneration(deps: ExportDeps, tx: Tx): Promise<number | null> {
+  const { capture } = deps.stock;
+  if (capture.mode !== "triggers" || !(await captureInstalled(tx))) return null;
+  const { rows } = await tx.query<{ t: string | null }>(
+    "select to_regclass('stock_sync_capture.install')::text as t",
+  );
+  return rows[0]?.t ? (await readCaptureState(tx, capture.consumer)).generation : null;
 }
 
 const carriesKeys = (columns: readonly string[]) => KEY_COLUMNS.every((c) => columns.includes(c));

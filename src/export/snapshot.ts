@@ -3,7 +3,8 @@ import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createGunzip } from "node:zlib";
 import type { Tx } from "../db/db.js";
-import { captureInstalled, pruneChanges } from "../inventory/capture.js";
+import { captureInstalled } from "../inventory/capture.js";
+import { advanceAndPrune, pruneChanges, registerConsumer } from "../inventory/capture-consumers.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
 import {
@@ -23,6 +24,7 @@ import {
   replaceSent,
   startRun,
   supersedeStock,
+  writeSourceIdentity,
   writeWatermark,
 } from "./state.js";
 
@@ -39,6 +41,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
   const dir = join(deps.tmpDir, snapshotId);
   await mkdir(dir, { recursive: true });
   try {
+    if (!opts.out && !opts.dryRun) await holdCapture(deps);
     const read = await readFull(deps, opts, dir);
     const result = (status: RunResult["status"], runId: number | null, detail?: string): RunResult => ({
       kind: "full",
@@ -55,7 +58,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
     const refusal = opts.force ? null : await guard(deps, read.rows);
     if (refusal) return result("refused", await refuse(deps, snapshotId, started, read, refusal), refusal);
     const runId = await publishFull(deps, { snapshotId, started, opts, ...read });
-    await pruneCapture(deps, read.snapshot);
+    await pruneCapture(deps, read.snapshot, read.generation);
     return result("enqueued", runId);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -105,6 +108,7 @@ async function publishFull(
       await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
       await loadSent(tx, run.sent, runId);
       await writeWatermark(tx, run.snapshot, run.readAt, runId);
+      await writeSourceIdentity(tx, run.identity);
       await finishRun(tx, runId, {
         status: "enqueued",
         now: deps.clock.now(),
@@ -132,12 +136,32 @@ function readPart(path: string, gzip: boolean): AsyncIterable<Buffer> {
   return file.pipe(gunzip);
 }
 
-/** Change rows every later snapshot sees are done with. Best effort: a failure only keeps rows longer. */
-export async function pruneCapture(deps: ExportDeps, snapshot: string): Promise<void> {
-  if (deps.stock.capture.mode !== "triggers") return;
+/**
+ * After a run committed: this consumer's position moves to its snapshot (with the install
+ * generation it read under), and change rows every consumer has read go. Best effort: a failure
+ * only keeps rows longer (a consumer that never moves is ignored for pruning after 7 days).
+ */
+export async function pruneCapture(
+  deps: ExportDeps,
+  snapshot: string,
+  generation: number | null,
+): Promise<void> {
   try {
-    if (await captureInstalled(deps.source)) await pruneChanges(deps.source, snapshot);
+    if (!(await captureInstalled(deps.source))) return;
+    // full_diff reads no change rows but prunes them: else a table nobody reads grows for ever.
+    if (deps.stock.capture.mode !== "triggers") await pruneChanges(deps.source);
+    else await advanceAndPrune(deps.source, deps.stock.capture.consumer, snapshot, generation);
   } catch (err) {
     deps.log.warn({ err }, "could not prune the change-capture table");
+  }
+}
+
+/** Before a full's read, so no other consumer's prune removes rows the next delta needs. */
+async function holdCapture(deps: ExportDeps): Promise<void> {
+  if (deps.stock.capture.mode !== "triggers") return;
+  try {
+    if (await captureInstalled(deps.source)) await registerConsumer(deps.source, deps.stock.capture.consumer);
+  } catch (err) {
+    deps.log.warn({ err }, "could not register this consumer of the capture table (read-only source?)");
   }
 }

@@ -186,3 +186,44 @@ export async function replaceSent(db: Queryable, runId: number): Promise<void> {
     [runId],
   );
 }
+
+/** The source the watermark was read on (sourceIdentity); null before migration 0009 or any run. */
+export async function readSourceIdentity(db: Queryable): Promise<string | null> {
+  const { rows } = await db.query<{ id: string | null }>(
+    "select source_identity as id from stock_sync.stock_watermark",
+  );
+  return rows[0]?.id ?? null;
+}
+
+/** Beside writeWatermark, in the same transaction. */
+export const writeSourceIdentity = (db: Queryable, identity: string) =>
+  db.query("update stock_sync.stock_watermark set source_identity = $1", [identity]);
+
+const PAGE = 5000;
+
+/** Every sent key with a non-zero quantity, in pages (keyset on the primary key): never all in memory. */
+export async function* nonZeroSentPages(db: Queryable): AsyncIterable<{ sku: string; location: string }[]> {
+  let after: { sku: string; location: string } | null = null;
+  for (;;) {
+    const page: { rows: { sku: string; location: string }[] } = after
+      ? await db.query(
+          `select sku, location from stock_sync.stock_sent where quantity <> 0 and (sku, location) > ($1, $2)
+           order by sku, location limit ${PAGE}`,
+          [after.sku, after.location],
+        )
+      : await db.query(
+          `select sku, location from stock_sync.stock_sent where quantity <> 0 order by sku, location limit ${PAGE}`,
+        );
+    const { rows } = page;
+    if (rows.length) yield rows;
+    if (rows.length < PAGE) return;
+    after = rows[rows.length - 1]!;
+  }
+}
+
+export async function countNonZeroSent(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: string }>(
+    "select count(*) as n from stock_sync.stock_sent where quantity <> 0",
+  );
+  return Number(rows[0]!.n);
+}

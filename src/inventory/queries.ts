@@ -55,6 +55,21 @@ export const DEFAULT_SELLABLE_KEYS = SELLABLE_BODY(
 );
 
 /**
+ * The same for whole items ($2 skus text[]) or whole locations ($3 locations text[]): an item or
+ * location row changed. Through the sku and location indexes, not the whole stock (1.45 s at
+ * 200k keys against under a millisecond for exact keys).
+ */
+export const DEFAULT_SELLABLE_MATCHING = SELLABLE_BODY(
+  `select sku, location from inventory.stock_on_hand where sku = any($2::text[]) or location = any($3::text[])
+   union
+   select sku, location from inventory.incoming_stock where sku = any($2::text[]) or location = any($3::text[])`,
+);
+
+/** Any sellable query restricted to whole items or locations: correct for any schema, but runs it all. */
+const filtered = (sellable: string) =>
+  `select * from (${sellable}) s where s.sku = any($2::text[]) or s.location = any($3::text[])`;
+
+/**
  * Keys whose sellable value can change with no write, because time passed between the previous
  * read ($1) and this one ($2): a reservation expiring, incoming stock entering the $3-day window.
  */
@@ -78,16 +93,23 @@ export const DEFAULT_CAPTURE_TABLES: CaptureTable[] = [
   { table: "inventory.locations", location: "code" },
 ];
 
-export type SourceQueries = { sellable: string; sellableKeys: string; timeCandidates: string | null };
+export type SourceQueries = {
+  sellable: string;
+  sellableKeys: string;
+  sellableMatching: string;
+  timeCandidates: string | null;
+};
 
 export function sourceQueries(q: {
   sellable: string;
   sellable_keys: string;
   time_candidates: string;
+  sellable_matching?: string;
 }): SourceQueries {
   return {
     sellable: q.sellable || DEFAULT_SELLABLE,
     sellableKeys: q.sellable_keys || DEFAULT_SELLABLE_KEYS,
+    sellableMatching: q.sellable_matching || (q.sellable ? filtered(q.sellable) : DEFAULT_SELLABLE_MATCHING),
     // "none" switches time-based candidates off for schemas without time-dependent inputs.
     timeCandidates: q.time_candidates === "none" ? null : q.time_candidates || DEFAULT_TIME_CANDIDATES,
   };

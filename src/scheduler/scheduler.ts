@@ -105,6 +105,9 @@ export async function startScheduler(deps: SchedulerDeps, stock: Config["stock"]
         deps.log.info({ kind: "delta", reason: result.detail }, "stock tick skipped");
     } catch (err) {
       deps.log.error({ err, kind: "delta" }, "scheduled stock delta failed");
+      // Broken change capture (delta-read.ts): a full keeps the OMS right until it is repaired.
+      if ((err as { needsFull?: boolean }).needsFull)
+        oweFull({ since: deps.clock.now(), trigger: "schedule" });
     }
   }
 

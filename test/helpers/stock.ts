@@ -6,7 +6,7 @@ import { systemClock } from "../../src/clock.js";
 import type { Db } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
 import type { ExportDeps } from "../../src/export/run.js";
-import { captureSql } from "../../src/inventory/capture.js";
+import { installCapture } from "../../src/inventory/capture-catalog.js";
 import { seedDemoSource } from "../../src/inventory/seed.js";
 import { FIXTURES_DIR } from "../../src/app.js";
 import { syncSubscriptions } from "../../src/outbox/queries.js";
@@ -29,12 +29,17 @@ export async function stockFixture(db: Db, yaml = STOCK_SUB, opts: { seed?: bool
   const config = testConfig(yaml);
   if (opts.seed !== false) {
     await seedDemoSource(db, { fixturesDir: FIXTURES_DIR });
-    await db.query(captureSql(config.stock.capture.tables));
+    await installCapture(db, config.stock.capture);
   }
   const tmp = await mkdtemp(join(tmpdir(), "stock-sync-export-"));
   tempDirs.push(tmp);
   const deps = await exportDeps(db, config, tmp);
   return { config, deps, exporter: createExporter(deps) };
+}
+
+/** (Re-)installs the config's change capture on `db`, as `source install --apply` does. */
+export async function installDemoCapture(db: Db, config: Config): Promise<void> {
+  await installCapture(db, config.stock.capture);
 }
 
 /**

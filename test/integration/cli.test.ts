@@ -77,7 +77,7 @@ describe("stock-sync CLI: config and exit codes", () => {
     const r = await runCli(["source", "install"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("create table if not exists stock_sync_capture.changes");
-    expect(r.stdout.match(/create trigger/g)).toHaveLength(18); // 6 tables x insert/update/delete
+    expect(r.stdout.match(/create trigger/g)).toHaveLength(24); // 6 tables x insert/update/delete/truncate
   });
 
   it("bad usage is exit 2", async () => {

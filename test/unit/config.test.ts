@@ -147,8 +147,13 @@ describe("loadConfig: defaults", () => {
       sellable: { include_future_days: 0 },
       format: { columns: ["sku", "location", "quantity"], gzip: false, part_rows: 50_000 },
       guard: { max_drop_ratio: 0.2 },
-      queries: { sellable: "", sellable_keys: "", time_candidates: "" },
-      capture: { mode: "triggers", tables: DEFAULT_CAPTURE_TABLES },
+      queries: { sellable: "", sellable_keys: "", time_candidates: "", sellable_matching: "" },
+      capture: {
+        mode: "triggers",
+        consumer: "stock-sync",
+        enable_always: false,
+        tables: DEFAULT_CAPTURE_TABLES,
+      },
       simulator: { enabled: false, interval: 20_000, changes: 5 },
     });
     expect(config.server).toEqual({
