@@ -1,6 +1,6 @@
 import pino, { type Logger } from "pino";
 import pretty from "pino-pretty";
-import { redactString } from "./config/redact.js";
+import { originOnly, redactString } from "./config/redact.js";
 
 export type { Logger };
 
@@ -31,10 +31,13 @@ const SECRET_KEYS = [
   "*.headers.authorization",
 ];
 
+// Fields that name where something is sent: logged as their origin only (a chat webhook's path is its token).
+const DESTINATION_KEYS = new Set(["url", "target", "destination"]);
+
 /** Masks `whsec_…` and URL passwords in any string value of a log object (one level deep). */
 function scrub(obj: Record<string, unknown>): Record<string, unknown> {
   for (const [k, v] of Object.entries(obj)) {
-    if (typeof v === "string") obj[k] = redactString(v);
+    if (typeof v === "string") obj[k] = DESTINATION_KEYS.has(k) ? originOnly(v) : redactString(v);
   }
   return obj;
 }

@@ -75,6 +75,22 @@ function checkWhsec(secrets: readonly string[], ctx: z.RefinementCtx, at: Proper
   });
 }
 
+// Standard Webhooks keys are 24 to 64 bytes; below 16 a key that lets events in can be guessed.
+const MIN_INBOUND_KEY_BYTES = 16;
+const MIN_ADMIN_TOKEN = 16;
+// A captured signed request can be replayed for as long as its timestamp is accepted.
+const MAX_TOLERANCE_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
+function checkKeyLength(secrets: readonly string[], ctx: z.RefinementCtx, at: PropertyKey[]): void {
+  secrets.forEach((secret, i) => {
+    if (WHSEC.test(secret) && Buffer.from(secret.slice(6), "base64").length < MIN_INBOUND_KEY_BYTES) {
+      const message = `expected a key of at least ${MIN_INBOUND_KEY_BYTES} bytes (whsec_ and 24 base64 characters or more)`;
+      ctx.addIssue({ code: "custom", path: [...at, i], message });
+    }
+  });
+}
+
 const whsecList = secretList.superRefine((secrets, ctx) => checkWhsec(secrets, ctx, [])).transform(dropEmpty);
 
 const isHttpUrl = (s: string) => /^https?:\/\/[^\s/]/i.test(s) && URL.canParse(s);
@@ -151,18 +167,33 @@ const Inbound = z
       .default("/webhooks/oms"),
     scheme: z.enum(["standard", "onestock"]).default("standard"),
     secrets: secretList,
-    tolerance: positiveDuration.prefault("5m"),
+    tolerance: positiveDuration
+      .refine(
+        (ms) => ms <= MAX_TOLERANCE_MS,
+        "expected at most 1h: a captured request stays replayable this long",
+      )
+      .prefault("5m"),
     max_body: size.prefault("1mb"),
     order_id_field: z.string().min(1).default("data.order_id"),
   })
   // onestock keys are free-form; only Standard Webhooks secrets have a format to check
-  .superRefine((v, ctx) => (v.scheme === "standard" ? checkWhsec(v.secrets, ctx, ["secrets"]) : undefined))
+  .superRefine((v, ctx) => {
+    if (v.scheme !== "standard") return;
+    checkWhsec(v.secrets, ctx, ["secrets"]);
+    checkKeyLength(v.secrets, ctx, ["secrets"]);
+  })
   .transform((v) => ({ ...v, secrets: dropEmpty(v.secrets) }));
 
 const Server = section({
   host: z.string().min(1).default("127.0.0.1"),
   port: integer(0, 65_535).default(8080),
-  admin_token: z.string().default(""),
+  admin_token: z
+    .string()
+    .refine(
+      (t) => t === "" || t.length >= MIN_ADMIN_TOKEN,
+      `expected at least ${MIN_ADMIN_TOKEN} characters (or empty: admin API off)`,
+    )
+    .default(""),
   inbound: optionalBlock(Inbound, {}),
 });
 
@@ -280,6 +311,13 @@ function checkAcrossSections(config: Config, ctx: z.RefinementCtx): void {
       ctx.addIssue({ code: "custom", path: ["subscriptions", i, "timeout"], message });
     }
   });
+  // the inbox remembers ids for duplicate detection until the retention purge: a signed request
+  // must not become new again while its timestamp is still accepted (nor within a day of a retry)
+  const keep = Math.max(config.server.inbound.tolerance, DAY_MS);
+  if (config.delivery.retention < keep) {
+    const message = `must be at least ${formatDuration(keep)} (inbound ids are kept this long to catch replays), got ${formatDuration(config.delivery.retention)}`;
+    ctx.addIssue({ code: "custom", path: ["delivery", "retention"], message });
+  }
   const n = config.notifications;
   if (n.smtp.url !== "") return;
   for (const list of ["on_failure", "on_deactivation", "on_failure_recovered"] as const) {

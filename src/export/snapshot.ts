@@ -39,7 +39,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
   const started = deps.clock.now();
   const snapshotId = newSnapshotId("full", started);
   const dir = join(deps.tmpDir, snapshotId);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 }); // parts in progress: this user only
   try {
     if (!opts.out && !opts.dryRun) await holdCapture(deps);
     const read = await readFull(deps, opts, dir);

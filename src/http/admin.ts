@@ -9,16 +9,17 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Clock } from "../clock.js";
 import type { Db, Queryable } from "../db/db.js";
 import { listDeliveries, replay, setSubscriptionStatus } from "../outbox/admin.js";
+import type { AuthThrottle } from "./auth-throttle.js";
 import { HttpError } from "./errors.js";
 
-export type AdminDeps = { db: Db; clock: Clock; adminToken: string };
+export type AdminDeps = { db: Db; clock: Clock; adminToken: string; throttle: AuthThrottle };
 
 const MAX_LIMIT = 1000;
 
 export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
   void app.register(async (scope) => {
     // onRequest: a refused caller's body is never read
-    scope.addHook("onRequest", async (req) => authorize(req, deps.adminToken));
+    scope.addHook("onRequest", async (req) => authorize(req, deps.adminToken, deps.throttle, deps.clock));
 
     for (const action of ["pause", "resume"] as const) {
       scope.post<{ Params: { name: string } }>(`/api/subscriptions/:name/${action}`, async (req) => {
@@ -56,12 +57,16 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
   });
 }
 
-function authorize(req: FastifyRequest, token: string): void {
+/** Lets a request with the admin token through; anything else is 401 (counted), 403 or 429. */
+export function authorize(req: FastifyRequest, token: string, throttle: AuthThrottle, clock: Clock): void {
   if (token === "") {
     throw new HttpError(403, "admin_disabled", "the admin API is disabled: server.admin_token is not set");
   }
+  const now = clock.now().getTime();
+  throttle.check(req.ip, now);
   const given = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "")?.[1];
   if (given === undefined || !sameSecret(given, token)) {
+    throttle.fail(req.ip, now, `${req.method} ${req.routeOptions.url ?? "?"}`);
     throw new HttpError(401, "unauthorized", "a valid Authorization: Bearer <admin token> is required", {
       "www-authenticate": 'Bearer realm="stock-sync"',
     });

@@ -53,6 +53,19 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return typeof e?.message === "string" && CONNECTION_MESSAGES.test(e.message);
 }
 
+/**
+ * A client that closed its connection while its body was being read: node raises "aborted"
+ * with ECONNRESET, which would otherwise read as a lost database connection.
+ */
+export function isClientAbort(err: unknown, req: FastifyRequest): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return (
+    req.raw.readableAborted ||
+    (e?.code === "ECONNRESET" && e.message === "aborted") ||
+    (e?.code === "ECONNRESET" && req.raw.socket?.destroyed === true)
+  );
+}
+
 /** What an error is answered with, and whether its cause goes to the log. */
 export type MappedError = { error: HttpError; log?: "warn" | "error" };
 
@@ -102,9 +115,14 @@ export function sendError(reply: FastifyReply, err: HttpError): FastifyReply {
 /** Error and not-found handlers for the whole server (plugins inherit them). */
 export function installErrorHandlers(app: FastifyInstance, log: Logger): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
-    const { error, log: level } = describeError(err);
     // method and route pattern only: the raw URL or headers could carry a token
     const where = { method: req.method, route: req.routeOptions.url };
+    if (isClientAbort(err, req)) {
+      // the client went away mid-request: nothing is wrong here, and no one reads the answer
+      log.debug(where, "client aborted the request");
+      return reply.code(400).send();
+    }
+    const { error, log: level } = describeError(err);
     if (level === "error") log.error({ err, ...where }, "request failed");
     else if (level === "warn")
       log.warn({ ...where, cause: (err as Error).message }, "state database unavailable");

@@ -1,14 +1,15 @@
 /**
  * Read-only operations endpoints (SPEC §8): `/metrics` for Prometheus and `/api/status` for
- * tools. Both are open like /healthz; neither shows a secret (errors pass through redactString).
+ * tools. Open like /healthz on a loopback listener, behind the admin token on a public one
+ * (server.ts); neither shows a secret (errors and details pass through redactString).
  */
 import type { FastifyInstance } from "fastify";
 import type { Clock } from "../clock.js";
-import { redactString } from "../config/index.js";
 import type { Db } from "../db/db.js";
 import { inboxStatus } from "../inbound/intake.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { subscriptionOverview } from "../outbox/status.js";
+import { cached, redactDetails, STATUS_CACHE_MS } from "./ops-cache.js";
 
 export type OpsDeps = {
   db: Db;
@@ -27,21 +28,14 @@ export function registerOps(app: FastifyInstance, deps: OpsDeps): void {
     return reply.type(contentType).send(body);
   });
 
-  app.get("/api/status", async () => {
+  const status = cached(STATUS_CACHE_MS, deps.clock, async () => {
     const now = deps.clock.now();
     const [subscriptions, inbound, stock] = await Promise.all([
       subscriptionOverview(deps.db, now),
       inboxStatus(deps.db, now),
       deps.stockStatus ? deps.stockStatus() : null,
     ]);
-    return {
-      at: now,
-      subscriptions: subscriptions.map((s) => ({
-        ...s,
-        last_error: s.last_error === null ? null : redactString(s.last_error),
-      })),
-      inbound,
-      stock,
-    };
+    return redactDetails({ at: now, subscriptions, inbound, stock });
   });
+  app.get("/api/status", () => status());
 }

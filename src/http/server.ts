@@ -7,7 +7,8 @@ import { registerInbound } from "../inbound/route.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
-import { registerAdmin } from "./admin.js";
+import { authorize, registerAdmin } from "./admin.js";
+import { createAuthThrottle } from "./auth-throttle.js";
 import { clientErrorHandler, installErrorHandlers } from "./errors.js";
 import { registerOps } from "./ops.js";
 import { stockStatus } from "../export/status.js";
@@ -38,8 +39,29 @@ export function createHttpServer(deps: HttpDeps) {
     // Request lines would drown the log at webhook rates; failures are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
     clientErrorHandler,
+    // A slow or silent client must not hold a connection (and its buffered body) for ever.
+    requestTimeout: LIMITS.requestMs,
+    connectionTimeout: LIMITS.idleMs,
+    keepAliveTimeout: LIMITS.keepAliveMs,
+    http: { headersTimeout: LIMITS.headersMs, connectionsCheckingInterval: LIMITS.checkEveryMs },
   });
+  app.server.maxConnections = LIMITS.maxConnections;
   installErrorHandlers(app, log);
+  app.addHook("onSend", async (_req, reply) => {
+    // nothing here is meant to be framed or content-sniffed (clickjacking the /status buttons)
+    reply.header("x-frame-options", "DENY");
+    reply.header("content-security-policy", "frame-ancestors 'none'");
+    reply.header("x-content-type-options", "nosniff");
+  });
+  const throttle = createAuthThrottle(log);
+  const adminToken = deps.config.server.admin_token;
+  if (!isLoopback(deps.config.server.host)) {
+    // Reachable from other hosts (for the OMS's webhooks): what the ops pages tell is for the
+    // operator only, so they take the admin token like the admin API (disabled without one).
+    app.addHook("onRequest", async (req) => {
+      if (isOpsRead(req.method, req.url)) authorize(req, adminToken, throttle, deps.clock);
+    });
+  }
 
   app.get("/healthz", async () => ({ status: "ok" }));
 
@@ -63,11 +85,12 @@ export function createHttpServer(deps: HttpDeps) {
     db,
     clock,
     subscriptions: deps.subscriptions,
-    adminToken: deps.config.server.admin_token,
+    adminToken,
+    throttle,
     next,
     fullOverdueAfterMs,
   });
-  registerAdmin(app, { db, clock, adminToken: deps.config.server.admin_token });
+  registerAdmin(app, { db, clock, adminToken, throttle });
   registerInbound(app, {
     db,
     log,
@@ -80,3 +103,31 @@ export function createHttpServer(deps: HttpDeps) {
 }
 
 export type HttpServer = ReturnType<typeof createHttpServer>;
+
+/** Bounds for slow clients (issue 18 §4); the body limit is server.inbound.max_body. */
+export const LIMITS = {
+  /** Headers must arrive within this. */
+  headersMs: 10_000,
+  /** The whole request (headers and body) must arrive within this. */
+  requestMs: 30_000,
+  /** A connection with no traffic at all is closed after this. */
+  idleMs: 30_000,
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveMs: 5_000,
+  /** How often node looks for requests past their time. */
+  checkEveryMs: 1_000,
+  /** Connections beyond this are refused at once (each may hold up to max_body). */
+  maxConnections: 2048,
+};
+
+const isLoopback = (host: string) =>
+  /^(?:127\.\d+\.\d+\.\d+|::1|localhost|::ffff:127\.\d+\.\d+\.\d+)$/i.test(host);
+
+/** The read-only ops pages: /status, /api/status, /metrics (form posts carry the token themselves). */
+function isOpsRead(method: string, url: string): boolean {
+  const path = url.split("?")[0]!;
+  return (
+    (method === "GET" || method === "HEAD") &&
+    (path === "/status" || path === "/api/status" || path === "/metrics")
+  );
+}

@@ -8,6 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Clock } from "../clock.js";
 import type { Db } from "../db/db.js";
+import { ConnectorError } from "../errors.js";
 import { HttpError } from "../http/errors.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics/metrics.js";
@@ -15,7 +16,7 @@ import type { OnestockScheme } from "../subscriptions/signing.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import { parseEvent } from "./event.js";
 import { createIntake, type Intaker } from "./intake.js";
-import { checkSignature, type InboundSettings } from "./verify.js";
+import { checkSignature, checkSignatureHeaders, type InboundSettings } from "./verify.js";
 
 export type InboundDeps = {
   db: Db;
@@ -52,6 +53,14 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       "server.inbound.secrets is empty: every inbound event will be refused (401)",
     );
   }
+  if (deps.settings.scheme === "onestock" && deps.onestock?.signed === "timestamp") {
+    // a signature over the timestamp alone vouches for no body: anyone who saw one request could
+    // send any event for the next `tolerance`
+    throw new ConnectorError(
+      "CONFIG_INVALID",
+      'OneStock signatures over the timestamp alone are refused: they authenticate no body (use "timestamp.body")',
+    );
+  }
   // one per server: at most one batch is written at a time, and requests wait for it together
   const intaker = createIntake({
     db: deps.db,
@@ -68,9 +77,20 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       { parseAs: "buffer", bodyLimit: deps.settings.max_body },
       (_req, body, done) => done(null, body),
     );
-    scope.addHook("onRequest", async (req) => {
+    scope.addHook("onRequest", async (req, reply) => {
       if (!jsonMediaType(req.headers["content-type"])) {
         throw new HttpError(415, "unsupported_media_type", "the body must be application/json (UTF-8)");
+      }
+      try {
+        // in the documented order, 413 before 401: a declared length over the limit first
+        if (Number(req.headers["content-length"] ?? 0) > deps.settings.max_body) {
+          throw new HttpError(413, "payload_too_large", "Request body is too large");
+        }
+        checkSignatureHeaders(deps.settings, req.headers, deps.clock.now(), deps.onestock);
+      } catch (err) {
+        // the body is never read: close rather than wait for (or drain) it
+        reply.header("connection", "close");
+        throw err;
       }
     });
     scope.addHook("onResponse", async (_req, reply) => deps.metrics.countInbound(reply.statusCode));
@@ -81,10 +101,10 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
 async function receive(deps: InboundDeps, intaker: Intaker, req: FastifyRequest, reply: FastifyReply) {
   const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
   const now = deps.clock.now();
+  // only signed material names the event: an unsigned header (webhook-id under onestock) would
+  // let the same signed bytes in again under every new value
   const { signedId } = checkSignature(deps.settings, req.headers, raw, now, deps.onestock);
-  // with onestock the webhook-id header is not signed: it can only name the event, not vouch for it
-  const headerId = signedId ?? singleHeader(req.headers["webhook-id"]);
-  const event = parseEvent(raw, headerId, deps.settings.order_id_field);
+  const event = parseEvent(raw, signedId, deps.settings.order_id_field);
   const contentType = jsonMediaType(req.headers["content-type"]) ?? "application/json";
   const result = await intaker.intake({ event, payload: { body: raw, contentType }, now });
   if (result.duplicate) return reply.code(200).send({ id: event.id, duplicate: true });
@@ -93,5 +113,3 @@ async function receive(deps: InboundDeps, intaker: Intaker, req: FastifyRequest,
   }
   return reply.code(202).send({ id: event.id });
 }
-
-const singleHeader = (v: string | string[] | undefined) => (typeof v === "string" ? v : undefined);

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { signatureHeaders } from "../subscriptions/signing.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { DeliveryRow } from "./queries.js";
@@ -25,9 +26,21 @@ const pad = (n: number | string, width: number) => String(n).padStart(width, "0"
 
 const EXTENSIONS: Record<string, string> = { "text/csv": "csv", "application/json": "json" };
 
+// What may appear in a file name as it was stored; anything else (a "/", "..", a long event type
+// or id from a signed but hostile request) is replaced by a hash, so a name is never a path.
+const PLAIN_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const PLAIN_SUBJECT = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
+const KINDS = new Set(["full", "delta"]);
+const DIGITS = /^\d{1,9}$/;
+const MAX_PART = 64;
+
+const hashed = (s: string) => `h${createHash("sha256").update(s).digest("hex").slice(0, 32)}`;
+const plain = (s: string, ok: (s: string) => boolean) => (s.length <= MAX_PART && ok(s) ? s : hashed(s));
+
 /**
  * Names for file:// destinations, sorting in delivery order: stock by sequence
- * (`000042-full-part-0001-of-0003.csv`), everything else by delivery id.
+ * (`000042-full-part-0001-of-0003.csv`), everything else by delivery id. Built only from parts
+ * that pass a pattern (at most ~150 bytes in all); send.ts checks the result stays in the folder.
  */
 export function fileName(row: DeliveryRow): string {
   const ext = EXTENSIONS[row.content_type.split(";")[0]!.trim()] ?? "bin";
@@ -35,7 +48,11 @@ export function fileName(row: DeliveryRow): string {
   const kind = row.headers["stock-sync-kind"];
   if (row.sequence !== null && kind) {
     const [i = "1", n = "1"] = (row.headers["stock-sync-part"] ?? "1/1").split("/");
-    return `${pad(row.sequence, 6)}-${kind}-part-${pad(i, 4)}-of-${pad(n, 4)}.${ext}${gz}`;
+    const digits = (d: string) => (DIGITS.test(d) ? pad(d, 4) : "0000");
+    const k = KINDS.has(kind) ? kind : hashed(kind);
+    return `${pad(row.sequence, 6)}-${k}-part-${digits(i)}-of-${digits(n)}.${ext}${gz}`;
   }
-  return `${pad(row.id, 12)}-${row.subject}-${row.message_id}.${ext}${gz}`;
+  const subject = plain(row.subject, (s) => PLAIN_SUBJECT.test(s));
+  const id = plain(row.message_id, (s) => PLAIN_ID.test(s));
+  return `${pad(row.id, 12)}-${subject}-${id}.${ext}${gz}`;
 }

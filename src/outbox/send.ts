@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rename, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { Agent, request } from "undici";
 import type { Mailer } from "../notifications/mail.js";
 import { type AttemptResult, classifyError } from "./retry.js";
@@ -117,10 +117,34 @@ export function filePath(url: string, cwd: string): string {
   return resolve(cwd, decodeURIComponent(url.slice("file://".length)));
 }
 
+// 255 bytes is the usual file name limit; the temp name adds a dot and ~13 bytes to it.
+const MAX_NAME_BYTES = 200;
+
+/**
+ * The file a message becomes: directly inside the drop folder, never a dotfile, never longer
+ * than a file system takes (an ENAMETOOLONG would retry until the subscription is deactivated).
+ */
+export function dropTarget(dir: string, name: string): string {
+  const folder = resolve(dir);
+  const target = resolve(folder, name);
+  if (
+    basename(name) !== name ||
+    name.startsWith(".") ||
+    Buffer.byteLength(name) > MAX_NAME_BYTES ||
+    dirname(target) !== folder
+  ) {
+    throw Object.assign(new Error(`unsafe file name for ${folder}: ${JSON.stringify(name.slice(0, 80))}`), {
+      code: "EUNSAFE_NAME",
+    });
+  }
+  return target;
+}
+
 /** Temp file, fsync, rename: a reader of the folder sees the whole file or none of it. */
 async function writeAtomically(dir: string, name: string, body: Buffer): Promise<void> {
+  const target = dropTarget(dir, name);
   await mkdir(dir, { recursive: true });
-  const tmp = join(dir, `.${name}.${randomBytes(4).toString("hex")}.tmp`);
+  const tmp = join(dirname(target), `.${name}.${randomBytes(4).toString("hex")}.tmp`);
   const handle = await open(tmp, "w");
   try {
     await handle.writeFile(body);
@@ -129,7 +153,7 @@ async function writeAtomically(dir: string, name: string, body: Buffer): Promise
     await handle.close();
   }
   try {
-    await rename(tmp, join(dir, name));
+    await rename(tmp, target);
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;

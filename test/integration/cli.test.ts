@@ -26,7 +26,7 @@ describe("stock-sync CLI: config and exit codes", () => {
   it("config check prints the shipped config with secrets redacted", async () => {
     const secret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0";
     const r = await runCli(["config", "check"], {
-      env: { OMS_WEBHOOK_SECRET: secret, STOCK_SYNC_ADMIN_TOKEN: "admin-token-123" },
+      env: { OMS_WEBHOOK_SECRET: secret, STOCK_SYNC_ADMIN_TOKEN: "admin-token-1234" },
     });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("oms-stock");

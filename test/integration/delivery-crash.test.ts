@@ -40,7 +40,7 @@ describe("kill -9 while delivering, then restart", () => {
         // Reach the state database as another process would: the server URL, or the embedded endpoint.
         const url =
           testDb?.url ??
-          `postgres://postgres@127.0.0.1:${JSON.parse(await readFile(join(dir, "data", "endpoint.json"), "utf8")).port}/postgres`;
+          `postgres://postgres@/postgres?host=${encodeURIComponent(JSON.parse(await readFile(join(dir, "data", "endpoint.json"), "utf8")).socketDir)}`;
         const client = openPostgres(url, { poolSize: 1 });
         try {
           await insertBacklog(client, { tag: "crash", n: total, subscriptions: ["bulk"] });

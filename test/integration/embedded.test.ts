@@ -36,13 +36,13 @@ describe("embedded database (PGlite shared over the wire)", () => {
     await owner.query("create table shared (v text)");
     await client.query("insert into shared values ($1)", ["from client"]);
     expect((await owner.query("select v from shared")).rows).toEqual([{ v: "from client" }]);
-    expect(JSON.parse(await readFile(join(dir, "endpoint.json"), "utf8")).port).toBe(owner.port);
+    expect(JSON.parse(await readFile(join(dir, "endpoint.json"), "utf8")).socketDir).toBe(dir);
   });
 
   it("never interleaves transactions or extended-protocol batches of different users", async () => {
     const dir = await tempDir();
     const owner = track(await openEmbedded(dir));
-    const url = `postgres://postgres@127.0.0.1:${owner.port}/postgres`;
+    const url = owner.url;
     const users: Db[] = [
       owner,
       track(openPostgres(url, { poolSize: 3 })),
@@ -89,7 +89,7 @@ describe("embedded database (PGlite shared over the wire)", () => {
     const dir = await tempDir();
     const owner = track(await openEmbedded(dir));
     await owner.query("create table t (v int)");
-    const client = new pg.Client(`postgres://postgres@127.0.0.1:${owner.port}/postgres`);
+    const client = new pg.Client(owner.url);
     client.on("error", () => undefined);
     await client.connect();
     await client.query("begin");

@@ -401,7 +401,7 @@ describe("redaction", () => {
 database: { url: "postgres://app:db-pass-1@db.internal:5432/stock" }
 source: { url: "host=src.internal password=src-pass-2 dbname=inv" }
 server:
-  admin_token: admin-token-3
+  admin_token: admin-token-3-of-the-test
   inbound: { secrets: ["${SECRET}"] }
 subscriptions:
   - name: s
@@ -473,12 +473,12 @@ describe("the shipped config/stock-sync.yaml", () => {
   it("picks up the documented environment variables", () => {
     const env = {
       DATABASE_URL: "postgres://app:pw@db/state",
-      STOCK_SYNC_ADMIN_TOKEN: "admin",
+      STOCK_SYNC_ADMIN_TOKEN: "admin-token-of-the-test",
       OMS_WEBHOOK_SECRET: SECRET,
     };
     const { config } = loadConfig(SHIPPED, env);
     expect(config.database.url).toBe(env.DATABASE_URL);
-    expect(config.server.admin_token).toBe("admin");
+    expect(config.server.admin_token).toBe("admin-token-of-the-test");
     expect(config.server.inbound.secrets).toEqual([SECRET]);
   });
 });
