@@ -22,7 +22,7 @@ export type Running = {
 
 /** `stock-sync start`: everything in one process: delivery, the stock schedule, the HTTP server. */
 export async function startConnector(config: Config, log: Logger): Promise<Running> {
-  const app = await openApp(config, log);
+  const app = await openApp(config, log, { loadDemo: true });
   const sender = createSender({ smtp: config.notifications.smtp });
   const metrics = createMetrics({ db: app.db, clock: systemClock, log });
   const engine = createDeliveryEngine(
@@ -71,7 +71,7 @@ export async function startConnector(config: Config, log: Logger): Promise<Runni
     throw err;
   }
   const stopSimulator =
-    config.stock.simulator.enabled && !config.source.url
+    config.stock.simulator.enabled && app.demo === "loaded"
       ? startSimulator(app.db, log.child({ component: "simulator" }), {
           intervalMs: config.stock.simulator.interval,
           changes: config.stock.simulator.changes,

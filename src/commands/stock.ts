@@ -14,7 +14,16 @@ type StockOptions = { out?: string; dryRun?: boolean; force?: boolean };
 /** `stock-sync snapshot` / `delta`: one run now, enqueued for delivery (or written with --out). */
 export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: StockOptions): Promise<void> {
   const { config, log } = await configAndLog(ctx);
-  const app = await openApp(config, log);
+  // --dry-run and --out change nothing: they neither create an embedded database nor load the demo.
+  const readOnly = Boolean(opts.dryRun || opts.out);
+  const app = await openApp(config, log, { loadDemo: !readOnly, create: !readOnly });
+  if (app.demo === "missing") {
+    await app.close();
+    throw new ConnectorError(
+      "NOT_AVAILABLE",
+      `the demo inventory is not loaded yet, and ${kind} ${opts.dryRun ? "--dry-run" : "--out"} does not load it: run \`stock-sync start\` or \`stock-sync ${kind === "full" ? "snapshot" : "delta"}\` first`,
+    );
+  }
   const toStdout = opts.out === "-";
   // The summary goes to stderr when stdout carries the CSV.
   const report = toStdout ? ctx.stderr : ctx.stdout;

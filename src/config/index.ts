@@ -1,4 +1,4 @@
 export { formatDuration, parseDuration, parseSize } from "./duration.ts";
 export { type LoadedConfig, loadConfig } from "./load.ts";
 export { redactConfig, redactString } from "./redact.ts";
-export type { Config, SubscriptionConfig } from "./schema.ts";
+export { type Config, type SubscriptionConfig, usesDemoSource } from "./schema.ts";

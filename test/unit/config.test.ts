@@ -140,7 +140,7 @@ describe("loadConfig: defaults", () => {
     const { config, warnings } = loadConfig("", {});
     expect(warnings).toEqual([]);
     expect(config.database).toEqual({ url: "", data_dir: "./data", pool_size: 10 });
-    expect(config.source).toEqual({ url: "" });
+    expect(config.source).toEqual({ url: "", demo: false });
     expect(config.stock).toEqual({
       full: { schedule: "0 * * * *" },
       delta: { schedule: "*/2 * * * *" },
@@ -468,6 +468,7 @@ describe("the shipped config/stock-sync.yaml", () => {
   it("picks up the documented environment variables", () => {
     const env = {
       DATABASE_URL: "postgres://app:pw@db/state",
+      SOURCE_DATABASE_URL: "postgres://app:pw@db/inventory",
       STOCK_SYNC_ADMIN_TOKEN: "admin",
       OMS_WEBHOOK_SECRET: SECRET,
     };
