@@ -1,4 +1,4 @@
-import { createWriteStream } from "node:fs";
+import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
 import cliProgress from "cli-progress";
 import { ConnectorError } from "../errors.js";
@@ -27,7 +27,13 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
   const toStdout = opts.out === "-";
   // The summary goes to stderr when stdout carries the CSV.
   const report = toStdout ? ctx.stderr : ctx.stdout;
-  const out = opts.out ? (toStdout ? ctx.stdout : createWriteStream(opts.out)) : undefined;
+  let out: NodeJS.WritableStream | undefined;
+  try {
+    out = opts.out ? (toStdout ? ctx.stdout : await openOut(opts.out)) : undefined;
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
   const bar = (ctx.stderr as { isTTY?: boolean }).isTTY
     ? new cliProgress.SingleBar(
         { stream: ctx.stderr as NodeJS.WriteStream, format: `${kind} {value} rows read` },
@@ -61,6 +67,21 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
     bar?.stop();
     await app.close();
   }
+}
+
+/**
+ * The --out file, opened before the run starts: a path that cannot be written fails here, in one
+ * line, instead of as an unhandled stream error (or after a run that logged "written").
+ */
+async function openOut(path: string): Promise<WriteStream> {
+  const file = createWriteStream(path);
+  try {
+    await once(file, "open");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConnectorError("INVALID_INPUT", `cannot write --out ${path}: ${code}`, { cause: err });
+  }
+  return file;
 }
 
 function summary(r: RunResult): string {
