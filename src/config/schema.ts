@@ -131,6 +131,19 @@ const Stock = section({
   }),
 });
 
+// How a OneStock tenant signs: its docs leave both open, so an operator checks one real delivery
+// (docs/operations.md). A signature over the timestamp alone ("t") covers no body: refused.
+const OnestockSigning = section({
+  signed: z
+    .enum(["t.body", "t", "body"])
+    .refine(
+      (v) => v !== "t",
+      'expected "t.body" or "body": a signature over the timestamp alone would vouch for any body',
+    )
+    .default("t.body"),
+  encoding: z.enum(["hex", "base64"]).default("hex"),
+});
+
 const Inbound = z
   .strictObject({
     path: z
@@ -142,6 +155,7 @@ const Inbound = z
     tolerance: positiveDuration.prefault("5m"),
     max_body: size.prefault("1mb"),
     order_id_field: z.string().min(1).default("data.order_id"),
+    onestock: OnestockSigning,
   })
   // onestock keys are free-form; only Standard Webhooks secrets have a format to check
   .superRefine((v, ctx) => (v.scheme === "standard" ? checkWhsec(v.secrets, ctx, ["secrets"]) : undefined))

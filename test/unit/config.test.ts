@@ -162,6 +162,7 @@ describe("loadConfig: defaults", () => {
         tolerance: 300_000,
         max_body: 1_048_576,
         order_id_field: "data.order_id",
+        onestock: { signed: "t.body", encoding: "hex" },
       },
     });
     expect(config.subscriptions).toEqual([]);
