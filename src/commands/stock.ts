@@ -1,6 +1,5 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
-import cliProgress from "cli-progress";
 import { ConnectorError } from "../errors.js";
 import { createExporter } from "../export/exporter.js";
 import type { RunResult } from "../export/run.js";
@@ -8,12 +7,15 @@ import type { RunKind } from "../export/state.js";
 import { captureSql } from "../inventory/capture.js";
 import { exportDeps, openApp } from "../app.js";
 import { type CommandContext, configAndLog } from "./context.js";
+import { LinesBesideBar } from "./progress.js";
 
 type StockOptions = { out?: string; dryRun?: boolean; force?: boolean };
 
 /** `stock-sync snapshot` / `delta`: one run now, enqueued for delivery (or written with --out). */
 export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: StockOptions): Promise<void> {
-  const { config, log } = await configAndLog(ctx);
+  // Log lines reach stderr through this, so none lands on the progress bar's line.
+  const stderr = new LinesBesideBar(ctx.stderr);
+  const { config, log } = await configAndLog({ ...ctx, stderr });
   // --dry-run and --out change nothing: they neither create an embedded database nor load the demo.
   const readOnly = Boolean(opts.dryRun || opts.out);
   const app = await openApp(config, log, { loadDemo: !readOnly, create: !readOnly });
@@ -34,13 +36,7 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
     await app.close();
     throw err;
   }
-  const bar = (ctx.stderr as { isTTY?: boolean }).isTTY
-    ? new cliProgress.SingleBar(
-        { stream: ctx.stderr as NodeJS.WriteStream, format: `${kind} {value} rows read` },
-        cliProgress.Presets.shades_classic,
-      )
-    : null;
-  bar?.start(0, 0);
+  const bar = stderr.startBar(`${kind} {value} rows read`);
   try {
     const result = await createExporter(exportDeps(app)).run(kind, {
       trigger: "cli",
@@ -49,7 +45,7 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
       out,
       onProgress: (rows) => bar?.update(rows),
     });
-    bar?.stop();
+    stderr.stopBar();
     if (out && !toStdout) {
       (out as NodeJS.WritableStream).end();
       await once(out, "close");
@@ -64,7 +60,7 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
       );
     }
   } finally {
-    bar?.stop();
+    stderr.stopBar();
     await app.close();
   }
 }
