@@ -1,6 +1,8 @@
-import { Command, CommanderError } from "commander";
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { type CommandContext, DEFAULT_CONFIG } from "./commands/context.js";
 import { ConnectorError, exitCodeFor } from "./errors.js";
+import { fromRoot } from "./root.js";
 
 type Io = { env?: NodeJS.ProcessEnv; stdout?: NodeJS.WritableStream; stderr?: NodeJS.WritableStream };
 
@@ -9,16 +11,22 @@ export async function main(argv: string[], io: Io = {}): Promise<number> {
   const env = io.env ?? process.env;
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
-  const program = buildProgram((opts) => ({
+  const program = new Command("stock-sync")
+    // Set before the subcommands are added: each inherits them (commander copies them at creation).
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => stdout.write(s),
+      writeErr: (s) => stderr.write(s),
+      // SPEC §2: a usage error is one line on stderr (no help text after it), exit 2 below.
+      outputError: (s, write) => write(`stock-sync: ${s.trim().replace(/^error: /, "")} (see --help)\n`),
+    })
+    .configureHelp({ showGlobalOptions: true });
+  buildProgram(program, (opts) => ({
     configPath: opts.config ?? env.STOCK_SYNC_CONFIG ?? DEFAULT_CONFIG,
     env,
     stdout,
     stderr,
   }));
-  program.exitOverride().configureOutput({
-    writeOut: (s) => stdout.write(s),
-    writeErr: (s) => stderr.write(s),
-  });
   try {
     await program.parseAsync(argv);
     return 0;
@@ -42,11 +50,27 @@ const basic = () => import("./commands/basic.js");
 const stock = () => import("./commands/stock.js");
 const deliveries = () => import("./commands/deliveries.js");
 
-function buildProgram(ctxOf: Ctx): Command {
-  const program = new Command("stock-sync")
+/** `--limit`: the same rule and message as `GET /api/deliveries?limit=`. */
+const MAX_LIMIT = 1000;
+function parseLimit(text: string): string {
+  if (!/^\d{1,7}$/.test(text) || Number(text) < 1 || Number(text) > MAX_LIMIT)
+    throw new InvalidArgumentError(`limit: expected a whole number from 1 to ${MAX_LIMIT}`);
+  return text;
+}
+
+/** A command that only groups subcommands: alone, it is a usage error (exit 2), not a help page. */
+const needsSubcommand = (name: string, subs: string) => () => {
+  throw new ConnectorError("CONFIG_INVALID", `${name}: expected a subcommand: ${subs} (see ${name} --help)`);
+};
+
+const version = () =>
+  (JSON.parse(readFileSync(fromRoot("package.json"), "utf8")) as { version: string }).version;
+
+function buildProgram(program: Command, ctxOf: Ctx): Command {
+  program
     .description("Keeps an OMS in step with inventory and order flows.")
-    .option("-c, --config <path>", `config file (default ${DEFAULT_CONFIG}, or $STOCK_SYNC_CONFIG)`)
-    .showHelpAfterError();
+    .version(version(), "-V, --version", "print the version")
+    .option("-c, --config <path>", `config file (default ${DEFAULT_CONFIG}, or $STOCK_SYNC_CONFIG)`);
   const ctx = () => ctxOf(program.opts());
 
   program
@@ -82,9 +106,17 @@ function buildProgram(ctxOf: Ctx): Command {
   program
     .command("deliveries")
     .description("list messages")
-    .option("--status <status>", "pending | delivered | failed | dead | superseded")
+    .addOption(
+      new Option("--status <status>", "only messages in this state").choices([
+        "pending",
+        "delivered",
+        "failed",
+        "dead",
+        "superseded",
+      ]),
+    )
     .option("--subscription <name>", "only this subscription")
-    .option("--limit <n>", "at most this many, newest first", "100")
+    .option("--limit <n>", `at most this many (1 to ${MAX_LIMIT}), newest first`, parseLimit, "100")
     .option("--json", "machine-readable output")
     .action(async (opts) => (await deliveries()).deliveriesCommand(ctx(), opts));
   program
@@ -98,12 +130,18 @@ function buildProgram(ctxOf: Ctx): Command {
     .command("migrate")
     .description("apply state-schema migrations")
     .action(async () => (await basic()).migrateCommand(ctx()));
-  const config = program.command("config").description("configuration tools");
+  const config = program
+    .command("config")
+    .description("configuration tools")
+    .action(needsSubcommand("config", "check"));
   config
     .command("check")
     .description("validate the config and print it with secrets redacted")
     .action(async () => (await basic()).configCheck(ctx()));
-  const source = program.command("source").description("source database tools");
+  const source = program
+    .command("source")
+    .description("source database tools")
+    .action(needsSubcommand("source", "install"));
   source
     .command("install")
     .description("print or apply the change-capture triggers on the source")

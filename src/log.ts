@@ -67,3 +67,96 @@ export function createLogger(opts: LogOptions = {}): Logger {
     : destination;
   return pino(options, stream as pino.DestinationStream);
 }
+
+// ---------------------------------------------------------------- state database outages
+
+export type OutageNews =
+  | { say: "outage" | "reminder"; downMs: number; suppressed: number }
+  | { say: "recovered"; downMs: number; suppressed: number };
+
+/**
+ * Which lines an outage of the state database is worth (issue 17.14): every worker and poll meets
+ * it, so one line when it starts, a reminder every `reminderMs`, and one when it ends. Pure: the
+ * caller passes the time and writes the lines.
+ */
+export function outageGate(reminderMs = 60_000) {
+  let since: number | null = null;
+  let lastSaid = 0;
+  let suppressed = 0;
+  return {
+    get down() {
+      return since !== null;
+    },
+    /** A failure at `now`: news to log, or null when it is one more line of a known outage. */
+    failed(now: number): OutageNews | null {
+      if (since === null) {
+        since = lastSaid = now;
+        suppressed = 0;
+        return { say: "outage", downMs: 0, suppressed: 0 };
+      }
+      if (now - lastSaid < reminderMs) {
+        suppressed++;
+        return null;
+      }
+      lastSaid = now;
+      const news = { say: "reminder" as const, downMs: now - since, suppressed };
+      suppressed = 0;
+      return news;
+    },
+    /** The database answered at `now`: the recovery, once. */
+    recovered(now: number): OutageNews | null {
+      if (since === null) return null;
+      const news = { say: "recovered" as const, downMs: now - since, suppressed };
+      since = null;
+      return news;
+    },
+  };
+}
+
+export type OutageGate = ReturnType<typeof outageGate>;
+
+/**
+ * A logger whose warn and error lines about an unreachable state database (and its children's)
+ * go through `gate` instead of out one by one; every other line is untouched.
+ */
+export function gateOutages(
+  log: Logger,
+  gate: OutageGate,
+  opts: { isOutage: (err: unknown) => boolean; now: () => number },
+): Logger {
+  const about = (args: unknown[]): unknown => {
+    const [first, msg] = args;
+    if (first === null || typeof first !== "object") return undefined;
+    const o = first as { err?: unknown; cause?: unknown };
+    if (o.err !== undefined) return opts.isOutage(o.err) ? o.err : undefined;
+    return msg === "state database unavailable" ? o.cause : undefined;
+  };
+  return new Proxy(log, {
+    get(target, prop) {
+      if (prop === "child")
+        return (bindings: pino.Bindings, options?: pino.ChildLoggerOptions) =>
+          gateOutages(target.child(bindings, options), gate, opts);
+      const value = Reflect.get(target, prop, target);
+      if ((prop !== "warn" && prop !== "error") || typeof value !== "function") {
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (...args: unknown[]) => {
+        const err = about(args);
+        if (err === undefined) return value.apply(target, args);
+        const news = gate.failed(opts.now());
+        if (news) sayOutage(target, news, err);
+      };
+    },
+  });
+}
+
+/** Writes one line of outage news. */
+export function sayOutage(log: Logger, news: OutageNews, err?: unknown): void {
+  const down_s = Math.round(news.downMs / 1000);
+  const cause = err === undefined ? undefined : String((err as Error).message ?? err).split("\n")[0];
+  if (news.say === "outage")
+    log.warn({ cause }, "state database unavailable; logged again every minute until it is back");
+  else if (news.say === "reminder")
+    log.warn({ down_s, suppressed: news.suppressed, cause }, "state database still unavailable");
+  else log.info({ down_s, suppressed: news.suppressed }, "state database reachable again");
+}

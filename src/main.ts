@@ -4,12 +4,17 @@ import { createExporter, type Exporter } from "./export/exporter.js";
 import { startSimulator } from "./inventory/simulator.js";
 import { notifyFullNotRun } from "./scheduler/notify.js";
 import { type Scheduler, startScheduler } from "./scheduler/scheduler.js";
-import type { Logger } from "./log.js";
+import { gateOutages, type Logger, outageGate, sayOutage } from "./log.js";
+import { isDatabaseUnavailable } from "./http/errors.js";
+import { purgeDelivered } from "./outbox/retention.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { createDeliveryEngine, type DeliveryEngine } from "./outbox/engine.js";
 import { createSender } from "./outbox/send.js";
 import { type App, exportDeps, openApp } from "./app.js";
 import { systemClock } from "./clock.js";
+
+const OUTAGE_REMINDER_MS = 60_000;
+const OUTAGE_PROBE_MS = 2_000;
 
 export type Running = {
   app: App;
@@ -22,8 +27,13 @@ export type Running = {
 };
 
 /** `stock-sync start`: everything in one process: delivery, the stock schedule, the HTTP server. */
-export async function startConnector(config: Config, log: Logger): Promise<Running> {
-  const app = await openApp(config, log);
+export async function startConnector(config: Config, rootLog: Logger): Promise<Running> {
+  // Every worker, poll and request meets a state database outage: log it once, a reminder a
+  // minute, and the recovery, which a probe notices (issue 17.14).
+  const outage = outageGate(OUTAGE_REMINDER_MS);
+  const now = () => systemClock.now().getTime();
+  const log = gateOutages(rootLog, outage, { isOutage: isDatabaseUnavailable, now });
+  const app = await openApp(config, log, { loadDemo: true });
   const sender = createSender({ smtp: config.notifications.smtp });
   const metrics = createMetrics({ db: app.db, clock: systemClock, log });
   const engine = createDeliveryEngine(
@@ -78,18 +88,37 @@ export async function startConnector(config: Config, log: Logger): Promise<Runni
     throw err;
   }
   const stopSimulator =
-    config.stock.simulator.enabled && !config.source.url
+    config.stock.simulator.enabled && app.demo === "loaded"
       ? startSimulator(app.db, log.child({ component: "simulator" }), {
           intervalMs: config.stock.simulator.interval,
           changes: config.stock.simulator.changes,
         })
       : () => undefined;
+  // The first purge now, not a purge interval after start: a process restarted more often than
+  // that would otherwise never purge (issue 17.16).
+  void purgeDelivered(app.db, systemClock.now(), config.delivery.retention).catch((err) =>
+    log.warn({ err }, "retention purge failed"),
+  );
+  const probe = setInterval(() => {
+    if (!outage.down) return;
+    app.db.query("select 1").then(
+      () => {
+        const news = outage.recovered(now());
+        if (news) sayOutage(rootLog, news);
+      },
+      (err) => {
+        const news = outage.failed(now());
+        if (news) sayOutage(rootLog, news, err);
+      },
+    );
+  }, OUTAGE_PROBE_MS).unref();
   log.info({ url, database: app.db.kind }, "stock-sync started");
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       // Stop taking requests and ticks, let a stock run and in-flight deliveries finish, release leases.
       stopSimulator();
+      clearInterval(probe);
       await scheduler?.stop();
       await exporter.idle();
       await http.close();

@@ -1,5 +1,5 @@
 import { stringify } from "yaml";
-import { redactConfig } from "../config/index.js";
+import { durationsAsText, redactConfig } from "../config/index.js";
 import { migrate } from "../db/migrate.js";
 import { openStateDb } from "../db/open.js";
 import { type CommandContext, configAndLog, readConfig } from "./context.js";
@@ -7,7 +7,9 @@ import { type CommandContext, configAndLog, readConfig } from "./context.js";
 export async function configCheck(ctx: CommandContext): Promise<void> {
   const { config, warnings } = await readConfig(ctx);
   for (const w of warnings) ctx.stderr.write(`warning: ${w}\n`);
-  ctx.stdout.write(`# ${ctx.configPath}: valid (secrets redacted)\n${stringify(redactConfig(config))}`);
+  // Durations as the file writes them ("30s"): the output is itself a valid config.
+  const printable = durationsAsText(redactConfig(config));
+  ctx.stdout.write(`# ${ctx.configPath}: valid (secrets redacted)\n${stringify(printable)}`);
 }
 
 export async function migrateCommand(ctx: CommandContext): Promise<void> {

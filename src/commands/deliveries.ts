@@ -4,17 +4,35 @@ import { fullOverdueAfterMs } from "../scheduler/full-due.js";
 import { subscriptionOverview } from "../outbox/status.js";
 import { ConnectorError } from "../errors.js";
 import { openApp, type App } from "../app.js";
+import type { Config } from "../config/index.js";
+import { nextFireTimes } from "../scheduler/next.js";
+import { buildSubscriptions } from "../subscriptions/subscriptions.js";
 import { type CommandContext, configAndLog } from "./context.js";
 import { table, when } from "./format.js";
 
-/** Opens the app (state database, reached through the running connector when embedded), runs fn, closes. */
-async function withApp<T>(ctx: CommandContext, fn: (app: App) => Promise<T>): Promise<T> {
+/**
+ * Opens the app (state database, reached through the running connector when embedded), runs fn,
+ * closes. These commands never create an embedded database nor load the demo inventory.
+ */
+async function withApp<T>(
+  ctx: CommandContext,
+  fn: (app: App) => Promise<T>,
+  opts: { subscription?: string | undefined } = {},
+): Promise<T> {
   const { config, log } = await configAndLog(ctx);
-  const app = await openApp(config, log);
+  if (opts.subscription !== undefined) requireSubscription(config, opts.subscription);
+  const app = await openApp(config, log, { create: false });
   try {
     return await fn(app);
   } finally {
     await app.close();
+  }
+}
+
+/** A name the config does not know is exit 1 (NOT_FOUND) for every command that takes one. */
+function requireSubscription(config: Config, name: string): void {
+  if (!buildSubscriptions(config).some((s) => s.name === name)) {
+    throw new ConnectorError("NOT_FOUND", `no subscription named "${name}" in the config`);
   }
 }
 
@@ -25,7 +43,8 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
       new Date(),
       app.subscriptions.map((s) => s.name),
     );
-    const stock = await stockStatus(app.db, undefined, {
+    // No scheduler runs here: the next runs are the config's schedules (the running connector's too).
+    const stock = await stockStatus(app.db, () => nextFireTimes(app.config.stock), {
       fullOverdueAfterMs: fullOverdueAfterMs(app.config.stock),
     });
     if (opts.json)
@@ -72,46 +91,51 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
 }
 
 export function pauseCommand(ctx: CommandContext, name: string, status: "enabled" | "paused") {
-  return withApp(ctx, async (app) => {
-    if (!app.subscriptions.some((s) => s.name === name)) {
-      throw new ConnectorError("NOT_FOUND", `no subscription named "${name}" in the config`);
-    }
-    const r = await setSubscriptionStatus(
-      app.db,
-      name,
-      status,
-      new Date(),
-      status === "paused" ? "paused by CLI" : "resumed by CLI",
-    );
-    const verb = status === "paused" ? "paused (its messages are kept)" : "resumed";
-    ctx.stdout.write(`${name}: ${verb}; was ${r.previous}\n`);
-  });
+  return withApp(
+    ctx,
+    async (app) => {
+      const r = await setSubscriptionStatus(
+        app.db,
+        name,
+        status,
+        new Date(),
+        status === "paused" ? "paused by CLI" : "resumed by CLI",
+      );
+      const verb = status === "paused" ? "paused (its messages are kept)" : "resumed";
+      ctx.stdout.write(`${name}: ${verb}; was ${r.previous}\n`);
+    },
+    { subscription: name },
+  );
 }
 
 export function deliveriesCommand(
   ctx: CommandContext,
   opts: { status?: string; subscription?: string; json?: boolean; limit?: string },
 ) {
-  return withApp(ctx, async (app) => {
-    const rows = await listDeliveries(app.db, { ...opts, limit: opts.limit ? Number(opts.limit) : 100 });
-    if (opts.json) return void ctx.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-    ctx.stdout.write(
-      table(
-        ["ID", "WEBHOOK-ID", "SUBSCRIPTION", "SUBJECT", "STATUS", "ATTEMPTS", "CREATED", "LAST ERROR"],
-        rows.map((d) => [
-          d.id,
-          d.message_id,
-          d.subscription,
-          d.subject,
-          d.status,
-          d.attempts,
-          when(d.created_at),
-          d.last_error ?? "-",
-        ]),
-        ctx.stdout,
-      ),
-    );
-  });
+  return withApp(
+    ctx,
+    async (app) => {
+      const rows = await listDeliveries(app.db, { ...opts, limit: opts.limit ? Number(opts.limit) : 100 });
+      if (opts.json) return void ctx.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      ctx.stdout.write(
+        table(
+          ["ID", "WEBHOOK-ID", "SUBSCRIPTION", "SUBJECT", "STATUS", "ATTEMPTS", "CREATED", "LAST ERROR"],
+          rows.map((d) => [
+            d.id,
+            d.message_id,
+            d.subscription,
+            d.subject,
+            d.status,
+            d.attempts,
+            when(d.created_at),
+            d.last_error ?? "-",
+          ]),
+          ctx.stdout,
+        ),
+      );
+    },
+    { subscription: opts.subscription },
+  );
 }
 
 export function replayCommand(
@@ -119,13 +143,18 @@ export function replayCommand(
   ids: string[],
   opts: { subscription?: string; since?: string; until?: string },
 ) {
-  return withApp(ctx, async (app) => {
-    const sel = ids.length ? { ids } : rangeSelection(opts);
-    const replayed = await replay(app.db, sel, new Date());
-    ctx.stdout.write(
-      `replayed ${replayed.length} deliver${replayed.length === 1 ? "y" : "ies"}${replayed.length ? `: ${replayed.map((r) => r.id).join(", ")}` : " (only dead or failed ones are replayed)"}\n`,
-    );
-  });
+  // Usage is checked before the database is opened.
+  const sel = ids.length ? { ids } : rangeSelection(opts);
+  return withApp(
+    ctx,
+    async (app) => {
+      const replayed = await replay(app.db, sel, new Date());
+      ctx.stdout.write(
+        `replayed ${replayed.length} deliver${replayed.length === 1 ? "y" : "ies"}${replayed.length ? `: ${replayed.map((r) => r.id).join(", ")}` : " (only dead or failed ones are replayed)"}\n`,
+      );
+    },
+    { subscription: "subscription" in sel ? sel.subscription : undefined },
+  );
 }
 
 function rangeSelection(opts: { subscription?: string; since?: string; until?: string }) {

@@ -1,6 +1,5 @@
-import { createWriteStream } from "node:fs";
+import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
-import cliProgress from "cli-progress";
 import { ConnectorError } from "../errors.js";
 import { createExporter } from "../export/exporter.js";
 import type { RunResult } from "../export/run.js";
@@ -10,24 +9,36 @@ import { checkBeforeInstall, installCapture } from "../inventory/capture-catalog
 import { openPostgres } from "../db/pg.js";
 import { exportDeps, openApp } from "../app.js";
 import { type CommandContext, configAndLog } from "./context.js";
+import { LinesBesideBar } from "./progress.js";
 
 type StockOptions = { out?: string; dryRun?: boolean; force?: boolean };
 
 /** `stock-sync snapshot` / `delta`: one run now, enqueued for delivery (or written with --out). */
 export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: StockOptions): Promise<void> {
-  const { config, log } = await configAndLog(ctx);
-  const app = await openApp(config, log);
+  // Log lines reach stderr through this, so none lands on the progress bar's line.
+  const stderr = new LinesBesideBar(ctx.stderr);
+  const { config, log } = await configAndLog({ ...ctx, stderr });
+  // --dry-run and --out change nothing: they neither create an embedded database nor load the demo.
+  const readOnly = Boolean(opts.dryRun || opts.out);
+  const app = await openApp(config, log, { loadDemo: !readOnly, create: !readOnly });
+  if (app.demo === "missing") {
+    await app.close();
+    throw new ConnectorError(
+      "NOT_AVAILABLE",
+      `the demo inventory is not loaded yet, and ${kind} ${opts.dryRun ? "--dry-run" : "--out"} does not load it: run \`stock-sync start\` or \`stock-sync ${kind === "full" ? "snapshot" : "delta"}\` first`,
+    );
+  }
   const toStdout = opts.out === "-";
   // The summary goes to stderr when stdout carries the CSV.
   const report = toStdout ? ctx.stderr : ctx.stdout;
-  const out = opts.out ? (toStdout ? ctx.stdout : createWriteStream(opts.out)) : undefined;
-  const bar = (ctx.stderr as { isTTY?: boolean }).isTTY
-    ? new cliProgress.SingleBar(
-        { stream: ctx.stderr as NodeJS.WriteStream, format: `${kind} {value} rows read` },
-        cliProgress.Presets.shades_classic,
-      )
-    : null;
-  bar?.start(0, 0);
+  let out: NodeJS.WritableStream | undefined;
+  try {
+    out = opts.out ? (toStdout ? ctx.stdout : await openOut(opts.out)) : undefined;
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  const bar = stderr.startBar(`${kind} {value} rows read`);
   try {
     const result = await createExporter(exportDeps(app)).run(kind, {
       trigger: "cli",
@@ -36,7 +47,7 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
       out,
       onProgress: (rows) => bar?.update(rows),
     });
-    bar?.stop();
+    stderr.stopBar();
     if (out && !toStdout) {
       (out as NodeJS.WritableStream).end();
       await once(out, "close");
@@ -51,9 +62,24 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
       );
     }
   } finally {
-    bar?.stop();
+    stderr.stopBar();
     await app.close();
   }
+}
+
+/**
+ * The --out file, opened before the run starts: a path that cannot be written fails here, in one
+ * line, instead of as an unhandled stream error (or after a run that logged "written").
+ */
+async function openOut(path: string): Promise<WriteStream> {
+  const file = createWriteStream(path);
+  try {
+    await once(file, "open");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConnectorError("INVALID_INPUT", `cannot write --out ${path}: ${code}`, { cause: err });
+  }
+  return file;
 }
 
 function summary(r: RunResult): string {

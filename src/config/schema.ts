@@ -159,6 +159,19 @@ const Stock = section({
   }),
 });
 
+// How a OneStock tenant signs: its docs leave both open, so an operator checks one real delivery
+// (docs/operations.md). A signature over the timestamp alone ("t") covers no body: refused.
+const OnestockSigning = section({
+  signed: z
+    .enum(["t.body", "t", "body"])
+    .refine(
+      (v) => v !== "t",
+      'expected "t.body" or "body": a signature over the timestamp alone would vouch for any body',
+    )
+    .default("t.body"),
+  encoding: z.enum(["hex", "base64"]).default("hex"),
+});
+
 const Inbound = z
   .strictObject({
     path: z
@@ -175,6 +188,7 @@ const Inbound = z
       .prefault("5m"),
     max_body: size.prefault("1mb"),
     order_id_field: z.string().min(1).default("data.order_id"),
+    onestock: OnestockSigning,
   })
   // onestock keys are free-form; only Standard Webhooks secrets have a format to check
   .superRefine((v, ctx) => {
@@ -268,7 +282,7 @@ export const ConfigSchema = z
       data_dir: z.string().min(1).default("./data"),
       pool_size: integer(1).default(10),
     }),
-    source: section({ url: z.string().default("") }),
+    source: section({ url: z.string().default(""), demo: flag.default(false) }),
     stock: Stock,
     server: Server,
     subscriptions: optionalBlock(z.array(Subscription).superRefine(checkUniqueNames), []),
@@ -303,6 +317,7 @@ function checkUniqueNames(subs: readonly { name: string }[], ctx: z.RefinementCt
 }
 
 function checkAcrossSections(config: Config, ctx: z.RefinementCtx): void {
+  checkDemo(config, ctx);
   const lease = config.delivery.lease;
   config.subscriptions.forEach((sub, i) => {
     // a lease that ends mid-request lets a second worker deliver the same message concurrently
@@ -329,6 +344,27 @@ function checkAcrossSections(config: Config, ctx: z.RefinementCtx): void {
     }
   }
 }
+
+/**
+ * The demo inventory must never reach a real OMS by accident (issue 17.1): a real state database
+ * with no source is a forgotten SOURCE_DATABASE_URL, not a request for the demo.
+ */
+function checkDemo(config: Config, ctx: z.RefinementCtx): void {
+  const { url, demo } = config.source;
+  if (url !== "" && demo) {
+    const message = "expected false when source.url is set (the demo inventory replaces a real source)";
+    ctx.addIssue({ code: "custom", path: ["source", "demo"], message });
+  }
+  if (url === "" && !demo && config.database.url !== "") {
+    const message =
+      "required when database.url is set (SOURCE_DATABASE_URL in the shipped config); the demo inventory goes into a PostgreSQL state database only with source.demo: true";
+    ctx.addIssue({ code: "custom", path: ["source", "url"], message });
+  }
+}
+
+/** True when the source is the demo inventory: no source.url, on the embedded default or by choice. */
+export const usesDemoSource = (config: Config): boolean =>
+  config.source.url === "" && (config.database.url === "" || config.source.demo);
 
 // ---------------------------------------------------------------- warnings
 

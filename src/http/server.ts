@@ -4,6 +4,7 @@ import type { Config } from "../config/index.js";
 import type { Db } from "../db/db.js";
 import { migrationsPending } from "../db/migrate.js";
 import { registerInbound } from "../inbound/route.js";
+import { ONESTOCK_SIGNED } from "../subscriptions/signing.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
@@ -98,6 +99,10 @@ export function createHttpServer(deps: HttpDeps) {
     metrics,
     settings: deps.config.server.inbound,
     subscriptions: deps.subscriptions,
+    onestock: {
+      signed: ONESTOCK_SIGNED[deps.config.server.inbound.onestock.signed],
+      encoding: deps.config.server.inbound.onestock.encoding,
+    },
   });
   return app;
 }

@@ -115,7 +115,8 @@ export async function seedDemoSource(db: Db, opts: SeedOptions): Promise<SeedRes
   });
 }
 
-async function demoSourceExists(db: Queryable): Promise<boolean> {
+/** Whether the demo schema is there, without creating anything (read-only commands ask this). */
+export async function demoSourceExists(db: Queryable): Promise<boolean> {
   const res = await db.query<{ t: string | null }>("select to_regclass('inventory.items')::text as t");
   return Boolean(res.rows[0]?.t);
 }

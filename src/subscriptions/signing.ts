@@ -110,7 +110,13 @@ const standardContent = (msgId: string, timestamp: string, body: Buffer) =>
  * What a OneStock signature covers and how it is written. OneStock's docs leave both open (they
  * speak of "encryption of the timestamp"), so this is the one place to change if a tenant differs.
  */
-export type OnestockScheme = { signed: "timestamp.body" | "timestamp"; encoding: "hex" | "base64" };
+export type OnestockScheme = {
+  signed: "timestamp.body" | "timestamp" | "body";
+  encoding: "hex" | "base64";
+};
+
+/** `server.inbound.onestock.signed` in the config, as a scheme. */
+export const ONESTOCK_SIGNED = { "t.body": "timestamp.body", t: "timestamp", body: "body" } as const;
 
 /** HMAC-SHA256 of `<t>.<raw body>`, hex: the Stripe-like reading of SPEC §7. */
 export const DEFAULT_ONESTOCK_SCHEME: Readonly<OnestockScheme> = Object.freeze({
@@ -173,7 +179,11 @@ function parseOnestockHeader(header: string): { t: string; sigs: string[] } | nu
 }
 
 const onestockContent = (t: string, body: Buffer, scheme: OnestockScheme) =>
-  scheme.signed === "timestamp" ? Buffer.from(t) : Buffer.concat([Buffer.from(`${t}.`), body]);
+  scheme.signed === "timestamp"
+    ? Buffer.from(t)
+    : scheme.signed === "body"
+      ? body
+      : Buffer.concat([Buffer.from(`${t}.`), body]);
 
 // ---------------------------------------------------------------- shared
 

@@ -59,7 +59,10 @@ describe("stock-sync CLI: config and exit codes", () => {
   });
 
   it("an unreachable database.url is a one-line error, exit 1", async () => {
-    const path = await config("down.yaml", 'database:\n  url: "postgres://postgres:pw@127.0.0.1:9/none"\n');
+    const path = await config(
+      "down.yaml",
+      'database:\n  url: "postgres://postgres:pw@127.0.0.1:9/none"\nsource:\n  demo: true\n',
+    );
     const r = await runCli(["--config", path, "migrate"]);
     expect(r.code).toBe(1);
     expect(
@@ -157,7 +160,10 @@ describe.skipIf(!inject("pgTemplate"))("stock-sync start on real PostgreSQL", ()
   });
 
   it("serves /readyz against database.url and stops cleanly", async () => {
-    const path = await config("pg.yaml", `database:\n  url: "${t.url}"\nserver:\n  port: 0\n`);
+    const path = await config(
+      "pg.yaml",
+      `database:\n  url: "${t.url}"\nsource:\n  demo: true\nserver:\n  port: 0\n`,
+    );
     const running = await startCli(["--config", path]);
     try {
       expect((await fetch(`${running.url}/readyz`)).status).toBe(200);

@@ -29,7 +29,9 @@ describe("kill -9 while delivering, then restart", () => {
       async () => {
         const receiver = await startReceiver();
         const testDb = backend === "postgres" ? await createTestDb("postgres") : null;
-        const database = testDb ? `  url: "${testDb.url}"\n` : `  data_dir: ${join(dir, "data")}\n`;
+        const database = testDb
+          ? `  url: "${testDb.url}"\nsource:\n  demo: true\n`
+          : `  data_dir: ${join(dir, "data")}\n`;
         const config = join(dir, `${backend}.yaml`);
         await writeFile(
           config,

@@ -40,7 +40,7 @@ describe.skipIf(reason !== "")(`status page in headless Chromium${reason}`, () =
     ok = await startReceiver(() => ({ status: 204 }));
     bad = await startReceiver(() => ({ status: badUp ? 204 : 500 }));
     const { config } = loadConfig(
-      `database: { url: "${t.url}", data_dir: ${dir}/data }\nserver: { port: 0, admin_token: ${TOKEN} }\n` +
+      `database: { url: "${t.url}", data_dir: ${dir}/data }\nsource: { demo: true }\nserver: { port: 0, admin_token: ${TOKEN} }\n` +
         `stock: { delta: { schedule: "*/5 * * * *" } }\n` +
         `subscriptions:\n  - name: oms-stock\n    subjects: [stock.full, stock.delta]\n    url: "file://${dir}/out"\n` +
         `  - name: erp-orders\n    subjects: ["order.*"]\n    url: "${ok.url}"\n` +

@@ -15,7 +15,7 @@ describe.skipIf(!inject("pgTemplate"))("full snapshot memory", () => {
       const config = join(dir, "mem.yaml");
       await writeFile(
         config,
-        `database:\n  url: "${t.url}"\n  data_dir: ${dir}/data\nstock:\n  capture: { mode: full_diff }\n  queries:\n` +
+        `database:\n  url: "${t.url}"\n  data_dir: ${dir}/data\nsource:\n  url: "${t.url}"\nstock:\n  capture: { mode: full_diff }\n  queries:\n` +
           `    sellable: "select 'SKU-' || lpad(g::text, 8, '0') as sku, 'LOC-' || (g % 50) as location, (g % 97) as quantity from generate_series(1, ${ROWS}) g where $1::int >= 0"\n` +
           `subscriptions:\n  - name: oms\n    subjects: [stock.full]\n    url: "file://${dir}/out"\n`,
       );

@@ -140,7 +140,7 @@ describe("loadConfig: defaults", () => {
     const { config, warnings } = loadConfig("", {});
     expect(warnings).toEqual([]);
     expect(config.database).toEqual({ url: "", data_dir: "./data", pool_size: 10 });
-    expect(config.source).toEqual({ url: "" });
+    expect(config.source).toEqual({ url: "", demo: false });
     expect(config.stock).toEqual({
       full: { schedule: "0 * * * *", retry: 300_000 },
       delta: { schedule: "*/2 * * * *" },
@@ -167,6 +167,7 @@ describe("loadConfig: defaults", () => {
         tolerance: 300_000,
         max_body: 1_048_576,
         order_id_field: "data.order_id",
+        onestock: { signed: "t.body", encoding: "hex" },
       },
     });
     expect(config.subscriptions).toEqual([]);
@@ -473,6 +474,7 @@ describe("the shipped config/stock-sync.yaml", () => {
   it("picks up the documented environment variables", () => {
     const env = {
       DATABASE_URL: "postgres://app:pw@db/state",
+      SOURCE_DATABASE_URL: "postgres://app:pw@db/inventory",
       STOCK_SYNC_ADMIN_TOKEN: "admin-token-of-the-test",
       OMS_WEBHOOK_SECRET: SECRET,
     };
