@@ -2,10 +2,12 @@ import pg from "pg";
 import { expect, it } from "vitest";
 import { keyOf } from "../../src/export/diff.js";
 import type { RunResult } from "../../src/export/run.js";
+import { createExporter } from "../../src/export/exporter.js";
 import { allSent } from "../../src/export/state.js";
 import { DEFAULT_SELLABLE } from "../../src/inventory/queries.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, waitUntil } from "../helpers/engine.js";
+import { gate, spyDb } from "../helpers/spy-db.js";
 import { startReceiver } from "../helpers/receiver.js";
 import {
   applyToOms,
@@ -21,18 +23,31 @@ describeEachDb("stock full snapshots", (t) => {
 
   it("a start-up full is skipped when another process enqueued one meanwhile (checked under the lock)", async () => {
     const fx = await stockFixture(db());
-    // two processes started together: both saw no full; the first one's is done when the second runs
-    expect((await fx.exporter.run("full", { trigger: "start", unlessFullWithinMs: 3_600_000 })).status).toBe(
-      "enqueued",
-    );
-    const second = await fx.exporter.run("full", { trigger: "start", unlessFullWithinMs: 3_600_000 });
-    expect(second).toMatchObject({ status: "skipped", detail: "a full was enqueued meanwhile" });
-    expect((await stockMessages(db())).filter((m) => m.kind === "full")).toHaveLength(1);
+    // Two processes started together, both saw no full. The second reaches the stock lock first
+    // and is held there (a slow connection) until the first has taken the lock, sent its full and
+    // released it; then the second takes the lock and must see that full. A check made before
+    // the lock saw none and would send a second full.
+    const held = gate();
+    let atLock = false;
+    const slowDb = spyDb(db(), {
+      before: (text) => {
+        if (!text.includes("stock_sync.stock_lock set owner = $1") || atLock) return undefined;
+        atLock = true;
+        return held.promise;
+      },
+    });
+    const second = createExporter({ ...fx.deps, db: slowDb, source: slowDb });
+    const startup = { trigger: "start", unlessFullWithinMs: 3_600_000 } as const;
+    const secondRun = second.run("full", startup);
+    await waitUntil(async () => atLock, 10_000, "the second process at the stock lock");
+    expect((await fx.exporter.run("full", startup)).status).toBe("enqueued");
+    held.open();
+    expect(await secondRun).toMatchObject({ status: "skipped", detail: "a full was enqueued meanwhile" });
+    const { rows: fulls } = await db().query("select id from stock_sync.stock_runs where kind = 'full'");
+    expect(fulls).toHaveLength(1);
     // once it is older than the period, a start-up full runs again
     await db().query("update stock_sync.stock_runs set finished_at = finished_at - interval '2 hours'");
-    expect((await fx.exporter.run("full", { trigger: "start", unlessFullWithinMs: 3_600_000 })).status).toBe(
-      "enqueued",
-    );
+    expect((await fx.exporter.run("full", startup)).status).toBe("enqueued");
   });
 
   it("a transaction that began before a delta and committed after it appears in a later delta", async ({
