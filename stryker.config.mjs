@@ -8,7 +8,6 @@ export default {
   vitest: { configFile: "vitest.mutate.config.ts", related: false },
   checkers: ["typescript"],
   tsconfigFile: "tsconfig.json",
-  typescriptChecker: { prioritizePerformance: true },
   mutate: [
     "src/outbox/worker.ts",
     "src/outbox/limiter.ts",
