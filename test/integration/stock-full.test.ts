@@ -128,7 +128,7 @@ describeEachDb("stock full snapshots", (t) => {
       while (done < 10_000) {
         const full = await fx.exporter.run("full", { trigger: "test", force: true });
         expect(full.status).toBe("enqueued");
-        fullRuns.push((full as RunResult).runId);
+        fullRuns.push((full as RunResult).runId!);
         fulls++;
       }
     } finally {
@@ -252,7 +252,7 @@ describeEachDb("stock full snapshots", (t) => {
     const run = async (kind: "full" | "delta") => {
       const r = (await fx.exporter.run(kind, { trigger: "test", force: kind === "full" })) as RunResult;
       expect(r.status).toBe("enqueued");
-      return r.runId;
+      return r.runId!;
     };
     let staleRuns: number[] = [];
     try {
