@@ -1,15 +1,13 @@
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
-import { afterEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
+import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { countRows, startServer, type TestServer } from "../helpers/http.js";
 import { startReceiver } from "../helpers/receiver.js";
 
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanup } = useCleanup();
 
 const newSecret = () => `whsec_${randomBytes(24).toString("base64")}`;
 const OMS_SECRET = newSecret();
