@@ -95,6 +95,13 @@ export class SendLimiter {
     while (this.#answered.length > this.cap) this.#answered.shift();
   }
 
+  /** Wakes every waiter to look for room again (after the clock moved, in tests). */
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
   /**
    * Stops the limiter for good: every waiter, now and later, gets null at once, and no timer is
    * left (a re-armed waiter kept a stopped process alive for a whole window: hours with per: 1h).

@@ -2,14 +2,29 @@ import { afterEach } from "vitest";
 import { type Receiver, startReceiver } from "./receiver.js";
 
 /**
- * Things a test started (engines, receivers, servers), closed after each test, newest first.
- * Call once at the top of a test file.
+ * Runs every step, newest first, even when one fails (a failed close must not leave the next
+ * engine running into the following test); then throws what failed, all of it.
+ */
+export async function runCleanup(steps: (() => Promise<unknown> | unknown)[]): Promise<void> {
+  const errors: unknown[] = [];
+  for (const fn of steps.splice(0).reverse()) {
+    try {
+      await fn();
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw new AggregateError(errors, `${errors.length} cleanup steps failed`);
+}
+
+/**
+ * Things a test started (engines, receivers, servers), closed after each test, newest first,
+ * every one even when another fails. Call once at the top of a test file.
  */
 export function useCleanup() {
-  const cleanup: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const fn of cleanup.splice(0).reverse()) await fn();
-  });
+  const cleanup: (() => Promise<unknown> | unknown)[] = [];
+  afterEach(() => runCleanup(cleanup));
   return {
     cleanup,
     /** A receiver closed after the test. */

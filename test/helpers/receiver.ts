@@ -106,3 +106,11 @@ export async function startReceiver(responder: Responder = () => ({ status: 204 
     close: closeServer,
   };
 }
+
+/**
+ * A port that refuses connections, for "connection refused" tests: below 1024 and outside the
+ * ephemeral range (32768-60999), so no test listening on port 0 is ever given it, unlike a port
+ * a test opened and closed. Not 9 (discard), which fetch refuses before connecting ("bad port").
+ */
+export const REFUSED_PORT = 2;
+export const REFUSED_URL = `http://127.0.0.1:${REFUSED_PORT}`;

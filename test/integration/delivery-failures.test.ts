@@ -3,6 +3,7 @@ import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { REFUSED_URL } from "../helpers/receiver.js";
 
 const { cleanup, receiver } = useCleanup();
 
@@ -56,8 +57,7 @@ describeEachDb("delivery failures", (t) => {
 
   it("a timeout and a refused connection are retried on the schedule, then dead", async () => {
     const hanging = await receiver(() => ({ status: 200, hang: true }));
-    const closed = await receiver();
-    await closed.down();
+    const closed = { url: REFUSED_URL }; // refuses connections, and no parallel test can take it
     const e = await engine(
       `subscriptions:\n${subYaml("hangs", hanging.url, "    timeout: 0.3\n    retry_intervals: [0.05, 0.05]\n")}${subYaml("refused", closed.url, "    retry_intervals: [0.05, 0.05]\n")}`,
     );
@@ -121,7 +121,19 @@ describeEachDb("delivery failures", (t) => {
     for (let i = 0; i < 3; i++) await e.enqueue({ subject: "order.created", payload: "{}" });
     await r.waitFor(12); // no message has died yet: the subscription is still enabled
     await alerts.waitFor(1);
-    await new Promise((res) => setTimeout(res, 300));
+    // Many more failures after the first notice, each one a chance to notify again...
+    await r.waitFor(r.requests.length + 6);
+    // ...and every notice they enqueued has reached the alerts receiver.
+    await waitUntil(
+      async () => {
+        const { rows } = await t().db.query<{ n: number }>(
+          "select count(*)::int as n from stock_sync.deliveries where subscription like 'notify:%' and status in ('pending', 'failed')",
+        );
+        return rows[0]!.n === 0;
+      },
+      10_000,
+      "the notices delivered",
+    );
     expect(alerts.requests.filter((n) => JSON.parse(n.body.toString()).kind === "failing")).toHaveLength(1);
   });
 });

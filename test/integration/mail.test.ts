@@ -4,6 +4,7 @@ import { SMTPServer } from "smtp-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMailer, mailNotification, renderNotification } from "../../src/notifications/mail.ts";
 import { classifyError } from "../../src/outbox/retry.ts";
+import { REFUSED_PORT } from "../helpers/receiver.js";
 
 type Received = { from: string; to: string[]; raw: string };
 
@@ -33,7 +34,7 @@ describe("createMailer", () => {
   const received: Received[] = [];
   let smtp: SMTPServer;
   let mute: TcpServer;
-  let closedPort: number;
+  const closedPort = REFUSED_PORT; // refuses connections, and no parallel test can take it
 
   beforeAll(async () => {
     smtp = new SMTPServer({
@@ -55,10 +56,7 @@ describe("createMailer", () => {
       },
     });
     mute = createTcpServer(() => {}); // accepts, never greets
-    const probe = createTcpServer();
-    await Promise.all([listen(smtp), listen(mute), listen(probe)]);
-    closedPort = (probe.address() as AddressInfo).port;
-    await new Promise((ok) => probe.close(ok));
+    await Promise.all([listen(smtp), listen(mute)]);
   });
 
   afterAll(async () => {

@@ -1,14 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { afterEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
+import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { startServer, type TestServer } from "../helpers/http.js";
 import { startReceiver } from "../helpers/receiver.js";
 
-const cleanup: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
-});
+const { cleanup } = useCleanup();
 
 const TOKEN = randomBytes(18).toString("base64url");
 

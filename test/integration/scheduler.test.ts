@@ -1,26 +1,53 @@
 import { expect, it } from "vitest";
 import { systemClock } from "../../src/clock.js";
+import type { Db } from "../../src/db/db.js";
 import { openPostgres } from "../../src/db/pg.js";
-import { createExporter } from "../../src/export/exporter.js";
+import { createExporter, type Exporter } from "../../src/export/exporter.js";
+import type { RunOptions } from "../../src/export/run.js";
 import { type Scheduler, startScheduler } from "../../src/scheduler/scheduler.js";
 import { describeEachDb } from "../helpers/db.js";
 import { quietLog, waitUntil } from "../helpers/engine.js";
+import { spyDb } from "../helpers/spy-db.js";
 import { STOCK_SUB, stockFixture } from "../helpers/stock.js";
 
 describeEachDb("stock scheduler", (t) => {
-  it("runs a full at start, each delta tick once across two processes, and never two runs at once", async () => {
+  it("two processes started together: one start-up full, each tick run by exactly one, never two runs at once", async () => {
     const yaml = `${STOCK_SUB}stock:\n  full: { schedule: "0 0 1 1 *" }\n  delta: { schedule: "* * * * * *" }\n`;
     const fx = await stockFixture(t().db, yaml);
     // A second "process": its own connection pool where the back end has one.
     const otherDb = t().url ? openPostgres(t().url!, { poolSize: 3 }) : t().db;
+    // Every run the schedulers ask for, per trigger and kind: the coordinator's promise is one
+    // call per tick across both processes (the stock lock alone would hide a second call).
+    const calls: { kind: string; trigger: string }[] = [];
+    let pending = 0; // scheduler queries in flight (a tick being claimed)
+    const exporters: Exporter[] = [];
     const schedulers: Scheduler[] = [];
+    const processFor = (db: Db) => {
+      const exporter = createExporter({ ...fx.deps, db, source: db });
+      exporters.push(exporter);
+      const counted: Exporter = {
+        ...exporter,
+        run: (kind, opts: RunOptions) => {
+          calls.push({ kind, trigger: opts.trigger });
+          return exporter.run(kind, opts);
+        },
+      };
+      const watched = spyDb(db, {
+        before: () => {
+          pending++;
+          return undefined;
+        },
+        after: () => {
+          pending--;
+        },
+      });
+      return startScheduler(
+        { db: watched, clock: systemClock, log: quietLog, exporter: counted },
+        fx.config.stock,
+      );
+    };
     try {
-      for (const db of [t().db, otherDb]) {
-        const exporter = createExporter({ ...fx.deps, db, source: db });
-        schedulers.push(
-          await startScheduler({ db, clock: systemClock, log: quietLog, exporter }, fx.config.stock),
-        );
-      }
+      schedulers.push(...(await Promise.all([t().db, otherDb].map(processFor))));
       await waitUntil(
         async () => {
           const { rows } = await t().db.query<{ n: number }>(
@@ -28,25 +55,38 @@ describeEachDb("stock scheduler", (t) => {
           );
           return rows[0]!.n >= 3;
         },
-        15_000,
-        "three delta ticks",
+        30_000,
+        "three delta runs",
       );
     } finally {
       for (const s of schedulers) await s.stop();
     }
-    await new Promise((r) => setTimeout(r, 300)); // let a run that had started finish
+    // A tick being claimed when the schedulers stopped still runs: let it, then the runs end.
+    await waitUntil(async () => pending === 0, 10_000, "no tick being claimed");
+    await Promise.all(exporters.map((e) => e.idle()));
     const { rows: runs } = await t().db.query<{
       kind: string;
       started_at: Date;
       finished_at: Date | null;
       trigger: string;
     }>("select kind, started_at, finished_at, trigger from stock_sync.stock_runs order by started_at");
-    expect(runs.filter((r) => r.kind === "full" && r.trigger === "start").length).toBeGreaterThanOrEqual(1);
+    // start-up: each process asked (neither had seen a full), exactly one full was sent
+    expect(calls.filter((c) => c.trigger === "start")).toEqual([
+      { kind: "full", trigger: "start" },
+      { kind: "full", trigger: "start" },
+    ]);
+    expect(runs.filter((r) => r.trigger === "start").map((r) => r.kind)).toEqual(["full"]);
+    // ticks: one call per claimed tick, by one process only
     const { rows: ticks } = await t().db.query<{ key: string }>(
-      "select key from stock_sync.cron_runs where key like '%delta%'",
+      "select key from stock_sync.cron_runs where key like 'stock-delta:%'",
     );
-    const deltas = runs.filter((r) => r.kind === "delta");
-    expect(deltas.length).toBeLessThanOrEqual(ticks.length); // each tick claimed by one process only
+    expect(ticks.length).toBeGreaterThanOrEqual(3);
+    const deltaCalls = calls.filter((c) => c.trigger === "schedule" && c.kind === "delta");
+    expect(deltaCalls).toHaveLength(ticks.length);
+    expect(calls.filter((c) => c.trigger === "schedule" && c.kind === "full")).toEqual([]);
+    // a run is a call that was not skipped: never more than the calls
+    expect(runs.filter((r) => r.kind === "delta").length).toBeLessThanOrEqual(deltaCalls.length);
+    for (const r of runs) expect(r.finished_at).not.toBeNull();
     for (let i = 1; i < runs.length; i++) {
       expect(runs[i]!.started_at.getTime()).toBeGreaterThanOrEqual(runs[i - 1]!.finished_at!.getTime()); // no overlap
     }

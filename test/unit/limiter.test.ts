@@ -24,13 +24,24 @@ describe("SendLimiter", () => {
     expect(maxInWindow(sent, 100)).toBeLessThanOrEqual(5);
   });
 
-  it("a cancelled reservation frees its slot at once", async () => {
-    const limiter = new SendLimiter(1, 10_000);
+  it("a cancelled reservation frees its slot at once; a sent one only a window after its answer", async () => {
+    // A clock that only moves when the test says: nothing here waits for time to pass.
+    let now = 0;
+    const limiter = new SendLimiter(1, 10_000, () => now);
+    const settled = async <T>(p: Promise<T>) => {
+      const none = Symbol("pending");
+      for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+      return Promise.race([p, Promise.resolve(none)]).then((v) => (v === none ? "pending" : "granted"));
+    };
     (await limiter.acquire())!.cancel();
-    const started = Date.now();
-    const slot = (await limiter.acquire())!;
-    slot.sent();
-    slot.answered();
-    expect(Date.now() - started).toBeLessThan(50);
+    const slot = limiter.acquire();
+    expect(await settled(slot)).toBe("granted");
+    (await slot)!.sent();
+    (await slot)!.answered();
+    const next = limiter.acquire();
+    expect(await settled(next)).toBe("pending"); // the window after the answer has not passed
+    now = 10_001;
+    limiter.clear(); // waiters look again (instead of its 10 s timer)
+    expect(await settled(next)).toBe("granted");
   });
 });

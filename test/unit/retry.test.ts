@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { errors, fetch, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AttemptResult, classifyError, decide, parseRetryAfter } from "../../src/outbox/retry.ts";
+import { REFUSED_PORT } from "../helpers/receiver.js";
 
 const NOW = new Date("2025-06-01T12:00:00Z");
 const INTERVALS = [30_000, 60_000, 300_000];
@@ -145,7 +146,7 @@ describe("parseRetryAfter", () => {
 describe("classifyError", () => {
   let silent: Server;
   let hangup: Server;
-  let closedPort: number;
+  const closedPort = REFUSED_PORT; // refuses connections, and no parallel test can take it
   const port = (s: Server) => (s.address() as AddressInfo).port;
   const caught = async (p: Promise<unknown>) =>
     p.then(
@@ -156,12 +157,7 @@ describe("classifyError", () => {
   beforeAll(async () => {
     silent = createServer(() => {}); // never answers
     hangup = createServer((req) => req.socket.destroy());
-    const probe = createServer();
-    await Promise.all(
-      [silent, hangup, probe].map((s) => new Promise<void>((ok) => s.listen(0, "127.0.0.1", ok))),
-    );
-    closedPort = port(probe);
-    await new Promise((ok) => probe.close(ok));
+    await Promise.all([silent, hangup].map((s) => new Promise<void>((ok) => s.listen(0, "127.0.0.1", ok))));
   });
   afterAll(() => {
     for (const s of [silent, hangup]) {
