@@ -4,8 +4,9 @@ import type { Queryable } from "../../src/db/db.js";
  * The outbox after a receiver outage, built with a few set-based statements (generate_series):
  * `history` delivered rows, then a backlog of `backlog` order events fanned out to a `key`-ordered
  * and a `none`-ordered subscription, `keys` order ids among them. Under `key` each order's oldest
- * delivery failed `attempts` times and waits for its retry (due within `retryWithinS`), the
- * others never left `pending` (blocked behind it); under `none` every delivery failed and waits.
+ * delivery failed 3 times and waits for its retry, the others never left `pending` (blocked
+ * behind it); under `none` every delivery failed and waits. Retries are due between
+ * `retryAfterS` and `retryAfterS + retryWithinS` from now.
  */
 export type Outage = {
   history: number;
@@ -14,6 +15,8 @@ export type Outage = {
   keyed: string;
   plain: string;
   retryWithinS: number;
+  /** The earliest retry, from now (default 0: some may come due while the outage is measured). */
+  retryAfterS?: number;
 };
 
 export async function buildOutage(db: Queryable, o: Outage): Promise<void> {
@@ -48,7 +51,7 @@ export async function buildOutage(db: Queryable, o: Outage): Promise<void> {
     `insert into stock_sync.deliveries (message_id, subscription, ordering_key, status, attempts,
                                         next_attempt_at, created_at, updated_at, last_status, last_error)
      select 'b_' || g, s, 'O-' || (g % $2::int), f.status, f.attempts,
-            case when f.status = 'failed' then now() + random() * $5::int * interval '1 second'
+            case when f.status = 'failed' then now() + ($6::int + random() * $5::int) * interval '1 second'
                  else c end,
             c, c, f.code, f.err
      from generate_series(1, $1::int) g
@@ -59,7 +62,7 @@ export async function buildOutage(db: Queryable, o: Outage): Promise<void> {
                                 case when st.status = 'failed' then 503 end as code,
                                 case when st.status = 'failed' then 'HTTP 503' end as err) f
      order by g, s`,
-    [o.backlog, o.keys, subs, o.plain, o.retryWithinS],
+    [o.backlog, o.keys, subs, o.plain, o.retryWithinS, o.retryAfterS ?? 0],
   );
 }
 
