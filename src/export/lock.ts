@@ -8,11 +8,15 @@ import type { ExportDeps } from "./run.js";
  * neither steal a live lease nor keep a dead one.
  */
 
-/** Takes the lock when it is free or expired (or already ours). */
+/**
+ * Takes the lock when it is free or expired (or already ours). Skip locked: while a run's
+ * state transaction holds the row (its fence), the lock is busy, and nobody queues behind it.
+ */
 export async function takeLock(db: Queryable, owner: string, lockMs: number): Promise<boolean> {
   const { rowCount } = await db.query(
     `update stock_sync.stock_lock set owner = $1, until = now() + $2 * interval '1 millisecond'
-     where id and (owner is null or owner = $1 or until < now())`,
+     where id = (select id from stock_sync.stock_lock
+                 where id and (owner is null or owner = $1 or until < now()) for update skip locked)`,
     [owner, lockMs],
   );
   return rowCount === 1;
@@ -39,12 +43,13 @@ export const releaseLock = (db: Queryable, owner: string) =>
 export function holdLock(deps: Pick<ExportDeps, "db" | "log">, owner: string, lockMs: number) {
   let lost: string | null = null;
   let renewing = false;
+  let stopped = false;
   const timer = setInterval(() => {
     if (renewing || lost) return;
     renewing = true;
     renewLock(deps.db, owner, lockMs)
       .then((ok) => {
-        if (ok) return;
+        if (ok || stopped) return; // a renewal that ends after the release finds nothing: fine
         lost = "a renewal found it taken over (the run stalled past its lease)";
         deps.log.warn({ owner }, "stock lock lost: this run will not commit");
       })
@@ -60,7 +65,10 @@ export function holdLock(deps: Pick<ExportDeps, "db" | "log">, owner: string, lo
       const holder = rows[0]?.owner ?? null;
       if (holder !== owner) throw lockLost(`it is now held by ${holder ?? "nobody"}`);
     },
-    stop: () => clearInterval(timer),
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+    },
   };
 }
 

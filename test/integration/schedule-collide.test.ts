@@ -10,7 +10,7 @@ import { notifyFullNotRun } from "../../src/scheduler/notify.js";
 import { startScheduler } from "../../src/scheduler/scheduler.js";
 import { runCli } from "../helpers/cli.js";
 import { describeEachDb } from "../helpers/db.js";
-import { quietLog, testConfig, waitUntil } from "../helpers/engine.js";
+import { testConfig, waitUntil } from "../helpers/engine.js";
 import { startServer } from "../helpers/http.js";
 import { STOCK_SUB, stockFixture } from "../helpers/stock.js";
 
@@ -40,6 +40,19 @@ const setLock = (db: Db, owner: string | null) =>
     [owner],
   );
 
+const warningsIn = (lines: string[]) =>
+  lines
+    .map((l) => JSON.parse(l) as { level: number; msg: string })
+    .filter((l) => l.level === 40)
+    .map((l) => l.msg);
+/** The payloads of the notifications with this subject. */
+const opsMessages = async (db: Db, subject: string) =>
+  (
+    await db.query<{ payload: Uint8Array }>("select payload from stock_sync.messages where subject = $1", [
+      subject,
+    ])
+  ).rows.map((r) => Buffer.from(r.payload).toString());
+
 /** A logger whose JSON lines the test can read. */
 function capturedLog() {
   const lines: string[] = [];
@@ -53,18 +66,36 @@ function capturedLog() {
 }
 
 describeEachDb("the hourly full is never dropped (issue 12.1)", (t) => {
+  afterEach(async () => {
+    await setLock(t().db, null); // a failed test leaves no lock behind for the next
+  });
+
   it("a full due while another process's delta holds the stock lock runs right after it", async () => {
     const fx = await stockFixture(t().db, stockYaml("0 0 1 1 *"));
     expect((await fx.exporter.run("full", { trigger: "test" })).status).toBe("enqueued"); // no start-up full
     await setLock(t().db, "other-process:delta");
     const fireAt = soon(2000);
+    const { log, lines } = capturedLog();
     const scheduler = await startScheduler(
-      { db: t().db, clock: systemClock, log: quietLog, exporter: createExporter(fx.deps) },
-      testConfig(stockYaml(cronAt(fireAt))).stock,
+      {
+        db: t().db,
+        clock: systemClock,
+        log,
+        exporter: createExporter(fx.deps),
+        notify: (detail) => notifyFullNotRun(fx.deps, detail),
+      },
+      testConfig(stockYaml(cronAt(fireAt))).stock, // retry: 1s
     );
     stops.push(() => scheduler.stop());
-    await waitUntil(async () => Date.now() > fireAt.getTime() + 1500, 10_000, "the full's fire time");
+    await waitUntil(async () => Date.now() > fireAt.getTime() + 2500, 10_000, "the full's fire time");
     expect(await scheduledFulls(t().db)).toEqual([]); // it waits for the lock…
+    // …and, having waited longer than stock.full.retry, says so (warning and notification).
+    expect(warningsIn(lines)).toContainEqual(
+      expect.stringMatching(/did not run: it has waited for the stock lock/),
+    );
+    expect(await opsMessages(t().db, "ops.snapshot.failed")).toContainEqual(
+      expect.stringContaining("waited for the stock lock"),
+    );
     await setLock(t().db, null);
     const [full] = await waitUntil(
       async () => {
@@ -82,6 +113,8 @@ describeEachDb("the hourly full is never dropped (issue 12.1)", (t) => {
     const fx = await stockFixture(t().db, stockYaml("0 0 1 1 *"), { seed: !(await seeded(t().db)) });
     expect((await fx.exporter.run("full", { trigger: "test" })).status).toBe("enqueued");
     await t().db.query("delete from stock_sync.stock_runs where trigger = 'schedule'");
+    await t().db.query("delete from stock_sync.notifications_sent"); // notified at most once an hour
+    await t().db.query("delete from stock_sync.notifications_sent"); // notified at most once an hour
     let failures = 1;
     const source = new Proxy(t().db, {
       get(target, prop) {
@@ -113,18 +146,11 @@ describeEachDb("the hourly full is never dropped (issue 12.1)", (t) => {
       20_000,
       "the retried full",
     );
-    const warnings = lines
-      .map((l) => JSON.parse(l) as { level: number; msg: string })
-      .filter((l) => l.level === 40);
-    expect(warnings.map((w) => w.msg)).toContainEqual(
+    expect(warningsIn(lines)).toContainEqual(
       expect.stringMatching(/did not run: source connection reset; retrying/),
     );
-    const { rows } = await t().db.query<{ subject: string; payload: Uint8Array }>(
-      "select subject, payload from stock_sync.messages where subject like 'ops.%'",
-    );
-    expect(rows.map((r) => r.subject)).toContain("ops.snapshot.failed");
-    expect(Buffer.from(rows.find((r) => r.subject === "ops.snapshot.failed")!.payload).toString()).toContain(
-      "source connection reset",
+    expect(await opsMessages(t().db, "ops.snapshot.failed")).toContainEqual(
+      expect.stringContaining("source connection reset"),
     );
   });
 
