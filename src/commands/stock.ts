@@ -94,7 +94,9 @@ function summary(r: RunResult): string {
     running: "running",
     failed: "failed",
   }[r.status];
-  return `${what}: ${r.rows} rows, ${r.parts} part(s), ${seconds}s, ${status}`;
+  // A delta that compared every key says why (a TRUNCATE, a re-install, another source).
+  const why = r.kind === "delta" && r.detail ? ` (${r.detail})` : "";
+  return `${what}: ${r.rows} rows, ${r.parts} part(s), ${seconds}s, ${status}${why}`;
 }
 
 /**

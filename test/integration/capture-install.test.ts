@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { FIXTURES_DIR } from "../../src/app.js";
+import { seedDemoSource } from "../../src/inventory/seed.js";
 import { runCli } from "../helpers/cli.js";
 import { createTestDb, type TestDb } from "../helpers/db.js";
 import { quoteIdent, TEST_DATABASE_URL, withAdmin } from "../helpers/pg-admin.js";
@@ -220,5 +222,20 @@ describe.skipIf(skip)("replication", () => {
     } finally {
       await t.db.query(`drop subscription ${sub}`);
     }
+  });
+});
+
+describe.skipIf(skip)("the CLI says why a delta compared every key", () => {
+  it("after a TRUNCATE, `delta` prints the reason", { timeout: 120_000 }, async () => {
+    t = await createTestDb("postgres");
+    await seedDemoSource(t.db, { fixturesDir: FIXTURES_DIR });
+    const path = join(dir, "truncate.yaml");
+    await writeFile(path, `database:\n  url: "${t.url}"\nsource:\n  url: "${t.url}"\n`);
+    expect((await runCli(["--config", path, "source", "install", "--apply"])).code).toBe(0);
+    expect((await runCli(["--config", path, "snapshot"])).code).toBe(0);
+    await t.db.query("truncate inventory.reservations");
+    const r = await runCli(["--config", path, "delta"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("compared every key: TRUNCATE of inventory.reservations");
   });
 });
