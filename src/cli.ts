@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { type CommandContext, DEFAULT_CONFIG } from "./commands/context.js";
 import { ConnectorError, exitCodeFor } from "./errors.js";
 import { fromRoot } from "./root.js";
@@ -58,6 +58,14 @@ function parseLimit(text: string): string {
   return text;
 }
 
+/** `--status`: the same rule and message as `GET /api/deliveries?status=`. */
+const STATUSES = ["pending", "failed", "delivered", "dead", "superseded"];
+function parseStatus(text: string): string {
+  if (!STATUSES.includes(text))
+    throw new InvalidArgumentError(`status: expected one of ${STATUSES.join(", ")}`);
+  return text;
+}
+
 /** A command that only groups subcommands: alone, it is a usage error (exit 2), not a help page. */
 const needsSubcommand = (name: string, subs: string) => () => {
   throw new ConnectorError("CONFIG_INVALID", `${name}: expected a subcommand: ${subs} (see ${name} --help)`);
@@ -106,15 +114,7 @@ function buildProgram(program: Command, ctxOf: Ctx): Command {
   program
     .command("deliveries")
     .description("list messages")
-    .addOption(
-      new Option("--status <status>", "only messages in this state").choices([
-        "pending",
-        "delivered",
-        "failed",
-        "dead",
-        "superseded",
-      ]),
-    )
+    .option("--status <status>", `only messages in this state: ${STATUSES.join(" | ")}`, parseStatus)
     .option("--subscription <name>", "only this subscription")
     .option("--limit <n>", `at most this many (1 to ${MAX_LIMIT}), newest first`, parseLimit, "100")
     .option("--json", "machine-readable output")

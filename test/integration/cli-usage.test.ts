@@ -54,6 +54,11 @@ describe("usage errors (17.8): exit 2, one line, nothing opened", () => {
     });
   }
 
+  it("--status says what the API says", async () => {
+    const r = await runCli(["--config", path, "deliveries", "--status", "bogus"]);
+    expect(r.stderr).toContain("status: expected one of pending, failed, delivered, dead, superseded");
+  });
+
   it("--limit says what the API says", async () => {
     for (const bad of ["abc", "-1", "1001"]) {
       const r = await runCli(["--config", path, "deliveries", "--limit", bad]);
