@@ -79,9 +79,16 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     for (const name of list) workers.get(name)?.wake();
   };
 
+  /**
+   * The workers' clock is the database's: due times, lease checks and timers are compared with
+   * rows that other processes (other hosts, other clocks) wrote. Measured at every renewal.
+   */
+  let offsetMs = 0;
+  const dbClock = { now: () => new Date(deps.clock.now().getTime() + offsetMs) };
+
   const workerDeps: WorkerDeps = {
     db: deps.db,
-    clock: deps.clock,
+    clock: dbClock,
     log: deps.log,
     sender: deps.sender,
     random: deps.random ?? Math.random,
@@ -129,7 +136,9 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     if (stopped) return;
     try {
       const dead = (await leaseOwners(deps.db, names)).filter((o) => isDeadLocalOwner(o, owner));
-      const live = await heartbeat(deps.db, owner, opts.leaseMs, dead);
+      const before = deps.clock.now().getTime();
+      const { live, now } = await heartbeat(deps.db, owner, opts.leaseMs, dead);
+      offsetMs = now.getTime() - (before + deps.clock.now().getTime()) / 2;
       const share = fairShare(names.length, live);
       // Over our share (a process joined): hand the extra ones over, gracefully.
       const keep = [...workers.keys()].filter((n) => alive(workers.get(n)!)).sort();

@@ -195,12 +195,14 @@ function updateDeliveries(
   cols: ReturnType<typeof attemptColumns>[],
 ) {
   return tx.query(
-    `update stock_sync.deliveries d set status = u.status, attempts = d.attempts + 1, updated_at = u.at,
+    // A throttled attempt (the receiver asked us to wait) uses up no retry.
+    `update stock_sync.deliveries d set status = u.status,
+       attempts = d.attempts + case when u.throttled then 0 else 1 end, updated_at = u.at,
        next_attempt_at = coalesce(u.next_at, d.next_attempt_at),
        delivered_at = case when u.status = 'delivered' then u.at end,
        last_status = u.http_status, last_error = u.error
-     from unnest($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[])
-       as u(id, at, next_at, http_status, error, status)
+     from unnest($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::bool[])
+       as u(id, at, next_at, http_status, error, status, throttled)
      where d.id = u.id`,
     [
       recs.map((r) => r.deliveryId),
@@ -209,7 +211,23 @@ function updateDeliveries(
       cols.map((c) => c.status),
       cols.map((c) => c.error),
       recs.map((r) => NEW_STATUS[r.decision.kind]),
+      recs.map((r) => isThrottled(r.decision)),
     ],
+  );
+}
+
+const isThrottled = (d: Decision) => d.kind === "retry" && d.throttled === true;
+
+/**
+ * The receiver asked for a pause: no process sends for this subscription before then (the
+ * fetch and the last checks read it, on the database's clock). Not a failure: the count and the
+ * notifications stay as they are.
+ */
+async function throttle(tx: Queryable, name: string, delayMs: number): Promise<void> {
+  await tx.query(
+    `update stock_sync.subscriptions set throttled_until = greatest(coalesce(throttled_until, now()),
+       now() + $2 * interval '1 millisecond') where name = $1`,
+    [name, delayMs],
   );
 }
 
@@ -222,6 +240,10 @@ async function subscriptionEffects(
 ): Promise<string[]> {
   const { decision } = rec;
   const name = ctx.subscription.name;
+  if (decision.kind === "retry" && decision.throttled) {
+    await throttle(tx, name, decision.delayMs);
+    return [];
+  }
   const failures = await countFailure(tx, name, decision.kind === "delivered", ctx.now, status, error);
   const signals = assess(
     decision,

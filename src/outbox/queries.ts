@@ -132,23 +132,23 @@ export async function acquireLeases(
 
 /**
  * Says this process is alive and counts the live ones (seen within a lease, not known dead),
- * itself included: each takes a fair share of the subscriptions.
+ * itself included: each takes a fair share of the subscriptions. Also reads the database's clock.
  */
 export async function heartbeat(
   db: Queryable,
   owner: string,
   leaseMs: number,
   deadOwners: string[],
-): Promise<number> {
-  const { rows } = await db.query<{ live: number }>(
+): Promise<{ live: number; now: Date }> {
+  const { rows } = await db.query<{ live: number; now: Date }>(
     `with me as (
        insert into stock_sync.engines (owner, seen_at) values ($1, now())
        on conflict (owner) do update set seen_at = now())
-     select count(*)::int + 1 as live from stock_sync.engines
+     select count(*)::int + 1 as live, clock_timestamp() as now from stock_sync.engines
      where owner <> $1 and seen_at > now() - $2 * interval '1 millisecond' and owner <> all($3::text[])`,
     [owner, leaseMs, deadOwners],
   );
-  return rows[0]?.live ?? 1;
+  return { live: rows[0]?.live ?? 1, now: new Date(rows[0]?.now ?? Date.now()) };
 }
 
 /** Forgets processes not seen for a long time, and this one when it stops. */
@@ -216,7 +216,8 @@ export type SendingLease = { owner: string; forMs: number };
  */
 const sendable = (owner: string, forMs: string) =>
   `exists (select 1 from stock_sync.subscriptions s where s.name = d.subscription and s.status = 'enabled'
-     and s.lease_owner = ${owner} and s.lease_until > now() + ${forMs} * interval '1 millisecond')`;
+     and s.lease_owner = ${owner} and s.lease_until > now() + ${forMs} * interval '1 millisecond'
+     and (s.throttled_until is null or s.throttled_until <= now()))`;
 
 /**
  * `key`: a dead delivery holds its key, so that a resume before the replay cannot send the key's

@@ -19,7 +19,12 @@ export type AttemptResult =
  */
 export type Decision =
   | { kind: "delivered" }
-  | { kind: "retry"; delayMs: number }
+  /**
+   * `throttled`: the receiver asked for a pause (429, or 503 with Retry-After). The whole
+   * subscription waits `delayMs`; the attempt uses up no retry and counts as no failure, since
+   * a receiver that is pacing us is not failing.
+   */
+  | { kind: "retry"; delayMs: number; throttled?: true }
   | { kind: "dead" }
   | { kind: "gone"; delayMs: number };
 
@@ -28,8 +33,9 @@ const JITTER = 0.2;
 /**
  * The outcome of attempt number `attemptNumber` (1 = the first attempt, just made). Every failure,
  * whatever its status or error class, is retried after `intervalsMs[attemptNumber - 1]` × U(0.8,
- * 1.2) until the intervals run out; then the message is dead. A 429/503 Retry-After hint delays
- * the retry to no earlier than the hint, with the hint capped at the last interval.
+ * 1.2) until the intervals run out; then the message is dead. A 429/503 with a Retry-After hint
+ * is throttling, not failure: the retry waits for the hint too (capped at the last interval), the
+ * whole subscription with it, and the message is never dead for it.
  * @example decide({ kind: "response", status: 500 }, 1, [30_000, 60_000], now, Math.random)
  *   // { kind: "retry", delayMs: 24_000…36_000 }
  */
@@ -41,16 +47,18 @@ export function decide(
   random: () => number,
 ): Decision {
   if (result.kind === "response" && result.status >= 200 && result.status < 300) return { kind: "delivered" };
+  const hint = retryAfterHint(result, now);
   const gone = result.kind === "response" && result.status === 410;
-  // a 410 keeps the message (it is not counted against the schedule): past its end, the last interval
-  const base = intervalsMs[attemptNumber - 1] ?? (gone ? intervalsMs.at(-1) : undefined);
+  // A 410 keeps the message, and a throttled attempt uses up no retry: past the schedule's end,
+  // the last interval.
+  const base = intervalsMs[attemptNumber - 1] ?? (gone || hint !== null ? intervalsMs.at(-1) : undefined);
   if (base === undefined) return gone ? { kind: "gone", delayMs: 0 } : { kind: "dead" };
 
   const jittered = Math.round(base * (1 - JITTER + 2 * JITTER * random()));
   if (gone) return { kind: "gone", delayMs: jittered };
-  const hint = retryAfterHint(result, now);
-  const last = intervalsMs[intervalsMs.length - 1] ?? base;
-  return { kind: "retry", delayMs: hint === null ? jittered : Math.max(jittered, Math.min(hint, last)) };
+  if (hint === null) return { kind: "retry", delayMs: jittered };
+  const last = intervalsMs.at(-1) ?? base;
+  return { kind: "retry", delayMs: Math.max(jittered, Math.min(hint, last)), throttled: true };
 }
 
 // Svix and Hook0 honour Retry-After only on throttling statuses; SPEC §5 names 429 and 503.

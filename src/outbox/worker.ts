@@ -75,6 +75,8 @@ export class SubscriptionWorker {
   #enabled = true;
   /** After a database failure nothing new starts before this time (no hot loop of re-sends). */
   #backoffUntil = 0;
+  /** The receiver asked for a pause (429/503 with Retry-After): nothing starts before this time. */
+  #holdUntil = 0;
   /** The last checks of the attempts about to start, one query for all of them. */
   readonly #checks: Coalescer<number, boolean>;
   /** Finished attempts, recorded together: one transaction for all that finished meanwhile. */
@@ -155,6 +157,7 @@ export class SubscriptionWorker {
     const { db, clock } = this.deps;
     const now = clock.now();
     if (now.getTime() < this.#backoffUntil) return this.#wakeAt(this.#backoffUntil);
+    if (now.getTime() < this.#holdUntil) return this.#wakeAt(this.#holdUntil);
     const status = (await subscriptionStatuses(db, [this.sub.name])).get(this.sub.name);
     this.#enabled = status === "enabled";
     if (!this.#enabled || this.#stopped) return;
@@ -240,6 +243,10 @@ export class SubscriptionWorker {
       const decision: Decision = interrupted
         ? { kind: "retry", delayMs: 0 }
         : decide(sent.result, row.attempts + 1, this.sub.retry_intervals, decidedAt, this.deps.random);
+      // A receiver asking us to wait is asked nothing more by this subscription until then (the
+      // database keeps it for every process: outcome.ts throttle()).
+      if (decision.kind === "retry" && decision.throttled)
+        this.#holdUntil = Math.max(this.#holdUntil, decidedAt.getTime() + decision.delayMs);
       const result: AttemptResult = interrupted
         ? { kind: "error", errorClass: "other", message: INTERRUPTED }
         : sent.result;
@@ -328,6 +335,7 @@ export class SubscriptionWorker {
         !this.#stopped &&
         (!slot || (await recheck())) &&
         this.#enabled &&
+        now() >= this.#holdUntil &&
         this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
     } finally {
       if (!go) slot?.cancel();

@@ -53,34 +53,44 @@ describe("decide", () => {
     const inNinety = new Date(NOW.getTime() + 90_000).toUTCString();
     expect(decide(response(status, "120"), 1, INTERVALS, NOW, MID)).toEqual({
       kind: "retry",
+      throttled: true,
       delayMs: 120_000,
     });
     expect(decide(response(status, inNinety), 1, INTERVALS, NOW, HIGH)).toEqual({
       kind: "retry",
+      throttled: true,
       delayMs: 90_000,
     });
     // jitter never brings the delay below the hint
     expect(decide(response(status, "70"), 2, INTERVALS, NOW, LOW)).toEqual({
       kind: "retry",
+      throttled: true,
       delayMs: 70_000,
     });
     // a hint shorter than the schedule does not shorten it
-    expect(decide(response(status, "1"), 1, INTERVALS, NOW, MID)).toEqual({ kind: "retry", delayMs: 30_000 });
+    expect(decide(response(status, "1"), 1, INTERVALS, NOW, MID)).toEqual({
+      kind: "retry",
+      delayMs: 30_000,
+      throttled: true,
+    });
   });
 
   it("caps the hint at the last interval", () => {
     expect(decide(response(429, "86400"), 1, INTERVALS, NOW, MID)).toEqual({
       kind: "retry",
+      throttled: true,
       delayMs: 300_000,
     });
     const nextWeek = new Date(NOW.getTime() + 7 * 86_400_000).toUTCString();
     expect(decide(response(503, nextWeek), 1, INTERVALS, NOW, LOW)).toEqual({
       kind: "retry",
+      throttled: true,
       delayMs: 300_000,
     });
     // the scheduled delay itself may still jitter above the capped hint
     expect(decide(response(429, "86400"), 3, INTERVALS, NOW, HIGH)).toEqual({
       kind: "retry",
+      throttled: true,
       delayMs: 360_000,
     });
   });
@@ -88,15 +98,26 @@ describe("decide", () => {
   it("ignores Retry-After on other statuses, and garbage or past hints", () => {
     expect(decide(response(500, "600"), 1, INTERVALS, NOW, MID)).toEqual({ kind: "retry", delayMs: 30_000 });
     expect(decide(response(429, "soon"), 1, INTERVALS, NOW, MID)).toEqual({ kind: "retry", delayMs: 30_000 });
+    // a date in the past is still the receiver asking for a pause: throttled, on the schedule
     expect(decide(response(429, "Wed, 21 Oct 2015 07:28:00 GMT"), 1, INTERVALS, NOW, MID)).toEqual({
       kind: "retry",
       delayMs: 30_000,
+      throttled: true,
     });
     expect(decide(response(429, null), 1, INTERVALS, NOW, MID)).toEqual({ kind: "retry", delayMs: 30_000 });
   });
 
-  it("is dead after the last interval even with a Retry-After hint", () => {
-    expect(decide(response(429, "5"), 4, INTERVALS, NOW, MID)).toEqual({ kind: "dead" });
+  it("is never dead for throttling: past the schedule a Retry-After waits the last interval at most", () => {
+    expect(decide(response(429, "5"), 4, INTERVALS, NOW, MID)).toEqual({
+      kind: "retry",
+      delayMs: 300_000,
+      throttled: true,
+    });
+    expect(decide(response(503, "5"), 9, [1000], NOW, MID)).toEqual({
+      kind: "retry",
+      delayMs: 1000,
+      throttled: true,
+    });
   });
 
   it.each(["timeout", "connect", "network", "tls", "file", "mail", "other"] as const)(
