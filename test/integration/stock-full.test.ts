@@ -328,12 +328,9 @@ describeEachDb("stock full snapshots", (t) => {
     expect(oms).toEqual(withoutZeros(await sourceTruth(db(), sellable)));
   });
 
-  // DEFECT (outbox, src/outbox/outcome.ts recordOutcomes): the outcome of an attempt is written
-  // `where d.id = u.id` whatever the delivery's status meanwhile, so an attempt in flight while a
-  // newer full supersedes its delta turns 'superseded' back into 'failed', and the stale delta is
-  // sent again later. Left to the outbox engineer; flip to `it` once the update keeps a status
-  // that is no longer owed.
-  it.fails("a delta whose attempt is in flight while a newer full supersedes it stays superseded (DEFECT: outcome overwrites it)", async () => {
+  // Was a defect (pinned with it.fails by issue 19): the outcome was written whatever the
+  // delivery's status meanwhile. Outcome writes are now fenced (src/outbox/outcome.ts fence()).
+  it("a delta whose attempt is in flight while a newer full supersedes it stays superseded, and its late outcome is not written", async () => {
     await db().query(`truncate stock_sync.stock_sent; delete from stock_sync.deliveries; delete from stock_sync.stock_watermark;
       drop schema if exists inflight cascade; create schema inflight;
       create table inflight.stock (sku text, location text, qty int not null, primary key (sku, location));
@@ -355,18 +352,8 @@ describeEachDb("stock full snapshots", (t) => {
       delta = (await fx.exporter.run("delta", { trigger: "test" })) as RunResult;
       await waitUntil(async () => held === 1, 10_000, "the delta's attempt in flight");
       await fx.exporter.run("full", { trigger: "test", force: true }); // supersedes the delta
-      await receiver.close(); // the attempt in flight ends (a network error): recorded as a retry
-      await waitUntil(
-        async () => {
-          const { rows } = await db().query<{ n: number }>(
-            "select count(*)::int as n from stock_sync.attempts a join stock_sync.deliveries d on d.id = a.delivery_id join stock_sync.messages m on m.id = d.message_id where m.run_id = $1",
-            [delta.runId],
-          );
-          return rows[0]!.n >= 1;
-        },
-        20_000,
-        "the attempt in flight recorded",
-      );
+      await receiver.close(); // the attempt in flight ends (a network error): a late failure
+      await engine.stop(); // returns once every outcome was written or fenced off
     } finally {
       await engine.stop();
       await receiver.close();
@@ -376,6 +363,11 @@ describeEachDb("stock full snapshots", (t) => {
       [delta!.runId],
     );
     expect(rows.map((r) => r.status)).toEqual(["superseded"]);
+    const attempts = await db().query(
+      "select 1 from stock_sync.attempts a join stock_sync.deliveries d on d.id = a.delivery_id join stock_sync.messages m on m.id = d.message_id where m.run_id = $1",
+      [delta!.runId],
+    );
+    expect(attempts.rows).toEqual([]);
   });
 
   it.each([
