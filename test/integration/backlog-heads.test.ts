@@ -45,7 +45,11 @@ const headsExpected = async (db: Queryable) =>
     )
   ).rows;
 
-/** main's fetch (before 0007), the reference for which rows may start. */
+/** Under `key`, a dead delivery holds its key until replayed (issue 17.13). */
+const KEY_NOT_HELD = `(d.ordering_key is null or not exists (select 1 from stock_sync.deliveries x
+  where x.subscription = d.subscription and x.ordering_key = d.ordering_key and x.status = 'dead' and x.id < d.id))`;
+
+/** main's fetch (before 0007, with the dead-key hold), the reference for which rows may start. */
 async function dueBefore(db: Queryable, sub: string, ordering: "key" | "none", now: Date, skip: number[]) {
   const due =
     ordering === "key"
@@ -55,7 +59,7 @@ async function dueBefore(db: Queryable, sub: string, ordering: "key" | "none", n
       : "stock_sync.deliveries d";
   const { rows } = await db.query<{ id: string }>(
     `select d.id::text as id from ${due} where d.subscription = $1 and d.${OWED} and d.next_attempt_at <= $2
-       and d.id <> all($3::int8[]) order by d.id`,
+       and d.id <> all($3::int8[])${ordering === "key" ? ` and ${KEY_NOT_HELD}` : ""} order by d.id`,
     [sub, now, skip],
   );
   return rows.map((r) => r.id);

@@ -38,6 +38,18 @@ describeEachDb("subscription health and notifications", (t) => {
     return rows[0]!.id;
   }
 
+  let tags = 0;
+  /** A new message's delivery (an outcome is written only for a delivery still owed). */
+  async function another(): Promise<number> {
+    const tag = `n${++tags}`;
+    await insertBacklog(t().db, { tag, n: 1, subscriptions: ["s"] });
+    const { rows } = await t().db.query<{ id: number }>(
+      "select d.id from stock_sync.deliveries d where d.message_id = $1",
+      [`msg_${tag}_1`],
+    );
+    return Number(rows[0]!.id);
+  }
+
   const record = (deliveryId: number, atMs: number, decision: Decision, status = 500) => {
     const at = new Date(atMs);
     const rec: AttemptRecord = {
@@ -77,27 +89,32 @@ describeEachDb("subscription health and notifications", (t) => {
       "select consecutive_failures from stock_sync.subscriptions where name = 's'",
     );
     expect(rows[0]).toEqual({ consecutive_failures: 0 });
-    // deactivated again a minute later: an operator must hear of it, min_interval or not
-    await fail(id, T0 + 60_000);
-    await die(id, T0 + 61_000);
+    // deactivated again a minute later (by the next message: the dead one takes no more
+    // outcomes): an operator must hear of it, min_interval or not
+    const id2 = await another();
+    await fail(id2, T0 + 60_000);
+    await die(id2, T0 + 61_000);
     expect(await sent()).toEqual({ failing: 1, deactivated: 2 });
 
     // after a resume the count starts again, so `failing` can fire again (past min_interval)
     await resume();
-    await fail(id, T0 + 2 * HOUR);
-    await fail(id, T0 + 2 * HOUR + 1000);
+    const id3 = await another();
+    await fail(id3, T0 + 2 * HOUR);
+    await fail(id3, T0 + 2 * HOUR + 1000);
     expect(await sent()).toEqual({ failing: 2, deactivated: 2 });
-    await succeed(id, T0 + 2 * HOUR + 2000);
+    await succeed(id3, T0 + 2 * HOUR + 2000);
     expect(await sent()).toEqual({ failing: 2, deactivated: 2, recovered: 1 });
 
     // a failing sent, then a resume (count reset): the next success still says recovered
-    await fail(id, T0 + 5 * HOUR);
-    await fail(id, T0 + 5 * HOUR + 1000);
+    const id4 = await another();
+    await fail(id4, T0 + 5 * HOUR);
+    await fail(id4, T0 + 5 * HOUR + 1000);
     await resume();
-    await succeed(id, T0 + 5 * HOUR + 2000);
+    await succeed(id4, T0 + 5 * HOUR + 2000);
     expect(await sent()).toEqual({ failing: 3, deactivated: 2, recovered: 2 });
     // and only one: the next success has nothing to recover from
-    await succeed(id, T0 + 5 * HOUR + 3000);
+    const id5 = await another();
+    await succeed(id5, T0 + 5 * HOUR + 3000);
     expect(await sent()).toEqual({ failing: 3, deactivated: 2, recovered: 2 });
   });
 

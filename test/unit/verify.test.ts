@@ -46,12 +46,13 @@ describe("checkSignature", () => {
     });
   });
 
-  it("accepts a onestock signature, with no signed id", () => {
+  it("accepts a onestock signature; its id comes from the signed material, not a header", () => {
     const headers = { "onestock-signature": signOnestock([KEY], T, BODY) };
-    expect(checkSignature(onestock, headers, BODY, NOW)).toEqual({ signedId: undefined });
-    // a header sent twice is read as one list
+    const { signedId } = checkSignature(onestock, headers, BODY, NOW) as { signedId: string };
+    expect(signedId).toMatch(/\S{8,}/);
+    // a header sent twice is read as one list, and the same signed bytes give the same id
     const twice = { "onestock-signature": [`t=${T}`, signOnestock([KEY], T, BODY).split(",")[1]!] };
-    expect(checkSignature(onestock, twice, BODY, NOW)).toEqual({ signedId: undefined });
+    expect(checkSignature(onestock, twice, BODY, NOW)).toEqual({ signedId });
   });
 
   it("refuses everything when no secret is configured", () => {
