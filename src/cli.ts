@@ -65,6 +65,7 @@ function buildProgram(ctxOf: Ctx): Command {
     .description("a stock delta now")
     .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
     .option("--dry-run", "compute and report, send nothing")
+    .option("--force", "override the shrink guard (send a delta that zeroes many keys)")
     .action(async (opts) => (await stock()).stockCommand(ctx(), "delta", opts));
   program
     .command("status")

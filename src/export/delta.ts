@@ -4,6 +4,7 @@ import { ConnectorError } from "../errors.js";
 import type { Tx } from "../db/db.js";
 import { encodeCsv, type StockRow } from "./csv.js";
 import { diffStock, keyOf } from "./diff.js";
+import { guardDelta, refuseRun } from "./guard.js";
 import { pruneCapture } from "./snapshot.js";
 import {
   type ExportDeps,
@@ -50,7 +51,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
   const sent = await sentFor(deps, read);
   const rows = diffStock(read.candidates, read.current, sent);
   const parts = splitParts(rows, deps.stock.format.part_rows);
-  const result = (status: RunResult["status"], runId: number | null): RunResult => ({
+  const result = (status: RunResult["status"], runId: number | null, detail?: string): RunResult => ({
     kind: "delta",
     status,
     runId,
@@ -58,6 +59,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
     rows: rows.length,
     parts: rows.length ? parts.length : 0,
     durationMs: deps.clock.now().getTime() - started.getTime(),
+    ...(detail ? { detail } : {}),
   });
   opts.onProgress?.(rows.length);
   if (opts.out) {
@@ -65,6 +67,11 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
     return result("written", null);
   }
   if (opts.dryRun) return result("dry-run", null);
+  const refusal = opts.force ? null : await guardDelta(deps, zeroedKeys(rows, sent));
+  if (refusal) {
+    const runId = await refuseRun(deps, { kind: "delta", snapshotId, started, rows: rows.length }, refusal);
+    return result("refused", runId, refusal);
+  }
   const runId = await startRun(deps.db, "delta", opts.trigger, snapshotId, started);
   await recordFailure(deps, runId, () =>
     deps.db.tx(async (tx) => {
@@ -188,6 +195,10 @@ async function sentFor(deps: ExportDeps, read: DeltaRead): Promise<Map<string, n
   }
   return sent;
 }
+
+/** Keys this delta takes from a positive quantity to 0 (gone from the source, or at 0 now). */
+const zeroedKeys = (rows: readonly StockRow[], sent: ReadonlyMap<string, number>) =>
+  rows.filter((r) => r.quantity === 0 && (sent.get(keyOf(r.sku, r.location)) ?? 0) > 0).length;
 
 function splitParts<T>(rows: T[], size: number): T[][] {
   const parts: T[][] = [];

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { createGunzip } from "node:zlib";
 import type { Tx } from "../db/db.js";
 import { captureInstalled, pruneChanges } from "../inventory/capture.js";
-import { notifyOnce } from "../outbox/outcome.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
+import { guardFull, refuseRun } from "./guard.js";
 import {
   type ExportDeps,
   enqueueParts,
@@ -19,7 +19,6 @@ import {
   createFullRows,
   FULL_ROWS,
   finishRun,
-  lastDeliveredFullRows,
   replaceSent,
   startRun,
   supersedeStock,
@@ -52,43 +51,17 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
     });
     if (opts.out) return result("written", null);
     if (opts.dryRun) return result("dry-run", null);
-    const refusal = opts.force ? null : await guard(deps, read.rows);
-    if (refusal) return result("refused", await refuse(deps, snapshotId, started, read, refusal), refusal);
+    const refusal = opts.force ? null : await guardFull(deps, read.rows);
+    if (refusal) {
+      const runId = await refuseRun(deps, { kind: "full", snapshotId, started, rows: read.rows }, refusal);
+      return result("refused", runId, refusal);
+    }
     const runId = await publishFull(deps, { snapshotId, started, opts, ...read });
     await pruneCapture(deps, read.snapshot);
     return result("enqueued", runId);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** Refuse a full that would zero the OMS or shrink it by more than the configured ratio. */
-async function guard(deps: ExportDeps, rows: number): Promise<string | null> {
-  if (rows === 0) return "the source returned no rows: an empty full would zero the OMS";
-  const previous = await lastDeliveredFullRows(deps.db);
-  if (previous === null || previous === 0) return null;
-  const drop = (previous - rows) / previous;
-  if (drop <= deps.stock.guard.max_drop_ratio) return null;
-  return `rows fell from ${previous} to ${rows} (-${(drop * 100).toFixed(1)}%, more than stock.guard.max_drop_ratio ${deps.stock.guard.max_drop_ratio})`;
-}
-
-async function refuse(deps: ExportDeps, snapshotId: string, started: Date, read: FullRead, detail: string) {
-  const now = deps.clock.now();
-  return deps.db.tx(async (tx) => {
-    const runId = await startRun(tx, "full", "guard", snapshotId, started);
-    await finishRun(tx, runId, { status: "refused", now, rows: read.rows, detail });
-    await notifyOnce(
-      tx,
-      { all: deps.subscriptions, now, notifyMinIntervalMs: deps.notifyMinIntervalMs },
-      "snapshot_refused",
-      {
-        detail: `full snapshot refused: ${detail}. Check the source, or run \`stock-sync snapshot --force\`.`,
-      },
-      "stock",
-    );
-    deps.log.warn({ rows: read.rows, detail }, "full snapshot refused");
-    return runId;
-  });
 }
 
 async function publishFull(
