@@ -94,6 +94,7 @@ function buildProgram(ctxOf: Ctx): Command {
     .option("--subscription <name>", "replay a subscription's messages in a time range")
     .option("--since <time>", "start of the range")
     .option("--until <time>", "end of the range")
+    .option("--force", "replay stock older than stock already delivered (it overwrites newer stock)")
     .action(async (ids: string[], opts) => (await deliveries()).replayCommand(ctx(), ids, opts));
   program
     .command("migrate")

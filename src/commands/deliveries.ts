@@ -109,11 +109,11 @@ export function deliveriesCommand(
 export function replayCommand(
   ctx: CommandContext,
   ids: string[],
-  opts: { subscription?: string; since?: string; until?: string },
+  opts: { subscription?: string; since?: string; until?: string; force?: boolean },
 ) {
   return withApp(ctx, async (app) => {
     const sel = ids.length ? { ids } : rangeSelection(opts);
-    const replayed = await replay(app.db, sel, new Date());
+    const replayed = await replay(app.db, sel, new Date(), { force: opts.force });
     ctx.stdout.write(
       `replayed ${replayed.length} deliver${replayed.length === 1 ? "y" : "ies"}${replayed.length ? `: ${replayed.map((r) => r.id).join(", ")}` : " (only dead or failed ones are replayed)"}\n`,
     );

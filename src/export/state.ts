@@ -75,13 +75,16 @@ export async function lastFullAt(db: Queryable): Promise<Date | null> {
   return rows[0]?.at ?? null;
 }
 
-/** Undelivered older stock messages of these subscriptions will never be sent: a newer full replaces them. */
+/**
+ * Undelivered older stock messages of these subscriptions will never be sent: a newer full
+ * replaces them. Dead ones too, so a later replay or resume cannot put them back.
+ */
 export async function supersedeStock(db: Queryable, subscriptions: string[], now: Date): Promise<number> {
   const { rowCount } = await db.query(
     `update stock_sync.deliveries d set status = 'superseded', updated_at = $2
      from stock_sync.messages m
      where m.id = d.message_id and m.run_id is not null and d.subscription = any($1::text[])
-       and d.status in ('pending', 'failed')`,
+       and d.status in ('pending', 'failed', 'dead')`,
     [subscriptions, now],
   );
   return rowCount;
