@@ -5,7 +5,7 @@ import type { Tx } from "../db/db.js";
 import { encodeCsv, type StockRow } from "./csv.js";
 import { diffStock, keyOf } from "./diff.js";
 import { guardDelta, refuseRun } from "./guard.js";
-import { pruneCapture } from "./snapshot.js";
+import { pruneCapture, runFull } from "./snapshot.js";
 import {
   type ExportDeps,
   enqueueParts,
@@ -15,6 +15,7 @@ import {
   type RunOptions,
   type RunResult,
   readSourceSnapshot,
+  stockSubscriptions,
 } from "./run.js";
 import {
   allSent,
@@ -25,6 +26,7 @@ import {
   startRun,
   upsertSent,
   type Watermark,
+  withoutFull,
   writeWatermark,
 } from "./state.js";
 
@@ -44,6 +46,12 @@ type DeltaRead = {
  * snapshot of the source and compared with the sent state. With no change, nothing is sent.
  */
 export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunResult> {
+  const newcomers = opts.out || opts.dryRun ? [] : await newcomersOf(deps);
+  if (newcomers.length) {
+    const full = await runFull(deps, opts);
+    const why = `a full instead of a delta: no full was ever sent to ${newcomers.join(", ")}`;
+    return { ...full, detail: full.detail ? `${why}; ${full.detail}` : why };
+  }
   const started = deps.clock.now();
   const snapshotId = newSnapshotId("delta", started);
   const watermark = await readWatermark(deps.db);
@@ -194,6 +202,17 @@ async function sentFor(deps: ExportDeps, read: DeltaRead): Promise<Map<string, n
     }
   }
   return sent;
+}
+
+/**
+ * Stock subscriptions taking both fulls and deltas that never had a full (added to the config
+ * since the last full): a delta must not be their first stock message. The full that replaces
+ * this delta is their baseline; the others get a full an hour early, which is harmless.
+ */
+async function newcomersOf(deps: ExportDeps): Promise<string[]> {
+  const full = new Set(stockSubscriptions(deps.subscriptions, "stock.full"));
+  const both = stockSubscriptions(deps.subscriptions, "stock.delta").filter((s) => full.has(s));
+  return withoutFull(deps.db, both);
 }
 
 /** Keys this delta takes from a positive quantity to 0 (gone from the source, or at 0 now). */

@@ -67,6 +67,22 @@ export async function lastDeliveredFullRows(db: Queryable): Promise<number | nul
   return rows[0]?.rows ?? null;
 }
 
+/**
+ * Of these subscriptions, those no full was ever enqueued for: a delta to them would be applied
+ * with no baseline, so their first stock message must be a full.
+ */
+export async function withoutFull(db: Queryable, subscriptions: readonly string[]): Promise<string[]> {
+  if (!subscriptions.length) return [];
+  const { rows } = await db.query<{ name: string }>(
+    `select s.name from unnest($1::text[]) as s(name)
+     where not exists (select 1 from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+                       where d.subscription = s.name and m.subject = 'stock.full')
+     order by s.name`,
+    [subscriptions],
+  );
+  return rows.map((r) => r.name);
+}
+
 /** When the newest full was enqueued (for "run one at start if older than its period"). */
 export async function lastFullAt(db: Queryable): Promise<Date | null> {
   const { rows } = await db.query<{ at: Date }>(
