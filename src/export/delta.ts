@@ -1,10 +1,12 @@
 import { captureInstalled, changedSince } from "../inventory/capture.js";
-import { sourceQueries } from "../inventory/queries.js";
+import { bindUsed } from "../inventory/params.js";
+import { type SourceQueries, sourceQueries } from "../inventory/queries.js";
 import { ConnectorError } from "../errors.js";
 import type { Tx } from "../db/db.js";
 import { encodeCsv, type StockRow } from "./csv.js";
 import { diffStock, keyOf } from "./diff.js";
 import { guardDelta, refuseRun } from "./guard.js";
+import { checkColumns, wholeQuantity } from "./quantity.js";
 import { pruneCapture, runFull } from "./snapshot.js";
 import {
   type ExportDeps,
@@ -116,35 +118,33 @@ async function readDelta(deps: ExportDeps, watermark: Watermark | null): Promise
   }
   return inSourceSnapshot(deps.source, async (tx) => {
     const { snapshot, now } = await readSourceSnapshot(tx);
+    await checkQueries(tx, q, deps.stock.format.columns, days);
     const current = new Map<string, StockRow>();
     const candidates = new Set<string>();
-    const take = (rows: AsyncIterable<StockRow> | StockRow[]) => collect(rows, current, candidates);
+    const take = (rows: AsyncIterable<StockRow> | StockRow[], query: string) =>
+      collect(rows, current, candidates, query);
     if (fullDiff) {
-      await take(tx.stream<StockRow>(q.sellable, [days]));
+      await take(tx.stream<StockRow>(...bound(q.sellable, [days])), SELLABLE);
       return { snapshot, readAt: now, current, candidates, wildcards: "all" };
     }
     const changed = await changedSince(tx, watermark.source_snapshot);
     const exact = new Map(changed.exact.map((k) => [keyOf(k.sku, k.location), k]));
     if (q.timeCandidates) {
-      const timed = await tx.query<{ sku: string; location: string }>(q.timeCandidates, [
-        watermark.read_at,
-        now,
-        days,
-      ]);
+      const timed = await tx.query<{ sku: string; location: string }>(
+        ...bound(q.timeCandidates, [watermark.read_at, now, days]),
+      );
       for (const k of timed.rows) exact.set(keyOf(k.sku, k.location), k);
     }
     for (const key of exact.keys()) candidates.add(key);
     if (exact.size) {
       const keys = [...exact.values()];
-      const { rows } = await tx.query<StockRow>(q.sellableKeys, [
-        days,
-        keys.map((k) => k.sku),
-        keys.map((k) => k.location),
-      ]);
-      await take(rows);
+      const { rows } = await tx.query<StockRow>(
+        ...bound(q.sellableKeys, [days, keys.map((k) => k.sku), keys.map((k) => k.location)]),
+      );
+      await take(rows, SELLABLE_KEYS);
     }
     if (changed.skus.length || changed.locations.length)
-      await take(await matching(tx, q.sellable, days, changed));
+      await take(await matching(tx, q.sellable, days, changed), SELLABLE);
     return {
       snapshot,
       readAt: now,
@@ -163,20 +163,39 @@ async function matching(
   changed: { skus: string[]; locations: string[] },
 ) {
   const { rows } = await tx.query<StockRow>(
-    `select * from (${sellable}) s where s.sku = any($2::text[]) or s.location = any($3::text[])`,
-    [days, changed.skus, changed.locations],
+    ...bound(
+      `select * from (${sellable}\n) s where s.sku = any($2::text[]) or s.location = any($3::text[])`,
+      [days, changed.skus, changed.locations],
+    ),
   );
   return rows;
+}
+
+const SELLABLE = "stock.queries.sellable";
+const SELLABLE_KEYS = "stock.queries.sellable_keys";
+
+/** A query and only the values it uses (a query for one's own schema may not need $1). */
+const bound = (sql: string, values: unknown[]): [string, unknown[]] => {
+  const b = bindUsed(sql, values);
+  return [b.text, b.values];
+};
+
+/** Both queries a delta's rows come from give the CSV's columns and a whole-number quantity. */
+async function checkQueries(tx: Tx, q: SourceQueries, columns: readonly string[], days: number) {
+  checkColumns(SELLABLE, await tx.describe(...bound(q.sellable, [days])), columns);
+  const keys = await tx.describe(...bound(q.sellableKeys, [days, [], []]));
+  checkColumns(SELLABLE_KEYS, keys, columns);
 }
 
 async function collect(
   rows: AsyncIterable<StockRow> | StockRow[],
   current: Map<string, StockRow>,
   candidates: Set<string>,
+  query: string,
 ) {
   for await (const row of rows) {
     const key = keyOf(row.sku, row.location);
-    current.set(key, { ...row, quantity: Number(row.quantity) });
+    current.set(key, { ...row, quantity: wholeQuantity(row.quantity, query, row) });
     candidates.add(key);
   }
 }

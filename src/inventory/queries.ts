@@ -1,3 +1,5 @@
+import { trimQuery } from "./params.js";
+
 /**
  * The shipped source queries for the reference schema (fixtures/inventory/schema.sql). Users with
  * their own schema replace them in config (`stock.queries.*`); each must keep the same columns and
@@ -80,15 +82,17 @@ export const DEFAULT_CAPTURE_TABLES: CaptureTable[] = [
 
 export type SourceQueries = { sellable: string; sellableKeys: string; timeCandidates: string | null };
 
+/** The queries to run: the configured ones (a trailing `;` removed, as they get wrapped) or the shipped ones. */
 export function sourceQueries(q: {
   sellable: string;
   sellable_keys: string;
   time_candidates: string;
 }): SourceQueries {
+  const time = trimQuery(q.time_candidates);
   return {
-    sellable: q.sellable || DEFAULT_SELLABLE,
-    sellableKeys: q.sellable_keys || DEFAULT_SELLABLE_KEYS,
+    sellable: trimQuery(q.sellable) || DEFAULT_SELLABLE,
+    sellableKeys: trimQuery(q.sellable_keys) || DEFAULT_SELLABLE_KEYS,
     // "none" switches time-based candidates off for schemas without time-dependent inputs.
-    timeCandidates: q.time_candidates === "none" ? null : q.time_candidates || DEFAULT_TIME_CANDIDATES,
+    timeCandidates: time === "none" ? null : time || DEFAULT_TIME_CANDIDATES,
   };
 }
