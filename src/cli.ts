@@ -111,5 +111,9 @@ function buildProgram(ctxOf: Ctx): Command {
     .description("print or apply the change-capture triggers on the source")
     .option("--apply", "apply the SQL instead of printing it")
     .action(async (opts) => (await stock()).sourceInstallCommand(ctx(), opts));
+  source
+    .command("check")
+    .description("run the stock queries on the source and say what is wrong (keys, columns, capture)")
+    .action(async () => (await import("./commands/source-check.js")).sourceCheckCommand(ctx()));
   return program;
 }
