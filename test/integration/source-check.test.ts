@@ -86,3 +86,19 @@ import { createShop, shopStockYaml } from "../helpers/shop.js";
     );
   });
 });
+
+// Issue 12.8: overriding only `sellable` passed `config check`, then the delta failed on inventory.*.
+describe("stock-sync config check", () => {
+  it("refuses a partial override of stock.queries (exit 2, naming the missing ones)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "stock-sync-config-check-"));
+    const file = join(dir, "partial.yaml");
+    await writeFile(
+      file,
+      'stock:\n  queries:\n    sellable: "select sku, store as location, qty as quantity from shop.stock_levels"\n',
+    );
+    const r = await runCli(["--config", file, "config", "check"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/stock\.queries\.sellable_keys: set all three stock\.queries/);
+    expect(r.stderr).toMatch(/stock\.queries\.time_candidates: set all three stock\.queries/);
+  });
+});
