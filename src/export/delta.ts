@@ -5,7 +5,7 @@ import { ConnectorError } from "../errors.js";
 import type { Tx } from "../db/db.js";
 import { encodeCsv, type StockRow } from "./csv.js";
 import { diffStock, keyOf } from "./diff.js";
-import { guardDelta, refuseRun } from "./guard.js";
+import { guardZeroed, refuseRun } from "./guard.js";
 import { checkColumns, wholeQuantity } from "./quantity.js";
 import { pruneCapture, runFull } from "./snapshot.js";
 import {
@@ -77,7 +77,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
     return result("written", null);
   }
   if (opts.dryRun) return result("dry-run", null);
-  const refusal = opts.force ? null : await guardDelta(deps, zeroedKeys(rows, sent));
+  const refusal = opts.force ? null : await guardZeroed(deps, deps.db, zeroedKeys(rows, sent));
   if (refusal) {
     const runId = await refuseRun(deps, { kind: "delta", snapshotId, started, rows: rows.length }, refusal);
     return result("refused", runId, refusal);

@@ -1,3 +1,4 @@
+import type { Queryable } from "../db/db.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import type { ExportDeps } from "./run.js";
 import { finishRun, lastDeliveredFullRows, type RunKind, startRun } from "./state.js";
@@ -18,11 +19,11 @@ export function fullRefusal(rows: number, previous: number | null, ratio: number
 }
 
 /**
- * Why a delta that turns `zeroed` keys from a positive quantity to 0 (removed from the source, or
- * present at 0) must not be sent, or null. Measured against the last delivered full's rows, as
- * the full's guard is: the same share refuses the same drop whichever run carries it.
+ * Why a run (delta or full) that turns `zeroed` keys from a positive quantity to 0 (removed from
+ * the source, or present at 0) must not be sent, or null. Measured against the last delivered
+ * full's rows, as the row count is: the same share refuses the same drop whichever run carries it.
  */
-export function deltaRefusal(zeroed: number, previous: number | null, ratio: number): string | null {
+export function zeroRefusal(zeroed: number, previous: number | null, ratio: number): string | null {
   if (previous === null || previous === 0 || zeroed === 0) return null;
   const share = zeroed / previous;
   if (share <= ratio) return null;
@@ -35,9 +36,18 @@ export async function guardFull(deps: ExportDeps, rows: number): Promise<string 
   return fullRefusal(rows, await lastDeliveredFullRows(deps.db), deps.stock.guard.max_drop_ratio);
 }
 
-export async function guardDelta(deps: ExportDeps, zeroed: number): Promise<string | null> {
+/** For a delta, and for a full once its rows are compared with the sent state. */
+export async function guardZeroed(deps: ExportDeps, db: Queryable, zeroed: number): Promise<string | null> {
   if (zeroed === 0) return null;
-  return deltaRefusal(zeroed, await lastDeliveredFullRows(deps.db), deps.stock.guard.max_drop_ratio);
+  return zeroRefusal(zeroed, await lastDeliveredFullRows(db), deps.stock.guard.max_drop_ratio);
+}
+
+/** Thrown inside a full's state transaction to roll it back as refused. */
+export class Refused extends Error {
+  constructor(readonly detail: string) {
+    super(detail);
+    this.name = "Refused";
+  }
 }
 
 const FORCE = { full: "stock-sync snapshot --force", delta: "stock-sync delta --force" } as const;
@@ -50,12 +60,12 @@ const WHAT = { full: "full snapshot", delta: "stock delta" } as const;
  */
 export async function refuseRun(
   deps: ExportDeps,
-  run: { kind: RunKind; snapshotId: string; started: Date; rows: number },
+  run: { kind: RunKind; snapshotId: string; started: Date; rows: number; runId?: number },
   detail: string,
 ): Promise<number> {
   const now = deps.clock.now();
   return deps.db.tx(async (tx) => {
-    const runId = await startRun(tx, run.kind, "guard", run.snapshotId, run.started);
+    const runId = run.runId ?? (await startRun(tx, run.kind, "guard", run.snapshotId, run.started));
     await finishRun(tx, runId, { status: "refused", now, rows: run.rows, detail });
     await notifyOnce(
       tx,

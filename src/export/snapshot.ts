@@ -5,7 +5,7 @@ import { createGunzip } from "node:zlib";
 import type { Tx } from "../db/db.js";
 import { captureInstalled, pruneChanges } from "../inventory/capture.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
-import { guardFull, refuseRun } from "./guard.js";
+import { guardFull, guardZeroed, Refused, refuseRun } from "./guard.js";
 import {
   type ExportDeps,
   enqueueParts,
@@ -16,10 +16,11 @@ import {
   stockSubscriptions,
 } from "./run.js";
 import {
+  applySent,
   createFullRows,
+  diffSent,
   FULL_ROWS,
   finishRun,
-  replaceSent,
   startRun,
   supersedeStock,
   writeWatermark,
@@ -56,44 +57,62 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       const runId = await refuseRun(deps, { kind: "full", snapshotId, started, rows: read.rows }, refusal);
       return result("refused", runId, refusal);
     }
-    const runId = await publishFull(deps, { snapshotId, started, opts, ...read });
+    const published = await publishFull(deps, { snapshotId, started, opts, ...read });
+    if (published.refused) {
+      const run = { kind: "full" as const, snapshotId, started, rows: read.rows, runId: published.runId };
+      return result("refused", await refuseRun(deps, run, published.refused), published.refused);
+    }
     await pruneCapture(deps, read.snapshot);
-    return result("enqueued", runId);
+    return result("enqueued", published.runId);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
+/**
+ * Publishes a full in one state transaction. Keys the full would take from a positive quantity to
+ * 0 are counted against the sent state there (the row count misses a table loaded with zeros);
+ * too many roll it all back, and the run is refused.
+ */
 async function publishFull(
   deps: ExportDeps,
   run: FullRead & { snapshotId: string; started: Date; opts: RunOptions },
-): Promise<number> {
+): Promise<{ runId: number; refused: string | null }> {
   const runId = await startRun(deps.db, "full", run.opts.trigger, run.snapshotId, run.started);
   const now = deps.clock.now();
-  await recordFailure(deps, runId, () =>
-    deps.db.tx(async (tx) => {
-      await supersedeStock(tx, stockSubscriptions(deps.subscriptions, "stock.full"), now);
-      const bodies = run.parts.map((p) => () => readFile(p.path));
-      await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
-      await loadSent(tx, run.sent, runId);
-      await writeWatermark(tx, run.snapshot, run.readAt, runId);
-      await finishRun(tx, runId, {
-        status: "enqueued",
-        now: deps.clock.now(),
-        rows: run.rows,
-        parts: run.parts.length,
-        sourceSnapshot: run.snapshot,
-      });
-    }),
+  const refused = await recordFailure(deps, runId, () =>
+    deps.db
+      .tx(async (tx) => {
+        await supersedeStock(tx, stockSubscriptions(deps.subscriptions, "stock.full"), now);
+        const bodies = run.parts.map((p) => () => readFile(p.path));
+        await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
+        const zeroed = await loadSent(tx, run.sent);
+        const refusal = run.opts.force ? null : await guardZeroed(deps, tx, zeroed);
+        if (refusal) throw new Refused(refusal);
+        await applySent(tx, runId);
+        await writeWatermark(tx, run.snapshot, run.readAt, runId);
+        await finishRun(tx, runId, {
+          status: "enqueued",
+          now: deps.clock.now(),
+          rows: run.rows,
+          parts: run.parts.length,
+          sourceSnapshot: run.snapshot,
+        });
+        return null;
+      })
+      .catch((err: unknown) => {
+        if (err instanceof Refused) return err.detail;
+        throw err;
+      }),
   );
-  return runId;
+  return { runId, refused };
 }
 
-/** The full's rows, COPYed part by part into a temporary table, then merged into the sent state. */
-async function loadSent(tx: Tx, sent: SentFiles, runId: number): Promise<void> {
+/** The full's rows, COPYed part by part into a temporary table and compared with the sent state. */
+async function loadSent(tx: Tx, sent: SentFiles): Promise<number> {
   await createFullRows(tx, sent.columns);
   for (const file of sent.files) await tx.copyFrom(FULL_ROWS, sent.columns, readPart(file.path, sent.gzip));
-  await replaceSent(tx, runId);
+  return diffSent(tx);
 }
 
 function readPart(path: string, gzip: boolean): AsyncIterable<Buffer> {

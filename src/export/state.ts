@@ -148,27 +148,39 @@ export async function upsertSent(
 
 export const FULL_ROWS = "stock_full_rows";
 
-/** Where a full's rows wait, as text, for `replaceSent`; one column per CSV column, gone at commit. */
+/** Where a full's rows wait, as text, for `diffSent`; one column per CSV column, gone at commit. */
 export const createFullRows = (db: Queryable, columns: readonly string[]) =>
   db.query(
     `create temp table ${FULL_ROWS} (${columns.map((c) => `${quoteIdent(c)} text`).join(", ")}) on commit drop`,
   );
 
 /**
- * Makes the sent state what a full said (its rows in stock_full_rows). One full join finds the
- * keys that differ (hourly, few do); then gone keys are deleted, changed quantities updated
- * and new keys inserted. Three joins of 1M rows each took twice as long as the one. A key whose
- * quantity is unchanged keeps the run_id of the run that sent that value.
+ * What a full (its rows in stock_full_rows) changes in the sent state, in stock_sent_diff: one
+ * full join finds the keys that differ (hourly, few do). Resolves to the number of keys it takes
+ * from a positive quantity to 0 or removes (the shrink guard's measure).
  */
-export async function replaceSent(db: Queryable, runId: number): Promise<void> {
+export async function diffSent(db: Queryable): Promise<number> {
   // A temporary table has no statistics until analysed, and the planner needs them to hash.
   await db.query(`analyze ${FULL_ROWS}`);
   await db.query(`create temp table stock_sent_diff on commit drop as
     select coalesce(f.sku, s.sku) as sku, coalesce(f.location, s.location) as location,
-           f.quantity::int8 as quantity, s.sku is not null as known
+           f.quantity::int8 as quantity, s.sku is not null as known, s.quantity as before
     from ${FULL_ROWS} f full join stock_sync.stock_sent s on s.sku = f.sku and s.location = f.location
     where s.quantity is distinct from f.quantity::int8`);
   await db.query("analyze stock_sent_diff");
+  const { rows } = await db.query<{ n: number }>(
+    "select count(*)::int as n from stock_sent_diff where before > 0 and coalesce(quantity, 0) = 0",
+  );
+  return rows[0]!.n;
+}
+
+/**
+ * Makes the sent state what a full said, from stock_sent_diff (`diffSent`): gone keys are
+ * deleted, changed quantities updated and new keys inserted. Three joins of 1M rows each took
+ * twice as long as the one. A key whose quantity is unchanged keeps the run_id of the run that
+ * sent that value.
+ */
+export async function applySent(db: Queryable, runId: number): Promise<void> {
   await db.query(`delete from stock_sync.stock_sent s using stock_sent_diff d
     where d.quantity is null and s.sku = d.sku and s.location = d.location`);
   await db.query(

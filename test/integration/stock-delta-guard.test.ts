@@ -73,4 +73,35 @@ describeEachDb("the shrink guard also guards deltas", (t) => {
     expect((await delta()).status).toBe("empty");
     expect(await zeros()).toBe(before);
   });
+
+  it("a full that would zero as many keys (rows kept, quantities 0) is refused the same way", async () => {
+    expect((await fx.exporter.run("full", { trigger: "test", force: true })).status).toBe("enqueued");
+    await db().query("update stock_sync.deliveries set status = 'delivered', delivered_at = now()");
+    const fulls = async () =>
+      Number(
+        (
+          await db().query<{ n: string }>(
+            "select count(*) as n from stock_sync.stock_runs where kind = 'full' and status = 'enqueued'",
+          )
+        ).rows[0]!.n,
+      );
+    const before = await fulls();
+    // A load that left the quantities at 0: the row count does not move.
+    await db().query(
+      "update inventory.stock_on_hand set quantity = 0 where (hashtext(sku || location) & 1023) < 400",
+    );
+    const full = await fx.exporter.run("full", { trigger: "test" });
+    expect(full.status).toBe("refused");
+    expect(full.detail).toMatch(/^it would zero \d+ keys, .* of the \d+ rows of the last delivered full/);
+    expect(await fulls()).toBe(before);
+    const sentZeros = await db().query<{ n: string }>(
+      "select count(*) as n from stock_sync.stock_sent where quantity = 0",
+    );
+    expect((await delta()).status).toBe("refused");
+    expect(
+      (await db().query<{ n: string }>("select count(*) as n from stock_sync.stock_sent where quantity = 0"))
+        .rows,
+    ).toEqual(sentZeros.rows);
+    expect((await fx.exporter.run("full", { trigger: "test", force: true })).status).toBe("enqueued");
+  });
 });
