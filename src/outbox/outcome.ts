@@ -201,7 +201,9 @@ function updateDeliveries(
        last_status = u.http_status, last_error = u.error
      from unnest($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[])
        as u(id, at, next_at, http_status, error, status)
-     where d.id = u.id`,
+     -- a newer full may have superseded the message while it was in flight: only a success
+     -- (the truth about what the receiver got) changes that, a failure must not revive it
+     where d.id = u.id and (d.status <> 'superseded' or u.status = 'delivered')`,
     [
       recs.map((r) => r.deliveryId),
       recs.map((r) => r.decidedAt),
