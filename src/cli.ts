@@ -97,6 +97,7 @@ function buildProgram(program: Command, ctxOf: Ctx): Command {
     .description("a stock delta now")
     .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
     .option("--dry-run", "compute and report, send nothing")
+    .option("--force", "override the shrink guard (send a delta that zeroes many keys)")
     .action(async (opts) => (await stock()).stockCommand(ctx(), "delta", opts));
   program
     .command("status")
@@ -125,6 +126,7 @@ function buildProgram(program: Command, ctxOf: Ctx): Command {
     .option("--subscription <name>", "replay a subscription's messages in a time range")
     .option("--since <time>", "start of the range")
     .option("--until <time>", "end of the range")
+    .option("--force", "replay stock older than stock already delivered (it overwrites newer stock)")
     .action(async (ids: string[], opts) => (await deliveries()).replayCommand(ctx(), ids, opts));
   program
     .command("migrate")
@@ -147,5 +149,9 @@ function buildProgram(program: Command, ctxOf: Ctx): Command {
     .description("print or apply the change-capture triggers on the source")
     .option("--apply", "apply the SQL instead of printing it")
     .action(async (opts) => (await stock()).sourceInstallCommand(ctx(), opts));
+  source
+    .command("check")
+    .description("run the stock queries on the source and say what is wrong (keys, columns, capture)")
+    .action(async () => (await import("./commands/source-check.js")).sourceCheckCommand(ctx()));
   return program;
 }

@@ -5,7 +5,9 @@ export type ErrorCode =
   | "NOT_AVAILABLE"
   | "NOT_FOUND"
   | "INVALID_INPUT"
-  | "SIGNATURE_INVALID";
+  | "SIGNATURE_INVALID"
+  /** A replay of stock older than stock already delivered (outbox/admin.ts). */
+  | "STALE_STOCK";
 
 export class ConnectorError extends Error {
   constructor(

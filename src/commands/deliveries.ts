@@ -141,14 +141,14 @@ export function deliveriesCommand(
 export function replayCommand(
   ctx: CommandContext,
   ids: string[],
-  opts: { subscription?: string; since?: string; until?: string },
+  opts: { subscription?: string; since?: string; until?: string; force?: boolean },
 ) {
   // Usage is checked before the database is opened.
   const sel = ids.length ? { ids } : rangeSelection(opts);
   return withApp(
     ctx,
     async (app) => {
-      const replayed = await replay(app.db, sel, new Date());
+      const replayed = await replay(app.db, sel, new Date(), { force: opts.force });
       ctx.stdout.write(
         `replayed ${replayed.length} deliver${replayed.length === 1 ? "y" : "ies"}${replayed.length ? `: ${replayed.map((r) => r.id).join(", ")}` : " (only dead or failed ones are replayed)"}\n`,
       );

@@ -58,7 +58,7 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
     if (result.status === "refused") {
       throw new ConnectorError(
         "INVALID_INPUT",
-        `full snapshot refused: ${result.detail} (use --force to send it anyway)`,
+        `${kind === "full" ? "full snapshot" : "delta"} refused: ${result.detail} (use --force to send it anyway)`,
       );
     }
   } finally {

@@ -110,6 +110,7 @@ const Stock = section({
       .array(z.string().min(1))
       .min(1)
       .superRefine(checkUnique("column"))
+      .superRefine(checkKeyColumns)
       .default(["sku", "location", "quantity"]),
     gzip: flag.default(false),
     part_rows: integer(1).default(50_000),
@@ -306,6 +307,33 @@ function checkUnique(what: string) {
     });
 }
 
+// The OMS applies a row by its key and quantity; a file without them cannot be applied.
+function checkKeyColumns(columns: readonly string[], ctx: z.RefinementCtx): void {
+  const missing = ["sku", "location", "quantity"].filter((c) => !columns.includes(c));
+  if (missing.length)
+    ctx.addIssue({
+      code: "custom",
+      message: `must include sku, location and quantity; missing ${missing.join(", ")}`,
+    });
+}
+
+/**
+ * The three source queries are one set: overriding only `sellable` left the others on the
+ * reference schema (inventory.*), which passed here and failed at the first delta.
+ */
+function checkQuerySet(config: Config, ctx: z.RefinementCtx): void {
+  const q = config.stock.queries;
+  const names = ["sellable", "sellable_keys", "time_candidates"] as const;
+  const set = names.filter((n) => q[n].trim() !== "");
+  if (set.length === 0 || set.length === names.length) return;
+  for (const n of names.filter((n) => !set.includes(n))) {
+    const message =
+      `set all three stock.queries (sellable, sellable_keys, time_candidates: "none" when nothing changes with time) or none; ` +
+      `with only ${set.join(" and ")} set, this one would be the reference schema's (inventory.*)`;
+    ctx.addIssue({ code: "custom", path: ["stock", "queries", n], message });
+  }
+}
+
 function checkUniqueNames(subs: readonly { name: string }[], ctx: z.RefinementCtx): void {
   subs.forEach((sub, i) => {
     const first = subs.findIndex((s) => s.name === sub.name);
@@ -318,6 +346,7 @@ function checkUniqueNames(subs: readonly { name: string }[], ctx: z.RefinementCt
 
 function checkAcrossSections(config: Config, ctx: z.RefinementCtx): void {
   checkDemo(config, ctx);
+  checkQuerySet(config, ctx);
   const lease = config.delivery.lease;
   config.subscriptions.forEach((sub, i) => {
     // a lease that ends mid-request lets a second worker deliver the same message concurrently

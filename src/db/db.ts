@@ -62,7 +62,8 @@ export type Tx = Queryable & {
 export type ResultColumn = { name: string; typeId: number };
 
 /** `describe` runs this: the query with no row wanted. */
-export const describeStatement = (text: string) => `select * from (${text}) as q limit 0`;
+// The newline ends a trailing `-- comment` of the query before the closing parenthesis.
+export const describeStatement = (text: string) => `select * from (${text}\n) as q limit 0`;
 
 export type CsvSource = Iterable<Buffer> | AsyncIterable<Buffer>;
 

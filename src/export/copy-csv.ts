@@ -22,11 +22,18 @@ export function copyable(result: readonly ResultColumn[], columns: readonly stri
 /**
  * The COPY of the sellable query's configured columns. COPY takes no bind parameters, so $1
  * (include_future_days, an integer from the validated config) is written into the text.
+ * `quantity`, when given, is the SQL written for the quantity column (a numeric's whole value).
  */
-export function copyStatement(sellable: string, columns: readonly string[], days: number): string {
+export function copyStatement(
+  sellable: string,
+  columns: readonly string[],
+  days: number,
+  quantity?: (column: string) => string,
+): string {
   if (!Number.isSafeInteger(days)) throw new Error(`include_future_days must be an integer, got ${days}`);
   const query = sellable.replace(/\$1(?!\d)/g, `(${days})`);
-  return `copy (select ${columns.map(quoteIdent).join(", ")} from (${query}) as s) to stdout with (format csv)`;
+  const list = columns.map((c) => (c === "quantity" && quantity ? quantity(quoteIdent(c)) : quoteIdent(c)));
+  return `copy (select ${list.join(", ")} from (${query}\n) as s) to stdout with (format csv)`;
 }
 
 /**

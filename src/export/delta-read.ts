@@ -10,10 +10,18 @@ import {
   sourceIdentity,
   xidsWentBack,
 } from "../inventory/capture-consumers.js";
-import { type SourceQueries, sourceQueries } from "../inventory/queries.js";
+import { bound } from "../inventory/params.js";
+import {
+  SELLABLE,
+  SELLABLE_KEYS,
+  SELLABLE_MATCHING,
+  type SourceQueries,
+  sourceQueries,
+} from "../inventory/queries.js";
 import type { StockRow } from "./csv.js";
 import { compareAll } from "./delta-compare.js";
 import { diffStock, keyOf } from "./diff.js";
+import { checkColumns, wholeQuantity } from "./quantity.js";
 import { type ExportDeps, inSourceSnapshot, readSourceSnapshot } from "./run.js";
 import { readSourceIdentity, sentForKeys, sentMatching, type Watermark } from "./state.js";
 
@@ -25,6 +33,8 @@ export type DeltaRead = {
   /** The capture install's generation seen in the snapshot (trigger mode). */
   generation: number | null;
   rows: StockRow[];
+  /** How many of the rows take a key from a positive quantity to 0 (the shrink guard's measure). */
+  zeroed: number;
   /** Why every key was compared, for the run's detail. */
   detail?: string;
 };
@@ -67,6 +77,7 @@ export async function readDelta(
   let found: Candidates | null = null;
   const read = await inSourceSnapshot(deps.source, async (tx) => {
     const { snapshot, now } = await readSourceSnapshot(tx);
+    await checkQueries(tx, q, deps.stock, days);
     const identity = await sourceIdentity(tx);
     let generation: number | null = null;
     let reason: string | null = watermark ? null : "no full or delta has been recorded yet";
@@ -94,15 +105,37 @@ export async function readDelta(
     const base = { snapshot, readAt: now, identity, generation };
     if (!changed || reason) {
       const state = deps.source === deps.db && deps.db.kind === "pglite" ? tx : deps.db;
-      const rows = await compareAll(tx, state, q, days, opts.onProgress);
-      return { ...base, rows, ...(reason ? { detail: `compared every key: ${reason}` } : {}) };
+      const { rows, zeroed } = await compareAll(tx, state, q, days, opts.onProgress);
+      return { ...base, rows, zeroed, ...(reason ? { detail: `compared every key: ${reason}` } : {}) };
     }
-    found = await candidates(tx, q, days, changed, watermark!.read_at, now);
-    return { ...base, rows: [] as StockRow[] };
+    found = await candidates(tx, q, days, changed, watermark!.read_at, now, matchingName(deps));
+    return { ...base, rows: [] as StockRow[], zeroed: 0 };
   });
   if (!found) return read;
   const c: Candidates = found;
-  return { ...read, rows: diffStock(c.candidates, c.current, await sentFor(deps.db, c)) };
+  const sent = await sentFor(deps.db, c);
+  const rows = diffStock(c.candidates, c.current, sent);
+  return { ...read, rows, zeroed: zeroedKeys(rows, sent) };
+}
+
+/** Keys these rows take from a positive quantity to 0 (gone from the source, or at 0 now). */
+const zeroedKeys = (rows: readonly StockRow[], sent: ReadonlyMap<string, number>) =>
+  rows.filter((r) => r.quantity === 0 && (sent.get(keyOf(r.sku, r.location)) ?? 0) > 0).length;
+
+/** The name errors give the rows of `sellableMatching`: the configured query, or the sellable it filters. */
+const matchingName = (deps: ExportDeps) =>
+  deps.stock.queries.sellable_matching.trim() ? SELLABLE_MATCHING : SELLABLE;
+
+/**
+ * Every query a delta's rows come from gives the CSV's columns and a whole-number quantity
+ * (checked each run, so a new config fails at once, with the query's name: exit 2).
+ */
+async function checkQueries(tx: Tx, q: SourceQueries, stock: ExportDeps["stock"], days: number) {
+  const { columns } = stock.format;
+  checkColumns(SELLABLE, await tx.describe(...bound(q.sellable, [days])), columns);
+  checkColumns(SELLABLE_KEYS, await tx.describe(...bound(q.sellableKeys, [days, [], []])), columns);
+  if (stock.queries.sellable_matching.trim())
+    checkColumns(SELLABLE_MATCHING, await tx.describe(...bound(q.sellableMatching, [days, [], []])), columns);
 }
 
 /** The candidate keys (changed rows, time) recomputed in the snapshot. */
@@ -113,34 +146,37 @@ async function candidates(
   changed: ChangedKeys,
   since: Date,
   now: Date,
+  matching: string,
 ): Promise<Candidates> {
   const current = new Map<string, StockRow>();
   const keys = new Set<string>();
-  const take = (rows: StockRow[]) => {
+  const take = (rows: StockRow[], query: string) => {
     for (const row of rows) {
       const key = keyOf(row.sku, row.location);
-      current.set(key, { ...row, quantity: Number(row.quantity) });
+      current.set(key, { ...row, quantity: wholeQuantity(row.quantity, query, row) });
       keys.add(key);
     }
   };
   const exact = new Map(changed.exact.map((k) => [keyOf(k.sku, k.location), k]));
   if (q.timeCandidates) {
-    const timed = await tx.query<{ sku: string; location: string }>(q.timeCandidates, [since, now, days]);
+    const timed = await tx.query<{ sku: string; location: string }>(
+      ...bound(q.timeCandidates, [since, now, days]),
+    );
     for (const k of timed.rows) exact.set(keyOf(k.sku, k.location), k);
   }
   for (const key of exact.keys()) keys.add(key);
   if (exact.size) {
     const pairs = [...exact.values()];
-    const { rows } = await tx.query<StockRow>(q.sellableKeys, [
-      days,
-      pairs.map((k) => k.sku),
-      pairs.map((k) => k.location),
-    ]);
-    take(rows);
+    const { rows } = await tx.query<StockRow>(
+      ...bound(q.sellableKeys, [days, pairs.map((k) => k.sku), pairs.map((k) => k.location)]),
+    );
+    take(rows, SELLABLE_KEYS);
   }
   // An item or a location changed as a whole (deactivated, reactivated): its keys only.
-  if (changed.skus.length || changed.locations.length)
-    take((await tx.query<StockRow>(q.sellableMatching, [days, changed.skus, changed.locations])).rows);
+  if (changed.skus.length || changed.locations.length) {
+    const values = [days, changed.skus, changed.locations];
+    take((await tx.query<StockRow>(...bound(q.sellableMatching, values))).rows, matching);
+  }
   return { current, candidates: keys, wildcards: changed };
 }
 

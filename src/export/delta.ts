@@ -1,6 +1,7 @@
 import { encodeCsv } from "./csv.js";
 import { readDelta } from "./delta-read.js";
-import { pruneCapture } from "./snapshot.js";
+import { guardZeroed, refuseRun } from "./guard.js";
+import { pruneCapture, runFull } from "./snapshot.js";
 import {
   type ExportDeps,
   enqueueParts,
@@ -8,12 +9,14 @@ import {
   recordFailure,
   type RunOptions,
   type RunResult,
+  stockSubscriptions,
 } from "./run.js";
 import {
   finishRun,
   readWatermark,
   startRun,
   upsertSent,
+  withoutFull,
   writeSourceIdentity,
   writeWatermark,
 } from "./state.js";
@@ -28,6 +31,12 @@ export { CaptureBrokenError } from "./delta-read.js";
  * nothing is sent. A read that fails (capture not installed or broken) is recorded as a failed run.
  */
 export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunResult> {
+  const newcomers = opts.out || opts.dryRun ? [] : await newcomersOf(deps);
+  if (newcomers.length) {
+    const full = await runFull(deps, opts);
+    const why = `a full instead of a delta: no full was ever sent to ${newcomers.join(", ")}`;
+    return { ...full, detail: full.detail ? `${why}; ${full.detail}` : why };
+  }
   const started = deps.clock.now();
   const snapshotId = newSnapshotId("delta", started);
   const watermark = await readWatermark(deps.db);
@@ -40,7 +49,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
   );
   const rows = read.rows;
   const parts = splitParts(rows, deps.stock.format.part_rows);
-  const result = (status: RunResult["status"], runId: number | null): RunResult => ({
+  const result = (status: RunResult["status"], runId: number | null, detail = read.detail): RunResult => ({
     kind: "delta",
     status,
     runId,
@@ -48,7 +57,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
     rows: rows.length,
     parts: rows.length ? parts.length : 0,
     durationMs: deps.clock.now().getTime() - started.getTime(),
-    ...(read.detail ? { detail: read.detail } : {}),
+    ...(detail ? { detail } : {}),
   });
   opts.onProgress?.(rows.length);
   if (opts.out) {
@@ -56,6 +65,12 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
     return result("written", null);
   }
   if (opts.dryRun) return result("dry-run", null);
+  const refusal = opts.force ? null : await guardZeroed(deps, deps.db, read.zeroed);
+  if (refusal) {
+    const run = { kind: "delta" as const, snapshotId, started, rows: rows.length };
+    const runId = await refuseRun(deps, run, refusal, opts.fence);
+    return result("refused", runId, refusal);
+  }
   const runId = await startRun(deps.db, "delta", opts.trigger, snapshotId, started);
   await recordFailure(deps, runId, () =>
     deps.db.tx(async (tx) => {
@@ -97,6 +112,17 @@ async function recordReadFailure(
   } catch {
     // The state database is down too: the thrown error says enough.
   }
+}
+
+/**
+ * Stock subscriptions taking both fulls and deltas that never had a full (added to the config
+ * since the last full): a delta must not be their first stock message. The full that replaces
+ * this delta is their baseline; the others get a full an hour early, which is harmless.
+ */
+async function newcomersOf(deps: ExportDeps): Promise<string[]> {
+  const full = new Set(stockSubscriptions(deps.subscriptions, "stock.full"));
+  const both = stockSubscriptions(deps.subscriptions, "stock.delta").filter((s) => full.has(s));
+  return withoutFull(deps.db, both);
 }
 
 function splitParts<T>(rows: T[], size: number): T[][] {

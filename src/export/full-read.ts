@@ -5,9 +5,17 @@ import { format } from "@fast-csv/format";
 import type { Tx } from "../db/db.js";
 import { captureInstalled } from "../inventory/capture.js";
 import { readCaptureState, sourceIdentity } from "../inventory/capture-consumers.js";
-import { sourceQueries } from "../inventory/queries.js";
+import { bindUsed } from "../inventory/params.js";
+import { SELLABLE, sourceQueries } from "../inventory/queries.js";
 import { CopyRows, copyable, copyStatement, type CsvRows, csvHeader } from "./copy-csv.js";
 import { type PartFile, PartWriter, type StockRow } from "./csv.js";
+import {
+  checkColumns,
+  copyFractionError,
+  quantityKind,
+  wholeQuantity,
+  wholeQuantitySql,
+} from "./quantity.js";
 import { type ExportDeps, inSourceSnapshot, type RunOptions, readSourceSnapshot } from "./run.js";
 
 const PROGRESS_EVERY = 10_000;
@@ -34,37 +42,46 @@ export type FullRead = {
  * STDOUT, ~5x faster than a cursor and fast-csv) when that gives the same bytes; else a cursor.
  */
 export async function readFull(deps: ExportDeps, opts: RunOptions, dir: string): Promise<FullRead> {
-  const { columns, gzip, part_rows: partRows } = deps.stock.format;
   return inSourceSnapshot(deps.source, async (tx) => {
-    const { snapshot, now } = await readSourceSnapshot(tx);
-    const seen = { identity: await sourceIdentity(tx), generation: await captureGeneration(deps, tx) };
-    const copy = await copyFor(deps, tx, !opts.out);
-    const progress = counter(opts.onProgress);
-    if (opts.out) {
-      const rows = copy
-        ? await copyOut(tx, copy, columns, opts.out, progress)
-        : await cursorOut(deps, tx, opts.out, progress);
-      return { rows, parts: [], sent: { files: [], columns, gzip }, snapshot, readAt: now, ...seen };
+    // A fractional quantity stops the COPY with a cast error: said in the query's words.
+    try {
+      return await readIn(deps, tx, opts, dir);
+    } catch (err) {
+      throw copyFractionError(err, SELLABLE) ?? err;
     }
-    const writer = new PartWriter(dir, { columns, gzip, partRows, csvRows: copy !== null });
-    // The sent state is loaded from the parts when they carry the key and quantity; else from
-    // key files written beside them.
-    const keys = carriesKeys(columns)
-      ? null
-      : new PartWriter(dir, { columns: KEY_COLUMNS, gzip: false, partRows, name: "keys" });
-    if (copy) await copyRows(tx, copy, (rows) => writer.writeCsv(rows), progress);
-    else
-      for await (const row of cursor(deps, tx)) {
-        await writer.write(row);
-        await keys?.write(row);
-        progress.add(1);
-      }
-    const parts = await writer.finish();
-    const sent = keys
-      ? { files: await keys.finish(), columns: KEY_COLUMNS, gzip: false }
-      : { files: parts, columns, gzip };
-    return { rows: progress.done(), parts, sent, snapshot, readAt: now, ...seen };
   });
+}
+
+async function readIn(deps: ExportDeps, tx: Tx, opts: RunOptions, dir: string): Promise<FullRead> {
+  const { columns, gzip, part_rows: partRows } = deps.stock.format;
+  const { snapshot, now } = await readSourceSnapshot(tx);
+  const seen = { identity: await sourceIdentity(tx), generation: await captureGeneration(deps, tx) };
+  const copy = await copyFor(deps, tx, !opts.out);
+  const progress = counter(opts.onProgress);
+  if (opts.out) {
+    const rows = copy
+      ? await copyOut(tx, copy, columns, opts.out, progress)
+      : await cursorOut(deps, tx, opts.out, progress);
+    return { rows, parts: [], sent: { files: [], columns, gzip }, snapshot, readAt: now, ...seen };
+  }
+  const writer = new PartWriter(dir, { columns, gzip, partRows, csvRows: copy !== null });
+  // The sent state is loaded from the parts when they carry the key and quantity; else from
+  // key files written beside them.
+  const keys = carriesKeys(columns)
+    ? null
+    : new PartWriter(dir, { columns: KEY_COLUMNS, gzip: false, partRows, name: "keys" });
+  if (copy) await copyRows(tx, copy, (rows) => writer.writeCsv(rows), progress);
+  else
+    for await (const row of cursor(deps, tx)) {
+      await writer.write(row);
+      await keys?.write(row);
+      progress.add(1);
+    }
+  const parts = await writer.finish();
+  const sent = keys
+    ? { files: await keys.finish(), columns: KEY_COLUMNS, gzip: false }
+    : { files: parts, columns, gzip };
+  return { rows: progress.done(), parts, sent, snapshot, readAt: now, ...seen };
 }
 
 /** The capture install's generation in this snapshot (trigger mode, when installed). */
@@ -79,20 +96,32 @@ async function captureGeneration(deps: ExportDeps, tx: Tx): Promise<number | nul
 
 const carriesKeys = (columns: readonly string[]) => KEY_COLUMNS.every((c) => columns.includes(c));
 
-/** The COPY statement when this source and these columns allow it (parts need the key columns too). */
+/**
+ * Checks the sellable query's result columns (every run: the first run of a new config fails
+ * with the query's name, exit 2), then gives the COPY statement when this source and these
+ * columns allow it (parts need the key columns too).
+ */
 async function copyFor(deps: ExportDeps, tx: Tx, parts: boolean): Promise<string | null> {
   const { columns } = deps.stock.format;
-  if (!tx.copyTo || (parts && !carriesKeys(columns))) return null;
   const { sellable } = sourceQueries(deps.stock.queries);
   const days = deps.stock.sellable.include_future_days;
-  if (!copyable(await tx.describe(sellable, [days]), columns)) return null;
-  return copyStatement(sellable, columns, days);
+  const bound = bindUsed(sellable, [days]);
+  const result = await tx.describe(bound.text, bound.values);
+  checkColumns(SELLABLE, result, columns);
+  if (!tx.copyTo || (parts && !carriesKeys(columns)) || !copyable(result, columns)) return null;
+  const quantity = result.find((c) => c.name === "quantity")!;
+  const whole = quantityKind(quantity.typeId) === "decimal" ? wholeQuantitySql : undefined;
+  return copyStatement(sellable, columns, days, whole);
 }
 
-function cursor(deps: ExportDeps, tx: Tx): AsyncIterable<StockRow> {
+async function* cursor(deps: ExportDeps, tx: Tx): AsyncIterable<StockRow> {
   const { sellable } = sourceQueries(deps.stock.queries);
+  const bound = bindUsed(sellable, [deps.stock.sellable.include_future_days]);
   // Small batches: rows die young, so the heap stays small however large the snapshot.
-  return tx.stream<StockRow>(sellable, [deps.stock.sellable.include_future_days], STREAM_BATCH);
+  for await (const row of tx.stream<StockRow>(bound.text, bound.values, STREAM_BATCH)) {
+    row.quantity = wholeQuantity(row.quantity, SELLABLE, row);
+    yield row;
+  }
 }
 
 /** COPY's output cut into whole rows, handed on as they come (the next chunk waits for `take`). */

@@ -24,7 +24,7 @@ export type ExportDeps = {
 export type RunOptions = {
   /** schedule | start | cli | api: recorded with the run. */
   trigger: string;
-  /** Override the shrink guard (full only). */
+  /** Override the shrink guard (export/guard.ts). */
   force?: boolean;
   /** Compute and report; enqueue nothing, change no state. */
   dryRun?: boolean;

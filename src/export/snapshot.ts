@@ -5,8 +5,8 @@ import { createGunzip } from "node:zlib";
 import type { Tx } from "../db/db.js";
 import { captureInstalled } from "../inventory/capture.js";
 import { advanceAndPrune, pruneChanges, registerConsumer } from "../inventory/capture-consumers.js";
-import { notifyOnce } from "../outbox/outcome.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
+import { guardFull, guardZeroed, Refused, refuseRun } from "./guard.js";
 import {
   type ExportDeps,
   enqueueParts,
@@ -17,11 +17,11 @@ import {
   stockSubscriptions,
 } from "./run.js";
 import {
+  applySent,
   createFullRows,
+  diffSent,
   FULL_ROWS,
   finishRun,
-  lastDeliveredFullRows,
-  replaceSent,
   startRun,
   supersedeStock,
   writeSourceIdentity,
@@ -55,77 +55,71 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
     });
     if (opts.out) return result("written", null);
     if (opts.dryRun) return result("dry-run", null);
-    const refusal = opts.force ? null : await guard(deps, read.rows);
-    if (refusal) return result("refused", await refuse(deps, snapshotId, started, read, refusal), refusal);
-    const runId = await publishFull(deps, { snapshotId, started, opts, ...read });
+    const refusal = opts.force ? null : await guardFull(deps, read.rows);
+    if (refusal) {
+      const run = { kind: "full" as const, snapshotId, started, rows: read.rows };
+      const runId = await refuseRun(deps, run, refusal, opts.fence);
+      return result("refused", runId, refusal);
+    }
+    const published = await publishFull(deps, { snapshotId, started, opts, ...read });
+    if (published.refused) {
+      const run = { kind: "full" as const, snapshotId, started, rows: read.rows, runId: published.runId };
+      const runId = await refuseRun(deps, run, published.refused, opts.fence);
+      return result("refused", runId, published.refused);
+    }
     await pruneCapture(deps, read.snapshot, read.generation);
-    return result("enqueued", runId);
+    return result("enqueued", published.runId);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-/** Refuse a full that would zero the OMS or shrink it by more than the configured ratio. */
-async function guard(deps: ExportDeps, rows: number): Promise<string | null> {
-  if (rows === 0) return "the source returned no rows: an empty full would zero the OMS";
-  const previous = await lastDeliveredFullRows(deps.db);
-  if (previous === null || previous === 0) return null;
-  const drop = (previous - rows) / previous;
-  if (drop <= deps.stock.guard.max_drop_ratio) return null;
-  return `rows fell from ${previous} to ${rows} (-${(drop * 100).toFixed(1)}%, more than stock.guard.max_drop_ratio ${deps.stock.guard.max_drop_ratio})`;
-}
-
-async function refuse(deps: ExportDeps, snapshotId: string, started: Date, read: FullRead, detail: string) {
-  const now = deps.clock.now();
-  return deps.db.tx(async (tx) => {
-    const runId = await startRun(tx, "full", "guard", snapshotId, started);
-    await finishRun(tx, runId, { status: "refused", now, rows: read.rows, detail });
-    await notifyOnce(
-      tx,
-      { all: deps.subscriptions, now, notifyMinIntervalMs: deps.notifyMinIntervalMs },
-      "snapshot_refused",
-      {
-        detail: `full snapshot refused: ${detail}. Check the source, or run \`stock-sync snapshot --force\`.`,
-      },
-      "stock",
-    );
-    deps.log.warn({ rows: read.rows, detail }, "full snapshot refused");
-    return runId;
-  });
-}
-
+/**
+ * Publishes a full in one state transaction. Keys the full would take from a positive quantity to
+ * 0 are counted against the sent state there (the row count misses a table loaded with zeros);
+ * too many roll it all back, and the run is refused.
+ */
 async function publishFull(
   deps: ExportDeps,
   run: FullRead & { snapshotId: string; started: Date; opts: RunOptions },
-): Promise<number> {
+): Promise<{ runId: number; refused: string | null }> {
   const runId = await startRun(deps.db, "full", run.opts.trigger, run.snapshotId, run.started);
   const now = deps.clock.now();
-  await recordFailure(deps, runId, () =>
-    deps.db.tx(async (tx) => {
-      await run.opts.fence?.(tx);
-      await supersedeStock(tx, stockSubscriptions(deps.subscriptions, "stock.full"), now);
-      const bodies = run.parts.map((p) => () => readFile(p.path));
-      await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
-      await loadSent(tx, run.sent, runId);
-      await writeWatermark(tx, run.snapshot, run.readAt, runId);
-      await writeSourceIdentity(tx, run.identity);
-      await finishRun(tx, runId, {
-        status: "enqueued",
-        now: deps.clock.now(),
-        rows: run.rows,
-        parts: run.parts.length,
-        sourceSnapshot: run.snapshot,
-      });
-    }),
+  const refused = await recordFailure(deps, runId, () =>
+    deps.db
+      .tx(async (tx) => {
+        await run.opts.fence?.(tx);
+        await supersedeStock(tx, stockSubscriptions(deps.subscriptions, "stock.full"), now);
+        const bodies = run.parts.map((p) => () => readFile(p.path));
+        await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
+        const zeroed = await loadSent(tx, run.sent);
+        const refusal = run.opts.force ? null : await guardZeroed(deps, tx, zeroed);
+        if (refusal) throw new Refused(refusal);
+        await applySent(tx, runId);
+        await writeWatermark(tx, run.snapshot, run.readAt, runId);
+        await writeSourceIdentity(tx, run.identity);
+        await finishRun(tx, runId, {
+          status: "enqueued",
+          now: deps.clock.now(),
+          rows: run.rows,
+          parts: run.parts.length,
+          sourceSnapshot: run.snapshot,
+        });
+        return null;
+      })
+      .catch((err: unknown) => {
+        if (err instanceof Refused) return err.detail;
+        throw err;
+      }),
   );
-  return runId;
+  return { runId, refused };
 }
 
-/** The full's rows, COPYed part by part into a temporary table, then merged into the sent state. */
-async function loadSent(tx: Tx, sent: SentFiles, runId: number): Promise<void> {
+/** The full's rows, COPYed part by part into a temporary table and compared with the sent state. */
+async function loadSent(tx: Tx, sent: SentFiles): Promise<number> {
   await createFullRows(tx, sent.columns);
   for (const file of sent.files) await tx.copyFrom(FULL_ROWS, sent.columns, readPart(file.path, sent.gzip));
-  await replaceSent(tx, runId);
+  return diffSent(tx);
 }
 
 function readPart(path: string, gzip: boolean): AsyncIterable<Buffer> {

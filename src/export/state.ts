@@ -90,6 +90,22 @@ export async function fullSentSince(db: Queryable, since: Date): Promise<boolean
   return rows.length > 0;
 }
 
+/**
+ * Of these subscriptions, those no full was ever enqueued for: a delta to them would be applied
+ * with no baseline, so their first stock message must be a full.
+ */
+export async function withoutFull(db: Queryable, subscriptions: readonly string[]): Promise<string[]> {
+  if (!subscriptions.length) return [];
+  const { rows } = await db.query<{ name: string }>(
+    `select s.name from unnest($1::text[]) as s(name)
+     where not exists (select 1 from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+                       where d.subscription = s.name and m.subject = 'stock.full')
+     order by s.name`,
+    [subscriptions],
+  );
+  return rows.map((r) => r.name);
+}
+
 /** When the newest full was enqueued (for "run one at start if older than its period"). */
 export async function lastFullAt(db: Queryable): Promise<Date | null> {
   const { rows } = await db.query<{ at: Date }>(
@@ -98,13 +114,16 @@ export async function lastFullAt(db: Queryable): Promise<Date | null> {
   return rows[0]?.at ?? null;
 }
 
-/** Undelivered older stock messages of these subscriptions will never be sent: a newer full replaces them. */
+/**
+ * Undelivered older stock messages of these subscriptions will never be sent: a newer full
+ * replaces them. Dead ones too, so a later replay or resume cannot put them back.
+ */
 export async function supersedeStock(db: Queryable, subscriptions: string[], now: Date): Promise<number> {
   const { rowCount } = await db.query(
     `update stock_sync.deliveries d set status = 'superseded', updated_at = $2
      from stock_sync.messages m
      where m.id = d.message_id and m.run_id is not null and d.subscription = any($1::text[])
-       and d.status in ('pending', 'failed')`,
+       and d.status in ('pending', 'failed', 'dead')`,
     [subscriptions, now],
   );
   return rowCount;
@@ -152,27 +171,39 @@ export async function upsertSent(
 
 export const FULL_ROWS = "stock_full_rows";
 
-/** Where a full's rows wait, as text, for `replaceSent`; one column per CSV column, gone at commit. */
+/** Where a full's rows wait, as text, for `diffSent`; one column per CSV column, gone at commit. */
 export const createFullRows = (db: Queryable, columns: readonly string[]) =>
   db.query(
     `create temp table ${FULL_ROWS} (${columns.map((c) => `${quoteIdent(c)} text`).join(", ")}) on commit drop`,
   );
 
 /**
- * Makes the sent state what a full said (its rows in stock_full_rows). One full join finds the
- * keys that differ (hourly, few do); then gone keys are deleted, changed quantities updated
- * and new keys inserted. Three joins of 1M rows each took twice as long as the one. A key whose
- * quantity is unchanged keeps the run_id of the run that sent that value.
+ * What a full (its rows in stock_full_rows) changes in the sent state, in stock_sent_diff: one
+ * full join finds the keys that differ (hourly, few do). Resolves to the number of keys it takes
+ * from a positive quantity to 0 or removes (the shrink guard's measure).
  */
-export async function replaceSent(db: Queryable, runId: number): Promise<void> {
+export async function diffSent(db: Queryable): Promise<number> {
   // A temporary table has no statistics until analysed, and the planner needs them to hash.
   await db.query(`analyze ${FULL_ROWS}`);
   await db.query(`create temp table stock_sent_diff on commit drop as
     select coalesce(f.sku, s.sku) as sku, coalesce(f.location, s.location) as location,
-           f.quantity::int8 as quantity, s.sku is not null as known
+           f.quantity::int8 as quantity, s.sku is not null as known, s.quantity as before
     from ${FULL_ROWS} f full join stock_sync.stock_sent s on s.sku = f.sku and s.location = f.location
     where s.quantity is distinct from f.quantity::int8`);
   await db.query("analyze stock_sent_diff");
+  const { rows } = await db.query<{ n: number }>(
+    "select count(*)::int as n from stock_sent_diff where before > 0 and coalesce(quantity, 0) = 0",
+  );
+  return rows[0]!.n;
+}
+
+/**
+ * Makes the sent state what a full said, from stock_sent_diff (`diffSent`): gone keys are
+ * deleted, changed quantities updated and new keys inserted. Three joins of 1M rows each took
+ * twice as long as the one. A key whose quantity is unchanged keeps the run_id of the run that
+ * sent that value.
+ */
+export async function applySent(db: Queryable, runId: number): Promise<void> {
   await db.query(`delete from stock_sync.stock_sent s using stock_sent_diff d
     where d.quantity is null and s.sku = d.sku and s.location = d.location`);
   await db.query(
@@ -201,19 +232,23 @@ export const writeSourceIdentity = (db: Queryable, identity: string) =>
 
 const PAGE = 5000;
 
-/** Every sent key with a non-zero quantity, in pages (keyset on the primary key): never all in memory. */
-export async function* nonZeroSentPages(db: Queryable): AsyncIterable<{ sku: string; location: string }[]> {
-  let after: { sku: string; location: string } | null = null;
+type SentKey = { sku: string; location: string; positive: boolean };
+
+/**
+ * Every sent key with a non-zero quantity, in pages (keyset on the primary key): never all in
+ * memory. `positive`: sent above 0 (the shrink guard counts those a delta zeroes).
+ */
+export async function* nonZeroSentPages(db: Queryable): AsyncIterable<SentKey[]> {
+  let after: SentKey | null = null;
+  const select = "select sku, location, quantity > 0 as positive from stock_sync.stock_sent";
   for (;;) {
-    const page: { rows: { sku: string; location: string }[] } = after
+    const page: { rows: SentKey[] } = after
       ? await db.query(
-          `select sku, location from stock_sync.stock_sent where quantity <> 0 and (sku, location) > ($1, $2)
+          `${select} where quantity <> 0 and (sku, location) > ($1, $2)
            order by sku, location limit ${PAGE}`,
           [after.sku, after.location],
         )
-      : await db.query(
-          `select sku, location from stock_sync.stock_sent where quantity <> 0 order by sku, location limit ${PAGE}`,
-        );
+      : await db.query(`${select} where quantity <> 0 order by sku, location limit ${PAGE}`);
     const { rows } = page;
     if (rows.length) yield rows;
     if (rows.length < PAGE) return;

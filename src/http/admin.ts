@@ -41,19 +41,24 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
       return { deliveries: await listDeliveries(deps.db, { status, subscription, limit }) };
     });
 
-    scope.post<{ Params: { id: string } }>("/api/deliveries/:id/replay", async (req) => {
-      const { id } = req.params;
-      const replayed = await replay(deps.db, { ids: [id] }, deps.clock.now());
-      if (replayed.length > 0) return { replayed };
-      const statuses = await deliveryStatuses(deps.db, id);
-      if (statuses.length === 0)
-        throw new HttpError(404, "not_found", `no delivery or message with id "${id}"`);
-      throw new HttpError(
-        409,
-        "not_replayable",
-        `only dead or failed deliveries are replayed; this one is ${statuses.join(", ")}`,
-      );
-    });
+    scope.post<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
+      "/api/deliveries/:id/replay",
+      async (req) => {
+        const { id } = req.params;
+        // ?force=true replays stock older than stock already delivered (409 stale_stock without it)
+        const force = parseFlag(queryText(req.query, "force"), "force");
+        const replayed = await replay(deps.db, { ids: [id] }, deps.clock.now(), { force });
+        if (replayed.length > 0) return { replayed };
+        const statuses = await deliveryStatuses(deps.db, id);
+        if (statuses.length === 0)
+          throw new HttpError(404, "not_found", `no delivery or message with id "${id}"`);
+        throw new HttpError(
+          409,
+          "not_replayable",
+          `only dead or failed deliveries are replayed; this one is ${statuses.join(", ")}`,
+        );
+      },
+    );
   });
 }
 
@@ -84,6 +89,12 @@ function queryText(query: Record<string, unknown>, name: string): string | undef
   const value = query[name];
   if (value === undefined || typeof value === "string") return value;
   throw new HttpError(400, "invalid_input", `${name}: expected a single value`);
+}
+
+function parseFlag(text: string | undefined, name: string): boolean {
+  if (text === undefined || text === "false") return false;
+  if (text === "true" || text === "") return true;
+  throw new HttpError(400, "invalid_input", `${name}: expected true or false`);
 }
 
 function parseLimit(text: string | undefined): number | undefined {

@@ -23,7 +23,7 @@ export class HttpError extends Error {
 /** Seconds an OMS should wait before retrying while the state database is down. */
 export const RETRY_AFTER_SECONDS = 5;
 
-const CONNECTOR_STATUS = { NOT_FOUND: 404, INVALID_INPUT: 400 } as const;
+const CONNECTOR_STATUS = { NOT_FOUND: 404, INVALID_INPUT: 400, STALE_STOCK: 409 } as const;
 
 // node and pg errors that mean "no usable connection", not "the statement was wrong"
 const CONNECTION_CODES = new Set([

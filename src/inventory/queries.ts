@@ -1,3 +1,5 @@
+import { trimQuery } from "./params.js";
+
 /**
  * The shipped source queries for the reference schema (fixtures/inventory/schema.sql). Users with
  * their own schema replace them in config (`stock.queries.*`); each must keep the same columns and
@@ -67,7 +69,7 @@ export const DEFAULT_SELLABLE_MATCHING = SELLABLE_BODY(
 
 /** Any sellable query restricted to whole items or locations: correct for any schema, but runs it all. */
 const filtered = (sellable: string) =>
-  `select * from (${sellable}) s where s.sku = any($2::text[]) or s.location = any($3::text[])`;
+  `select * from (${sellable}\n) s where s.sku = any($2::text[]) or s.location = any($3::text[])`;
 
 /**
  * Keys whose sellable value can change with no write, because time passed between the previous
@@ -93,6 +95,11 @@ export const DEFAULT_CAPTURE_TABLES: CaptureTable[] = [
   { table: "inventory.locations", location: "code" },
 ];
 
+/** The queries' names in the config, as errors and checks name them. */
+export const SELLABLE = "stock.queries.sellable";
+export const SELLABLE_KEYS = "stock.queries.sellable_keys";
+export const SELLABLE_MATCHING = "stock.queries.sellable_matching";
+
 export type SourceQueries = {
   sellable: string;
   sellableKeys: string;
@@ -100,17 +107,21 @@ export type SourceQueries = {
   timeCandidates: string | null;
 };
 
+/** The queries to run: the configured ones (a trailing `;` removed, as they get wrapped) or the shipped ones. */
 export function sourceQueries(q: {
   sellable: string;
   sellable_keys: string;
   time_candidates: string;
   sellable_matching?: string;
 }): SourceQueries {
+  const sellable = trimQuery(q.sellable);
+  const time = trimQuery(q.time_candidates);
   return {
-    sellable: q.sellable || DEFAULT_SELLABLE,
-    sellableKeys: q.sellable_keys || DEFAULT_SELLABLE_KEYS,
-    sellableMatching: q.sellable_matching || (q.sellable ? filtered(q.sellable) : DEFAULT_SELLABLE_MATCHING),
+    sellable: sellable || DEFAULT_SELLABLE,
+    sellableKeys: trimQuery(q.sellable_keys) || DEFAULT_SELLABLE_KEYS,
+    sellableMatching:
+      trimQuery(q.sellable_matching ?? "") || (sellable ? filtered(sellable) : DEFAULT_SELLABLE_MATCHING),
     // "none" switches time-based candidates off for schemas without time-dependent inputs.
-    timeCandidates: q.time_candidates === "none" ? null : q.time_candidates || DEFAULT_TIME_CANDIDATES,
+    timeCandidates: time === "none" ? null : time || DEFAULT_TIME_CANDIDATES,
   };
 }

@@ -74,12 +74,16 @@ export function renderNotification(n: Notification): { title: string; text: stri
       };
     case "snapshot_refused":
       return {
-        title: oneLine(`stock-sync: full stock snapshot refused${n.subscription ? ` for ${name}` : ""}`),
+        // A refused delta says so in its detail (export/guard.ts); the same guard, the same event.
+        title: oneLine(
+          `stock-sync: ${n.detail.startsWith("stock delta") ? "stock delta" : "full stock snapshot"} refused${n.subscription ? ` for ${name}` : ""}`,
+        ),
         text: lines(
-          "A full stock snapshot was refused and not sent: the OMS keeps the stock it had.",
+          "A stock run was refused by the shrink guard and not sent: the OMS keeps the stock it had.",
           detail,
-          "To do: check the inventory source. If the drop is real, raise stock.guard.max_drop_ratio " +
-            "in the config; the next scheduled full snapshot is checked again.",
+          "To do: check the inventory source. If the drop is real, run the command above with --force " +
+            "or raise stock.guard.max_drop_ratio in the config; the next scheduled run is checked again " +
+            "(a refused delta is held until then).",
         ),
       };
     case "snapshot_failed":

@@ -68,17 +68,24 @@ export type ReplaySelection =
 /**
  * Dead or failed deliveries go out again, now, with the same webhook-id and a fresh retry round.
  * `ids` are delivery ids or message ids (a message id replays it to every subscription it failed for).
+ * A stock message older than stock already delivered to its subscription would overwrite newer
+ * stock at the OMS (SPEC §9): refused, nothing replayed, unless `force`.
  */
 export async function replay(
   db: Queryable,
   sel: ReplaySelection,
   now: Date,
+  opts: { force?: boolean } = {},
 ): Promise<{ id: number; subscription: string }[]> {
   const where =
     "ids" in sel
       ? "(d.id::text = any($2::text[]) or d.message_id = any($2::text[]))"
       : "d.subscription = $2 and d.created_at >= $3 and ($4::timestamptz is null or d.created_at < $4)";
   const values = "ids" in sel ? [now, sel.ids] : [now, sel.subscription, sel.since, sel.until ?? null];
+  if (!opts.force) {
+    const stale = await staleStock(db, where, values);
+    if (stale.length) throw new ConnectorError("STALE_STOCK", staleMessage(stale));
+  }
   const { rows } = await db.query<{ id: number; subscription: string }>(
     `update stock_sync.deliveries d set status = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1
      where ${where} and d.status in ('dead', 'failed') returning d.id, d.subscription`,
@@ -86,4 +93,35 @@ export async function replay(
   );
   if (rows.length) await notifyOutbox(db, [...new Set(rows.map((r) => r.subscription))]);
   return rows;
+}
+
+type Stale = { id: number; subscription: string; sequence: number; newer: number };
+
+/** Selected stock deliveries with a newer stock message of the same subscription delivered. */
+async function staleStock(db: Queryable, where: string, values: unknown[]): Promise<Stale[]> {
+  const { rows } = await db.query<Stale>(
+    `select d.id::int as id, d.subscription, d.sequence::int as sequence, newer.sequence::int as newer
+     from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+     cross join lateral (
+       select max(n.sequence) as sequence from stock_sync.deliveries n
+       join stock_sync.messages nm on nm.id = n.message_id
+       where n.subscription = d.subscription and n.status = 'delivered' and nm.run_id is not null
+         and n.sequence > d.sequence) newer
+     -- $1 (now) belongs to the update sharing this filter; referenced so it has a type
+     where $1::timestamptz is not null and ${where} and d.status in ('dead', 'failed')
+       and m.run_id is not null and newer.sequence is not null
+     order by d.id`,
+    values,
+  );
+  return rows;
+}
+
+function staleMessage(stale: readonly Stale[]): string {
+  const s = stale[0]!;
+  const more = stale.length > 1 ? ` (and ${stale.length - 1} more)` : "";
+  return (
+    `delivery ${s.id} is stock sequence ${s.sequence} of ${s.subscription}, older than stock sequence ${s.newer} ` +
+    `already delivered${more}: replaying it would overwrite newer stock at the OMS. Nothing was replayed. ` +
+    "A full snapshot (`stock-sync snapshot`) resends current stock; use --force (API: ?force=true) to replay anyway"
+  );
 }

@@ -123,7 +123,9 @@ for (const backend of ["postgres", "pglite"] as const) {
       it("capture not installed in trigger mode: the first delta is an error, not everything", async () => {
         const t = await fresh(backend);
         await seedDemoSource(t.db, { fixturesDir: FIXTURES_DIR });
-        const fx = await stockFixture(t.db, STOCK_SUB, { seed: false });
+        // A subscription taking deltas only: one taking fulls too would get a full first (12.12).
+        const deltasOnly = STOCK_SUB.replace("[stock.full, stock.delta]", "[stock.delta]");
+        const fx = await stockFixture(t.db, deltasOnly, { seed: false });
         await expect(fx.exporter.run("delta", { trigger: "test" })).rejects.toThrow(/not installed/);
         expect(await stockMessages(t.db)).toEqual([]);
       });

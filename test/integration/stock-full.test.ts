@@ -85,7 +85,7 @@ describeEachDb("stock full snapshots", (t) => {
     await db().query(`create schema if not exists moving;
       create table moving.stock (sku text, location text, qty int not null, primary key (sku, location));
       insert into moving.stock select 'S' || g, 'L' || (g % 7), 100 from generate_series(1, 3000) g;`);
-    const yaml = `${STOCK_SUB}stock:\n  format: { part_rows: 700 }\n  capture: { mode: full_diff }\n  queries:\n    sellable: "select sku, location, qty as quantity from moving.stock where $1::int >= 0 order by sku"\n`;
+    const yaml = `${STOCK_SUB}stock:\n  format: { part_rows: 700 }\n  capture: { mode: full_diff }\n  queries:\n    sellable: "select sku, location, qty as quantity from moving.stock where $1::int >= 0 order by sku"\n    sellable_keys: "select sku, location, qty as quantity from moving.stock where (sku, location) in (select * from unnest($2::text[], $3::text[]))"\n    time_candidates: none\n`;
     const fx = await stockFixture(db(), yaml, { seed: false });
     // Four writers; each statement is one transaction that keeps the total at 300,000: a transfer
     // between two keys, or (one in ten) a delete that hands the row's quantity to another key.
@@ -236,7 +236,8 @@ describeEachDb("stock full snapshots", (t) => {
     // it supersedes is the defect tested below), and 20 of them: the outage makes nothing dead.
     const retry = Array(20).fill(3).join(", ");
     const sellable = "select sku, location, qty as quantity from outage.stock where $1::int >= 0";
-    const yaml = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "${receiver.url}"\n    retry_intervals: [${retry}]\nstock:\n  format: { part_rows: 400 }\n  capture: { mode: full_diff }\n  queries:\n    sellable: "${sellable}"\n`;
+    const keys = `${sellable} and (sku, location) in (select * from unnest($2::text[], $3::text[]))`;
+    const yaml = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "${receiver.url}"\n    retry_intervals: [${retry}]\nstock:\n  format: { part_rows: 400 }\n  capture: { mode: full_diff }\n  queries:\n    sellable: "${sellable}"\n    sellable_keys: "${keys}"\n    time_candidates: none\n`;
     const fx = await stockFixture(db(), yaml, { seed: false });
     const engine = await startEngine(db(), fx.config);
     const bump = () => {
@@ -373,7 +374,6 @@ describeEachDb("stock full snapshots", (t) => {
   it.each([
     ["plain parts", "{ part_rows: 300 }"],
     ["gzip parts, columns reordered", "{ part_rows: 300, gzip: true, columns: [quantity, location, sku] }"],
-    ["parts without the location (key files)", "{ part_rows: 300, columns: [sku, quantity] }"],
   ])(
     "after a full the sent state is the source, key for key, gone and new keys too (%s)",
     async (_, format) => {
@@ -381,7 +381,7 @@ describeEachDb("stock full snapshots", (t) => {
       create table probe.stock (sku text, location text, qty int not null, primary key (sku, location));
       insert into probe.stock select 'S' || g, 'L' || (g % 5), g % 11 from generate_series(1, 1000) g;
       insert into probe.stock values ('', 'L0', 4), ('a,"b"|', e'L\n2', 7), ('ü', ' L ', 0);`);
-      const yaml = `${STOCK_SUB}stock:\n  format: ${format}\n  capture: { mode: full_diff }\n  queries:\n    sellable: "select sku, location, qty as quantity from probe.stock where $1::int >= 0"\n`;
+      const yaml = `${STOCK_SUB}stock:\n  format: ${format}\n  capture: { mode: full_diff }\n  queries:\n    sellable: "select sku, location, qty as quantity from probe.stock where $1::int >= 0"\n    sellable_keys: "select sku, location, qty as quantity from probe.stock where (sku, location) in (select * from unnest($2::text[], $3::text[]))"\n    time_candidates: none\n`;
       const fx = await stockFixture(db(), yaml, { seed: false });
       const truth = async () => {
         const { rows } = await db().query<{ sku: string; location: string; qty: number }>(

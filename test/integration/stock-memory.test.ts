@@ -19,6 +19,8 @@ describe.skipIf(!inject("pgTemplate"))("full snapshot memory", () => {
         config,
         `database:\n  url: "${t.url}"\n  data_dir: ${dir}/data\nsource:\n  url: "${t.url}"\nstock:\n  capture: { mode: full_diff }\n  queries:\n` +
           `    sellable: "select 'SKU-' || lpad(g::text, 8, '0') as sku, 'LOC-' || (g % 50) as location, (g % 97) as quantity from generate_series(1, ${ROWS}) g where $1::int >= 0"\n` +
+          // all three queries or none (config check); a full uses only the first
+          `    sellable_keys: "select 'x' as sku, 'y' as location, 0 as quantity where false"\n    time_candidates: none\n` +
           `subscriptions:\n  - name: oms\n    subjects: [stock.full]\n    url: "file://${dir}/out"\n`,
       );
       const { code, stdout, stderr, peakRssMb: peak } = await runMeasured(["--config", config, "snapshot"]);

@@ -312,8 +312,8 @@ describe("loadConfig: errors", () => {
   });
 
   it("rejects duplicate columns", () => {
-    expect(configError("stock: { format: { columns: [sku, sku] } }")).toBe(
-      'stock.format.columns[1]: duplicate column "sku"',
+    expect(configError("stock: { format: { columns: [sku, location, quantity, sku] } }")).toBe(
+      'stock.format.columns[3]: duplicate column "sku"',
     );
   });
 

@@ -92,7 +92,7 @@ describe("when the COPY path applies", () => {
 
   it("writes include_future_days into the statement (COPY takes no parameters)", () => {
     expect(copyStatement("select * from s where d <= $1::int and n < $10", ["sku", 'we"ird'], 3)).toBe(
-      'copy (select "sku", "we""ird" from (select * from s where d <= (3)::int and n < $10) as s) to stdout with (format csv)',
+      'copy (select "sku", "we""ird" from (select * from s where d <= (3)::int and n < $10\n) as s) to stdout with (format csv)',
     );
     expect(() => copyStatement("select $1", ["sku"], 1.5)).toThrow(/integer/);
   });
