@@ -9,6 +9,7 @@ type Node = Record<string, unknown>;
 // Every duration key (test/unit/config-print.test.ts round-trips a config through this).
 const DURATIONS: readonly (readonly string[])[] = [
   ["stock", "simulator", "interval"],
+  ["stock", "full", "retry"],
   ["server", "inbound", "tolerance"],
   ["notifications", "min_interval"],
   ["delivery", "poll_interval"],

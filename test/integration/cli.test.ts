@@ -76,11 +76,20 @@ describe("stock-sync CLI: config and exit codes", () => {
     noStack(r.stderr);
   });
 
-  it("source install prints the change-capture SQL for the configured tables", async () => {
-    const r = await runCli(["source", "install"]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain("create table if not exists stock_sync_capture.changes");
-    expect(r.stdout.match(/create trigger/g)).toHaveLength(24); // 6 tables x insert/update/delete/truncate
+  // The SQL it prints on a real source is checked in capture-install.test.ts.
+  it("source install checks the source's catalogue before printing anything: exit 2 naming each missing table", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "stock-sync-install-"));
+    try {
+      const path = await config("install.yaml", `database:\n  data_dir: ${dataDir}/data\n`);
+      const r = await runCli(["--config", path, "source", "install"]);
+      expect(r.code).toBe(2);
+      expect(r.stdout).not.toContain("create trigger");
+      expect(r.stderr).toContain(
+        "stock.capture.tables[0]: table inventory.stock_on_hand does not exist on the source",
+      );
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("bad usage is exit 2", async () => {

@@ -8,11 +8,22 @@ const SHIPPED = readFileSync(new URL("../../config/stock-sync.yaml", import.meta
 
 const printed = (yaml: string) => stringify(durationsAsText(redactConfig(loadConfig(yaml, {}).config)));
 
+/**
+ * Destinations are printed as their origin only (issue 18.8: a URL path can hold a token), so
+ * they are the one thing that does not round-trip; everything else must.
+ */
+const withoutUrls = (config: unknown) =>
+  JSON.parse(
+    JSON.stringify(config, (k, v) =>
+      k === "url" && typeof v === "string" && v.includes("://") ? "<url>" : v,
+    ),
+  );
+
 describe("durationsAsText", () => {
   it("the shipped config round-trips with every duration unchanged", () => {
     const original = loadConfig(SHIPPED, {}).config;
     const text = printed(SHIPPED);
-    expect(loadConfig(text, {}).config).toEqual(original);
+    expect(withoutUrls(loadConfig(text, {}).config)).toEqual(withoutUrls(original));
     expect(text).toContain("tolerance: 5m");
     expect(text).toContain("retention: 30d");
     expect(text).toMatch(/retry_intervals:\n\s+- 30s\n\s+- 1m\n/);
@@ -32,7 +43,7 @@ describe("durationsAsText", () => {
 delivery: { shutdown_grace: 0, poll_interval: 0.001, lease: 2m }
 `;
     const original = loadConfig(yaml, {}).config;
-    expect(loadConfig(printed(yaml), {}).config).toEqual(original);
+    expect(withoutUrls(loadConfig(printed(yaml), {}).config)).toEqual(withoutUrls(original));
     expect(printed(yaml)).toContain("timeout: 1m30s");
   });
 });
