@@ -191,6 +191,57 @@ describeEachDb("delivery flow", (t) => {
     // How close to 20/s it gets is a speed, measured on a quiet machine: `npm run bench -- ratelimit`.
   });
 
+  it.each(["fifo", "key"] as const)(
+    "ordering %s holds across a handover to another process mid-backlog",
+    async (ordering) => {
+      const { url } = t();
+      const accepted: Recorded[] = [];
+      const r = await receiver((req) => {
+        accepted.push(req);
+        return { status: 204, delayMs: 5 };
+      });
+      const yaml = `delivery:\n  lease: 2s\nsubscriptions:\n${sub(`handover-${ordering}`, r.url, `    ordering: ${ordering}\n    concurrency: 4\n    timeout: 1s\n`)}`;
+      const first = await startEngine(t().db, testConfig(yaml));
+      let handedOver = false;
+      cleanup.push(() => (handedOver ? undefined : first.stop()));
+      for (let n = 0; n < 60; n++) {
+        const key = `order-${n % 3}`;
+        await first.enqueue({
+          subject: "order.updated",
+          payload: JSON.stringify({ key, n }),
+          orderingKey: key,
+        });
+      }
+      await r.waitFor(15, 15_000);
+      await first.stop(); // hands its lease back mid-backlog
+      handedOver = true;
+      const otherDb = url ? openPostgres(url, { poolSize: 3 }) : t().db;
+      if (otherDb !== t().db) cleanup.push(() => otherDb.close());
+      await engine(yaml, otherDb);
+      await waitUntil(
+        async () => {
+          const { rows } = await t().db.query<{ n: number }>(
+            "select count(*)::int as n from stock_sync.deliveries where subscription = $1 and status = 'delivered'",
+            [`handover-${ordering}`],
+          );
+          return rows[0]!.n === 60;
+        },
+        30_000,
+        "all delivered after the handover",
+      );
+      // a request cut by the stop is sent again: consecutive repeats collapse, order must hold
+      const seq = (key?: string) =>
+        accepted
+          .map(bodyOf)
+          .filter((b) => !key || b.key === key)
+          .map((b) => b.n)
+          .filter((n, i, xs) => i === 0 || xs[i - 1] !== n);
+      if (ordering === "fifo") expect(seq()).toEqual([...Array(60).keys()]);
+      for (const key of ["order-0", "order-1", "order-2"])
+        expect(seq(key)).toEqual([...Array(60).keys()].filter((n) => `order-${n % 3}` === key));
+    },
+  );
+
   it("three processes share one rate limit and one order", async () => {
     const { url } = t();
     const r = await receiver();
