@@ -242,6 +242,37 @@ describeEachDb("delivery flow", (t) => {
     },
   );
 
+  it("rate limit 10/s holds under failures, 429s and a slow receiver: failed attempts count too", async () => {
+    // every third arrival fails (500 or 429 with no hint), every answer takes 40 ms
+    const r = await receiver((_, i) => ({
+      status: i % 3 === 1 ? 500 : i % 3 === 2 ? 429 : 204,
+      delayMs: 40,
+    }));
+    const yaml = `subscriptions:\n${sub("bumpy", r.url, "    concurrency: 4\n    rate_limit: { requests: 10, per: 1s }\n")}`;
+    const e = await startEngine(t().db, testConfig(yaml), { start: false });
+    cleanup.push(() => e.stop());
+    for (let n = 0; n < 30; n++)
+      await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
+    await e.engine.start();
+    await waitUntil(
+      async () => {
+        const { rows } = await t().db.query<{ n: number }>(
+          "select count(*)::int as n from stock_sync.deliveries where subscription = 'bumpy' and status = 'delivered'",
+        );
+        return rows[0]!.n === 30;
+      },
+      60_000,
+      "all delivered through the failures",
+    );
+    expect(r.requests.length).toBeGreaterThan(30); // the failures were retried
+    expect(
+      maxInWindow(
+        r.requests.map((q) => q.at),
+        1000,
+      ),
+    ).toBeLessThanOrEqual(10);
+  });
+
   it("three processes share one rate limit and one order", async () => {
     const { url } = t();
     const r = await receiver();
