@@ -162,6 +162,40 @@ describe("parseRetryAfter", () => {
   ])("%j → %j", (value, expected) => {
     expect(parseRetryAfter(value, NOW)).toBe(expected);
   });
+
+  // Mutation testing (docs/testing.md): each month name, the edges of the time fields, a
+  // two-digit year exactly 50 years ahead.
+  it.each(
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].map((m, i) => [
+      m,
+      i,
+    ]),
+  )("reads the month %s", (mon, i) => {
+    const before = new Date("2025-12-31T00:00:00Z");
+    expect(parseRetryAfter(`Thu, 01 ${mon} 2026 00:00:00 GMT`, before)).toBe(
+      Date.UTC(2026, i as number, 1) - before.getTime(),
+    );
+  });
+
+  it("accepts second 60 (a leap second), refuses minute 60 and second 61", () => {
+    expect(parseRetryAfter("Sun, 01 Jun 2025 12:01:60 GMT", NOW)).toBe(120_000); // read as 12:02:00
+    expect(parseRetryAfter("Sun, 01 Jun 2025 12:60:00 GMT", NOW)).toBeNull();
+    expect(parseRetryAfter("Sun, 01 Jun 2025 12:01:61 GMT", NOW)).toBeNull();
+  });
+
+  it("reads a two-digit year exactly 50 years ahead as that year, 51 ahead as a century earlier", () => {
+    // NOW is 2025: -75 is 2075 (not more than 50 years ahead), -76 is 1976 (in the past: 0)
+    expect(parseRetryAfter("Saturday, 01-Jun-75 12:00:00 GMT", NOW)).toBe(
+      Date.UTC(2075, 5, 1, 12) - NOW.getTime(),
+    );
+    expect(parseRetryAfter("Monday, 01-Jun-76 12:00:00 GMT", NOW)).toBe(0);
+  });
+});
+
+describe("decide: the edges of 2xx", () => {
+  it.each([199, 300, 301])("HTTP %i is not delivered", (status) => {
+    expect(decide(response(status), 1, INTERVALS, NOW, MID)).toEqual({ kind: "retry", delayMs: 30_000 });
+  });
 });
 
 describe("classifyError", () => {
