@@ -1,4 +1,5 @@
-import { setSubscriptionStatus, listDeliveries, replay } from "../outbox/admin.js";
+import type { Queryable } from "../db/db.js";
+import { deliveryStatuses, listDeliveries, replay, setSubscriptionStatus } from "../outbox/admin.js";
 import { describeDelivery, runLabel, stockStatus } from "../export/status.js";
 import { fullOverdueAfterMs } from "../scheduler/full-due.js";
 import { subscriptionOverview } from "../outbox/status.js";
@@ -149,6 +150,9 @@ export function replayCommand(
     ctx,
     async (app) => {
       const replayed = await replay(app.db, sel, new Date(), { force: opts.force });
+      // As the API: an id that names nothing, or nothing dead or failed, is an error (exit 1),
+      // not "replayed 0" with exit 0.
+      if ("ids" in sel && replayed.length === 0) await explainNothingReplayed(app.db, sel.ids);
       ctx.stdout.write(
         `replayed ${replayed.length} deliver${replayed.length === 1 ? "y" : "ies"}${replayed.length ? `: ${replayed.map((r) => r.id).join(", ")}` : " (only dead or failed ones are replayed)"}\n`,
       );
@@ -179,4 +183,17 @@ function parseTime(flag: string, value: string): Date {
       `${flag}: expected a time like 2026-11-28T10:00:00Z, got "${value}"`,
     );
   return d;
+}
+
+async function explainNothingReplayed(db: Queryable, ids: readonly string[]): Promise<never> {
+  const statuses: string[] = [];
+  for (const id of ids) {
+    const found = await deliveryStatuses(db, id);
+    if (found.length === 0) throw new ConnectorError("NOT_FOUND", `no delivery or message with id "${id}"`);
+    statuses.push(...found);
+  }
+  throw new ConnectorError(
+    "NOT_FOUND",
+    `only dead or failed deliveries are replayed; ${ids.length === 1 ? "this one is" : "these are"} ${[...new Set(statuses)].join(", ")}`,
+  );
 }

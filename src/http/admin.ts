@@ -7,8 +7,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Clock } from "../clock.js";
-import type { Db, Queryable } from "../db/db.js";
-import { listDeliveries, replay, setSubscriptionStatus } from "../outbox/admin.js";
+import type { Db } from "../db/db.js";
+import { deliveryStatuses, listDeliveries, replay, setSubscriptionStatus } from "../outbox/admin.js";
 import type { AuthThrottle } from "./auth-throttle.js";
 import { HttpError } from "./errors.js";
 
@@ -105,13 +105,3 @@ function parseLimit(text: string | undefined): number | undefined {
   }
   return n;
 }
-
-/** The statuses of the deliveries an id names (a delivery id, or a message id for all of its). */
-const deliveryStatuses = async (db: Queryable, id: string) =>
-  (
-    await db.query<{ status: string }>(
-      `select distinct status from stock_sync.deliveries
-       where id::text = $1 or message_id = $1 order by status`,
-      [id],
-    )
-  ).rows.map((r) => r.status);

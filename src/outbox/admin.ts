@@ -125,3 +125,13 @@ function staleMessage(stale: readonly Stale[]): string {
     "A full snapshot (`stock-sync snapshot`) resends current stock; use --force (API: ?force=true) to replay anyway"
   );
 }
+
+/** The statuses of the deliveries an id names (a delivery id, or a message id for all of its). */
+export const deliveryStatuses = async (db: Queryable, id: string) =>
+  (
+    await db.query<{ status: string }>(
+      `select distinct status from stock_sync.deliveries
+       where id::text = $1 or message_id = $1 order by status`,
+      [id],
+    )
+  ).rows.map((r) => r.status);

@@ -148,4 +148,23 @@ describe.skipIf(!inject("pgTemplate"))("status from the command line (17.16)", (
     expect(delta.getTime() - before).toBeLessThanOrEqual(5 * 60_000);
     expect(delta.getMinutes() % 5).toBe(0);
   }, 60_000);
+
+  it("replay of an id that names nothing, or nothing dead or failed, is exit 1 with the API's words (17.9)", async () => {
+    const conf = join(dir, "pg-replay.yaml");
+    await writeFile(
+      conf,
+      `database:\n  url: "${t.url}"\nsource:\n  url: "${t.url}"\nsubscriptions:\n  - name: oms\n    subjects: [order.created]\n    url: "file://${dir}/out"\n`,
+    );
+    const missing = await runCli(["--config", conf, "replay", "999999999"]);
+    expect(missing.code).toBe(1);
+    oneLine(missing.stderr);
+    expect(missing.stderr).toContain('no delivery or message with id "999999999"');
+    await t.db.query(
+      `insert into stock_sync.messages (id, subject, payload, content_type) values ('m-ok', 'order.created', '\\x7b7d', 'application/json');
+       insert into stock_sync.deliveries (message_id, subscription, status) values ('m-ok', 'oms', 'delivered')`,
+    );
+    const delivered = await runCli(["--config", conf, "replay", "m-ok"]);
+    expect(delivered.code).toBe(1);
+    expect(delivered.stderr).toContain("only dead or failed deliveries are replayed; this one is delivered");
+  }, 60_000);
 });
