@@ -343,7 +343,9 @@ describeEachDb("stock full snapshots", (t) => {
       return { status: 503, delayMs: held === 1 ? 60_000 : 0 };
     });
     const sellable = "select sku, location, qty as quantity from inflight.stock where $1::int >= 0";
-    const yaml = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "${receiver.url}"\n    timeout: 20s\n    retry_intervals: [0.1, 0.1, 0.1, 0.1, 0.1]\nstock:\n  capture: { mode: full_diff }\n  queries:\n    sellable: "${sellable}"\n`;
+    const keys =
+      "select sku, location, qty as quantity from inflight.stock where (sku, location) in (select * from unnest($2::text[], $3::text[]))";
+    const yaml = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "${receiver.url}"\n    timeout: 20s\n    retry_intervals: [0.1, 0.1, 0.1, 0.1, 0.1]\nstock:\n  capture: { mode: full_diff }\n  queries:\n    sellable: "${sellable}"\n    sellable_keys: "${keys}"\n    time_candidates: none\n`;
     const fx = await stockFixture(db(), yaml, { seed: false });
     const engine = await startEngine(db(), fx.config);
     let delta: RunResult;
