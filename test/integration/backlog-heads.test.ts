@@ -4,6 +4,7 @@ import { openPostgres } from "../../src/db/pg.js";
 import { replay } from "../../src/outbox/admin.js";
 import { dueDeliveries, insertDeliveries, insertMessage } from "../../src/outbox/queries.js";
 import { purgeDelivered } from "../../src/outbox/retention.js";
+import { prng as mulberry } from "../helpers/fuzz.js";
 import { describeEachDb } from "../helpers/db.js";
 
 /**
@@ -15,17 +16,6 @@ import { describeEachDb } from "../helpers/db.js";
 const OWED = "status in ('pending', 'failed')";
 const SUBS = ["a", "b"];
 const LEASE = { owner: "heads", forMs: 1000, until: new Date(Date.now() + 3600_000) };
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure replays. */
-function prng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const headsNow = async (db: Queryable) =>
   (
@@ -93,7 +83,7 @@ describeEachDb("delivery_heads and the fetches", (t) => {
       "insert into stock_sync.subscriptions (name, lease_owner, lease_until) select n, $2, $3::timestamptz + interval '1 hour' from unnest($1::text[]) n",
       [SUBS, LEASE.owner, LEASE.until],
     );
-    const random = prng(11);
+    const random = mulberry(11).next;
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
     const keys = ["k1", "k2", "k3", "k4", null];
     const base = Date.now();

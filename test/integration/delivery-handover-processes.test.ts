@@ -3,31 +3,19 @@ import { maxInWindow, useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { type EngineProcess, startEngineProcess } from "../helpers/engine-process.js";
 import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { seededRandom } from "../helpers/random.js";
 import { startWatchReceiver } from "../helpers/watch-receiver.js";
 
 const { cleanup } = useCleanup();
 const MESSAGES = 8;
 const WINDOW_MS = 5000;
 
-/** A small seeded generator (mulberry32): the delays are the same on every run of a seed. */
-function seeded(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describeEachDb("handover between three processes", (t) => {
   it.skipIf(!inject("pgTemplate"))(
     "SIGTERM of the lease holder mid-stream, slow receiver: no overlapping attempt, fifo order, the rate limit in every window",
     async () => {
       if (t().backend !== "postgres") return; // three processes need a server URL
-      const seed = Number(process.env.TEST_SEED ?? Date.now() % 100_000);
-      console.log(`handover test seed ${seed} (TEST_SEED=${seed} repeats it)`);
-      const random = seeded(seed);
+      const random = seededRandom("handover receiver delays");
       const r = await startWatchReceiver(() => ({
         status: 204,
         delayMs: 2000 + Math.round(random() * 3000),
