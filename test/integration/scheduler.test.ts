@@ -82,7 +82,10 @@ describeEachDb("stock scheduler", (t) => {
     );
     expect(ticks.length).toBeGreaterThanOrEqual(3);
     const deltaCalls = calls.filter((c) => c.trigger === "schedule" && c.kind === "delta");
-    expect(deltaCalls).toHaveLength(ticks.length);
+    // Never more calls than claimed ticks (each tick run by one process only). A tick may make
+    // no call at all: one that comes while the start-up full is owed is folded into it (#12.1).
+    expect(deltaCalls.length).toBeLessThanOrEqual(ticks.length);
+    expect(deltaCalls.length).toBeGreaterThanOrEqual(2);
     expect(calls.filter((c) => c.trigger === "schedule" && c.kind === "full")).toEqual([]);
     // a run is a call that was not skipped: never more than the calls
     expect(runs.filter((r) => r.kind === "delta").length).toBeLessThanOrEqual(deltaCalls.length);
