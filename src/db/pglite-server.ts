@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import type { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketHandler } from "@electric-sql/pglite-socket";
+import { waitAtMost } from "../clock.js";
 import { refusedStatement, rewriteQuery, statementText } from "./wire-guard.js";
 import type { SessionLock } from "./session-lock.js";
 
@@ -142,9 +143,7 @@ export async function serveOverWire(
       // that got no answer was not run, so a client may run it again on the next owner.
       const token = Symbol("closing");
       const acquired = lock.acquire(token);
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([acquired, new Promise((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))]);
-      clearTimeout(timer);
+      await waitAtMost(acquired, CLOSE_WAIT_MS);
       for (const s of sockets.values()) s.destroy();
       await acquired;
       lock.release(token);

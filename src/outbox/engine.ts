@@ -11,7 +11,6 @@ import {
   leaseOwners,
   OUTBOX_CHANNEL,
   recentAnswers,
-  releaseLease,
   releaseLeases,
   syncSubscriptions,
 } from "./queries.js";
@@ -37,8 +36,6 @@ export type EngineDeps = {
   sender: Sender;
   random?: () => number;
   onAttempt?: WorkerDeps["onAttempt"];
-  /** This process's lease-owner id (tests give two engines in one process different ones). */
-  owner?: string;
 };
 
 export type DeliveryEngine = {
@@ -62,7 +59,7 @@ const FORGET_AFTER_LEASES = 10;
  * subscriptions and hands over the rest (stop, record, release), so the work is spread.
  */
 export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): DeliveryEngine {
-  const owner = deps.owner ?? newOwnerId();
+  const owner = newOwnerId();
   const workers = new Map<string, SubscriptionWorker>();
   /** performance.now() until which each lease certainly holds (counted from before the ask). */
   const leaseUntil = new Map<string, number>();
@@ -125,7 +122,7 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     deps.log.info({ subscription: name, why }, "handing subscription over");
     const done = worker
       .stop(graceMs)
-      .then(() => releaseLease(deps.db, owner, name))
+      .then(() => releaseLeases(deps.db, owner, [name]))
       .then(() => undefined)
       .catch((err) => deps.log.warn({ err, subscription: name }, "could not release a lease"))
       .finally(() => handing.delete(name));

@@ -108,9 +108,7 @@ export class SendLimiter {
    */
   close(): void {
     this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    for (const w of this.#waiters.splice(0)) w();
+    this.clear();
   }
 
   /** For tests: timers still armed (0 after close). */

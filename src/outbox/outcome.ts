@@ -203,9 +203,9 @@ function updateDeliveries(
        last_status = u.http_status, last_error = u.error
      from unnest($1::int8[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::text[], $6::text[], $7::bool[])
        as u(id, at, next_at, http_status, error, status, throttled)
-     -- the fence (fence()) already keeps out what is no longer owed; this says it again in the
-     -- statement: a failure never revives a superseded delivery
-     where d.id = u.id and (d.status <> 'superseded' or u.status = 'delivered')`,
+     -- only rows that passed fence() (still owed, locked): a late result never revives a
+     -- superseded, dead or delivered row
+     where d.id = u.id`,
     [
       recs.map((r) => r.deliveryId),
       recs.map((r) => r.decidedAt),

@@ -166,17 +166,12 @@ export const leaseOwners = async (db: Queryable, names: string[]) =>
     )
   ).rows.map((r) => r.owner);
 
-/** Lets one lease go (a worker handed it over after stopping). */
-export const releaseLease = (db: Queryable, owner: string, name: string) =>
+/** Lets this owner's leases go: all of them (stopping), or the named ones (handed over). */
+export const releaseLeases = (db: Queryable, owner: string, names: string[] | null = null) =>
   db.query(
-    "update stock_sync.subscriptions set lease_owner = null, lease_until = null where lease_owner = $1 and name = $2",
-    [owner, name],
-  );
-
-export const releaseLeases = (db: Queryable, owner: string) =>
-  db.query(
-    "update stock_sync.subscriptions set lease_owner = null, lease_until = null where lease_owner = $1",
-    [owner],
+    `update stock_sync.subscriptions set lease_owner = null, lease_until = null
+     where lease_owner = $1 and ($2::text[] is null or name = any($2::text[]))`,
+    [owner, names],
   );
 
 export async function subscriptionStatuses(db: Queryable, names: string[]): Promise<Map<string, string>> {

@@ -1,5 +1,5 @@
 import PQueue from "p-queue";
-import type { Clock } from "../clock.js";
+import { type Clock, waitAtMost } from "../clock.js";
 import { type Coalescer, createCoalescer } from "../db/coalesce.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
@@ -240,16 +240,25 @@ export class SubscriptionWorker {
       const decidedAt = clock.now();
       // Aborted by our own shutdown: owed again at once (the next owner sends it; this record
       // is written before our lease is released, so the two attempts never overlap).
-      const decision: Decision = interrupted
-        ? { kind: "retry", delayMs: 0 }
-        : decide(sent.result, row.attempts + 1, this.sub.retry_intervals, decidedAt, this.deps.random);
+      const { decision, result }: { decision: Decision; result: AttemptResult } = interrupted
+        ? {
+            decision: { kind: "retry", delayMs: 0 },
+            result: { kind: "error", errorClass: "other", message: INTERRUPTED },
+          }
+        : {
+            decision: decide(
+              sent.result,
+              row.attempts + 1,
+              this.sub.retry_intervals,
+              decidedAt,
+              this.deps.random,
+            ),
+            result: sent.result,
+          };
       // A receiver asking us to wait is asked nothing more by this subscription until then (the
       // database keeps it for every process: outcome.ts throttle()).
       if (decision.kind === "retry" && decision.throttled)
         this.#holdUntil = Math.max(this.#holdUntil, decidedAt.getTime() + decision.delayMs);
-      const result: AttemptResult = interrupted
-        ? { kind: "error", errorClass: "other", message: INTERRUPTED }
-        : sent.result;
       const rec = {
         deliveryId: row.id,
         startedAt,
@@ -382,15 +391,8 @@ export class SubscriptionWorker {
       this.#queue.onIdle().then(async () => {
         while (this.#recording.size) await Promise.all(this.#recording.keys());
       });
-    await raceTimeout(idle(), graceMs);
+    await waitAtMost(idle(), graceMs);
     for (const request of this.#requests) request.abort();
-    await raceTimeout(idle(), RECORD_AFTER_ABORT_MS);
+    await waitAtMost(idle(), RECORD_AFTER_ABORT_MS);
   }
-}
-
-/** Waits for `p`, or `ms` at most; leaves no timer behind. */
-async function raceTimeout(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise((r) => (timer = setTimeout(r, ms)))]);
-  clearTimeout(timer);
 }
