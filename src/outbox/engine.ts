@@ -15,6 +15,7 @@ import {
   syncSubscriptions,
 } from "./queries.js";
 import { purgeDelivered } from "./retention.js";
+import { vacuumChurned } from "./vacuum.js";
 import type { Sender } from "./send.js";
 import { SubscriptionWorker, type WorkerDeps } from "./worker.js";
 
@@ -27,6 +28,8 @@ export type EngineOptions = {
   shutdownGraceMs: number;
   retentionMs: number;
   notifyMinIntervalMs: number;
+  /** How often to look for dead outbox rows that no autovacuum will clear (default 10 s). */
+  vacuumCheckMs?: number;
 };
 
 export type EngineDeps = {
@@ -48,6 +51,7 @@ export type DeliveryEngine = {
 };
 
 const PURGE_EVERY_MS = 60 * 60 * 1000;
+const VACUUM_CHECK_MS = 10_000;
 /** Rows of processes not seen for this many leases are deleted. */
 const FORGET_AFTER_LEASES = 10;
 
@@ -191,6 +195,15 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
           deps.log.warn({ err }, "retention purge failed"),
         ),
       );
+      let vacuuming = false;
+      every(opts.vacuumCheckMs ?? VACUUM_CHECK_MS, async () => {
+        if (vacuuming) return;
+        vacuuming = true;
+        await vacuumChurned(deps.db)
+          .then((tables) => tables.length && deps.log.info({ tables }, "outbox vacuumed (no autovacuum)"))
+          .catch((err) => deps.log.warn({ err }, "outbox vacuum failed"))
+          .finally(() => (vacuuming = false));
+      });
       if (deps.db.listen) {
         unlisten = await deps.db
           .listen(OUTBOX_CHANNEL, (payload) => wake(payload.split(",")))

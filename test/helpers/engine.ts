@@ -26,7 +26,13 @@ export type TestEngine = {
 export async function startEngine(
   db: Db,
   config: Config,
-  extra: { clock?: Clock; random?: () => number; onAttempt?: EngineDeps["onAttempt"]; start?: boolean } = {},
+  extra: {
+    clock?: Clock;
+    random?: () => number;
+    onAttempt?: EngineDeps["onAttempt"];
+    start?: boolean;
+    vacuumCheckMs?: number;
+  } = {},
 ): Promise<TestEngine> {
   const subs = buildSubscriptions(config);
   const sender = createSender({ smtp: config.notifications.smtp });
@@ -46,6 +52,7 @@ export async function startEngine(
       shutdownGraceMs: config.delivery.shutdown_grace,
       retentionMs: config.delivery.retention,
       notifyMinIntervalMs: config.notifications.min_interval,
+      vacuumCheckMs: extra.vacuumCheckMs,
     },
   );
   if (extra.start !== false) await engine.start();
