@@ -83,6 +83,7 @@ export async function startSshd(): Promise<Sshd> {
 
   let child: ChildProcess | null = null;
   const start = async () => {
+    if (child && child.exitCode === null && child.signalCode === null) return;
     child = spawn(SSHD, ["-D", "-e", "-f", join(dir, "sshd_config")], {
       stdio: ["ignore", "ignore", "pipe"],
     });
