@@ -89,7 +89,9 @@ export function sftpIssues(url: string, block: SftpOptions | undefined): Issue[]
   if (/^sftp:\/\/[^/@]*:[^/@]*@/i.test(url))
     return [{ path: ["url"], message: "expected no password in the URL: put it in sftp.password" }];
   if (!parseSftpUrl(url))
-    return [{ path: ["url"], message: "expected sftp:// then user@host, an optional :port and an absolute /dir" }];
+    return [
+      { path: ["url"], message: "expected sftp:// then user@host, an optional :port and an absolute /dir" },
+    ];
   if (!block)
     return [{ path: ["sftp"], message: "required for sftp:// URLs (host_key and a key or password)" }];
   const issues: Issue[] = [];
