@@ -46,6 +46,7 @@ function classOf(e: Record<string, unknown>): ErrorClass | undefined {
   if (e.level === "client-authentication") return "auth_failed";
   if (e.level === "client-timeout") return "timeout";
   if (e.code === "ECONNREFUSED") return "connection_refused";
+  if (typeof e.message === "string" && CONNECTION_LOST.test(e.message)) return "network";
   // an SSH disconnect also has a numeric code: only the replies to our SFTP requests are read so
   if (typeof e.sftpOp !== "string") return undefined;
   if (e.code === SFTP_STATUS.PERMISSION_DENIED) return "permission_denied";
@@ -56,10 +57,17 @@ function classOf(e: Record<string, unknown>): ErrorClass | undefined {
   return undefined;
 }
 
-/** Marks an error as the server's reply to one SFTP request (`open`, `write`, `rename`…). */
+/**
+ * Marks an error as the server's reply to one SFTP request (`open`, `write`, `rename`…): only a
+ * status with a numeric code is one; ssh2 fails pending requests with plain errors when the
+ * connection goes ("No response from server"), and those mean the connection, not the server.
+ */
 export function sftpReply(err: Error, op: string): Error {
-  return Object.assign(err, { sftpOp: op });
+  return typeof (err as { code?: unknown }).code === "number" ? Object.assign(err, { sftpOp: op }) : err;
 }
+
+// What ssh2 says when the connection under a request went away.
+const CONNECTION_LOST = /^(?:No response from server|Channel not open|Not connected|No SFTP)/i;
 
 /** True for an SFTP status reply (the server answered): the connection itself is fine. */
 export function isStatusReply(err: unknown): boolean {

@@ -39,6 +39,10 @@ export type Sshd = {
   url(dir: string): string;
   /** A folder under `root` owned by the login user. */
   folder(name: string): Promise<string>;
+  /** The server's per-connection processes (empty when no client is connected). */
+  sessions(): number[];
+  /** Ends every client connection (SIGKILL to their processes); the server keeps listening. */
+  dropConnections(): void;
   stop(): Promise<void>;
   start(): Promise<void>;
   close(): Promise<void>;
@@ -127,6 +131,16 @@ export async function startSshd(): Promise<Sshd> {
       await mkdir(path, { recursive: true });
       if (owner) await chown(path, owner.uid, owner.gid);
       return path;
+    },
+    sessions: () => (child?.pid ? descendants(child.pid) : []),
+    dropConnections() {
+      for (const pid of child?.pid ? descendants(child.pid) : []) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
     },
     stop,
     start,

@@ -138,6 +138,8 @@ describe("sftp error classes", () => {
     // an SSH disconnect has a numeric code too: not an SFTP reply
     [err({ code: 2 }, "Protocol error"), "sftp"],
     [err({ code: "ECONNRESET" }), "network"],
+    // ssh2's own error for a request whose connection went away: not a reply from the server
+    [sftpReply(err({}, "No response from server"), "write"), "network"],
   ])("%s → %s", (e, cls) => {
     expect(classifySftpError(e).errorClass).toBe(cls);
   });
