@@ -85,6 +85,13 @@ export async function openSession(
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
       client.sftp((err, s) => (err ? reject(err) : resolve(s))),
     );
+    // an SFTP channel error with no listener would end the process: it only ends this connection
+    sftp.on("error", () => {
+      closed = true;
+    });
+    sftp.on("close", () => {
+      closed = true;
+    });
     const ext = (sftp as unknown as { _extensions: Record<string, string> })._extensions ?? {};
     return {
       sftp,
