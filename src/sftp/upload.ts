@@ -133,9 +133,13 @@ function missingDir(err: Error, dir: string): Error {
 /** A bare "Failure" while writing is a full disk when statvfs says the space is gone. */
 async function asDiskFull(session: SftpSession, dir: string, err: Error, size: number): Promise<Error> {
   if (!session.statvfs) return err;
-  const fs = await call<{ bavail: number; frsize: number }>("statvfs", (cb) =>
+  // ssh2 names the fields as statvfs(3) does (f_bavail), as numbers or bigints
+  const fs = await call<{ f_bavail: number | bigint; f_frsize: number | bigint }>("statvfs", (cb) =>
     session.sftp.ext_openssh_statvfs(dir, cb),
-  ).catch(() => null);
+  ).then(
+    (v) => ({ bavail: Number(v.f_bavail), frsize: Number(v.f_frsize) }),
+    () => null,
+  );
   return looksFull(fs, size) ? sftpFault("disk_full", `no space left on the server in ${dir}`, err) : err;
 }
 

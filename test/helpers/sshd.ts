@@ -39,6 +39,11 @@ export type Sshd = {
   url(dir: string): string;
   /** A folder under `root` owned by the login user. */
   folder(name: string): Promise<string>;
+  /**
+   * A folder under `root` on a tmpfs of `bytes` (a disk that fills up), owned by the login user;
+   * null where mounting is not allowed (not root). close() unmounts it.
+   */
+  smallDisk(name: string, bytes: number): Promise<string | null>;
   /** The server's per-connection processes (empty when no client is connected). */
   sessions(): number[];
   /** Ends every client connection (SIGKILL to their processes); the server keeps listening. */
@@ -86,6 +91,7 @@ export async function startSshd(): Promise<Sshd> {
   if (asRoot) await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
 
   let child: ChildProcess | null = null;
+  const mounts: string[] = [];
   const start = async () => {
     if (child && child.exitCode === null && child.signalCode === null) return;
     child = spawn(SSHD, ["-D", "-e", "-f", join(dir, "sshd_config")], {
@@ -132,6 +138,15 @@ export async function startSshd(): Promise<Sshd> {
       if (owner) await chown(path, owner.uid, owner.gid);
       return path;
     },
+    async smallDisk(name, bytes) {
+      if (!asRoot) return null;
+      const path = join(root, name);
+      await mkdir(path, { recursive: true });
+      execFileSync("mount", ["-t", "tmpfs", "-o", `size=${bytes},mode=0755`, "tmpfs", path]);
+      mounts.push(path);
+      if (owner) await chown(path, owner.uid, owner.gid);
+      return path;
+    },
     sessions: () => (child?.pid ? descendants(child.pid) : []),
     dropConnections() {
       for (const pid of child?.pid ? descendants(child.pid) : []) {
@@ -146,6 +161,7 @@ export async function startSshd(): Promise<Sshd> {
     start,
     async close() {
       await stop();
+      for (const path of mounts.splice(0)) execFileSync("umount", [path]);
       await rm(dir, { recursive: true, force: true });
     },
   };
