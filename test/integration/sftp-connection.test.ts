@@ -47,6 +47,37 @@ it("reuses one connection for many messages, and opens a new one after the serve
   }
 });
 
+it("concurrency bounds the uploads in flight on the connection", async () => {
+  const dir = await sshd.folder("concurrency");
+  const opts = SftpBlock.parse({ private_key: sshd.clientKey, host_key: sshd.hostKey });
+  const dest = new SftpDestination(sshd.url(dir), opts, 2);
+  const big = Buffer.alloc(4 * 1024 * 1024, "SKU,L,1\n");
+  let most = 0;
+  let polling = true;
+  // the temp files in the folder at one moment are the uploads in flight
+  const poll = (async () => {
+    while (polling) {
+      const temps = (await readdir(dir)).filter((n) => n.endsWith(".tmp")).length;
+      most = Math.max(most, temps);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  })();
+  try {
+    const names = ["a", "b", "c", "d", "e", "f"].map((n) => `${n}.csv`);
+    const results = await Promise.all(
+      names.map((fileName) => dest.send({ url: sshd.url(dir), fileName, body: big, timeoutMs: 60_000 })),
+    );
+    expect(results.every((r) => r.kind === "response")).toBe(true);
+    expect((await readdir(dir)).sort()).toEqual(names);
+  } finally {
+    polling = false;
+    await poll;
+    dest.close();
+  }
+  expect(most).toBeGreaterThan(0);
+  expect(most).toBeLessThanOrEqual(2);
+});
+
 it("timeout bounds the connection: a server that never speaks SSH is a timeout, within it", async () => {
   // a real TCP listener that accepts and stays silent (a hung server or a black-holing firewall)
   const sockets = new Set<Socket>();
