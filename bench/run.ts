@@ -25,6 +25,7 @@ export const SCRIPTS = [
   "latency",
   "ratelimit",
   "spread",
+  "sftp",
 ] as const;
 /** Named scripts that `npm run bench` alone skips (too long for the 10-minute budget). */
 export const EXTRA = ["full5m"] as const;

@@ -97,4 +97,10 @@ const isDestination = (key: string, parentKey: string) =>
   /^on_(?:failure|deactivation|failure_recovered)$/.test(key);
 
 const isSecretField = (key: string, parentKey: string) =>
-  key === "admin_token" || key === "secrets" || (parentKey === "headers" && SECRET_HEADER.test(key));
+  key === "admin_token" ||
+  key === "secrets" ||
+  (parentKey === "headers" && SECRET_HEADER.test(key)) ||
+  (parentKey === "sftp" && SFTP_SECRETS.has(key));
+
+// the sftp: block's credentials (a key file's path and the host key fingerprint are not secret)
+const SFTP_SECRETS = new Set(["private_key", "passphrase", "password"]);

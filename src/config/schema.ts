@@ -6,6 +6,7 @@
 import cron from "node-cron";
 import { z } from "zod";
 import { DEFAULT_CAPTURE_TABLES } from "../inventory/queries.ts";
+import { isSftpUrl, SftpBlock, sftpIssues } from "../sftp/options.ts";
 import { durationMs, formatDuration, sizeBytes } from "./duration.ts";
 
 // ---------------------------------------------------------------- building blocks
@@ -95,7 +96,7 @@ const whsecList = secretList.superRefine((secrets, ctx) => checkWhsec(secrets, c
 
 const isHttpUrl = (s: string) => /^https?:\/\/[^\s/]/i.test(s) && URL.canParse(s);
 // file://./out is relative to the working directory, file:///srv/out is absolute.
-const isDestination = (s: string) => isHttpUrl(s) || /^file:\/\/(?:\.{1,2})?\/\S/.test(s);
+const isDestination = (s: string) => isHttpUrl(s) || /^file:\/\/(?:\.{1,2})?\/\S/.test(s) || isSftpUrl(s);
 const isTarget = (s: string) => isHttpUrl(s) || /^mailto:[^@\s]+@[^@\s]+$/.test(s);
 
 // ---------------------------------------------------------------- sections
@@ -227,7 +228,10 @@ const Subscription = z
     subjects: z.array(z.string().regex(SUBJECT, 'expected a subject like "stock.full" or "order.*"')).min(1),
     url: z
       .string()
-      .refine(isDestination, "expected an http:// or https:// URL, or file://./dir or file:///dir"),
+      .refine(
+        isDestination,
+        "expected an http:// or https:// URL, file://./dir or file:///dir, or sftp://user@host/dir",
+      ),
     method: z.enum(["POST", "PUT", "PATCH"]).default("POST"),
     headers: optionalBlock(
       z.record(
@@ -248,6 +252,10 @@ const Subscription = z
     retries_until_failure: integer(1).default(3),
     ordering: Ordering.optional(),
     status: z.enum(["enabled", "paused"]).default("enabled"),
+    sftp: SftpBlock.optional(),
+  })
+  .superRefine((s, ctx) => {
+    for (const issue of sftpIssues(s.url, s.sftp)) ctx.addIssue({ code: "custom", ...issue });
   })
   .transform((s) => ({ ...s, ordering: s.ordering ?? defaultOrdering(s.subjects) }));
 

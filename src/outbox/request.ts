@@ -19,7 +19,18 @@ export function buildRequest(sub: Subscription, row: DeliveryRow, now: Date): Ou
     ...sub.headers,
     ...signatureHeaders(sub.secrets, row.message_id, timestamp, body),
   };
-  return { url: sub.url, method: sub.method, headers, body, timeoutMs: sub.timeout, fileName: fileName(row) };
+  const sftp = sub.sftp
+    ? { subscription: sub.name, options: sub.sftp, concurrency: sub.concurrency }
+    : undefined;
+  return {
+    url: sub.url,
+    method: sub.method,
+    headers,
+    body,
+    timeoutMs: sub.timeout,
+    fileName: fileName(row),
+    sftp,
+  };
 }
 
 const pad = (n: number | string, width: number) => String(n).padStart(width, "0");

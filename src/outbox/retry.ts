@@ -4,7 +4,22 @@
  */
 import { redactString } from "../config/redact.ts";
 
-export type ErrorClass = "timeout" | "connect" | "network" | "tls" | "file" | "mail" | "other";
+export type ErrorClass =
+  | "timeout"
+  | "connect"
+  | "network"
+  | "tls"
+  | "file"
+  | "mail"
+  | "other"
+  // sftp:// destinations (src/sftp/classify.ts); "sftp" is an SFTP failure of no known kind
+  | "auth_failed"
+  | "host_key_mismatch"
+  | "permission_denied"
+  | "no_such_directory"
+  | "disk_full"
+  | "connection_refused"
+  | "sftp";
 
 /** What one attempt came to: an HTTP response, or an error before one arrived. */
 export type AttemptResult =

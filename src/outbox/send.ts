@@ -3,6 +3,7 @@ import { mkdir, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { Agent, request } from "undici";
 import type { Mailer } from "../notifications/mail.js";
+import type { SftpSender, SftpTarget } from "../sftp/sender.js";
 import { type AttemptResult, classifyError } from "./retry.js";
 
 export type OutboundRequest = {
@@ -15,6 +16,8 @@ export type OutboundRequest = {
   fileName: string;
   /** Aborts the request (the engine stopping): the result is then an error. */
   signal?: AbortSignal;
+  /** sftp:// subscriptions: the credentials and limits of the subscription's connection. */
+  sftp?: SftpTarget;
 };
 
 export type SendResult = { result: AttemptResult; responseBody: string | null; durationMs: number };
@@ -25,18 +28,24 @@ export const RESPONSE_BODY_CAP = 4096;
 
 export type SenderOptions = { smtp: { url: string; from: string }; cwd?: string };
 
-/** One sender for every scheme: http(s) through a pooled undici agent, file:// and mailto:. */
+/** One sender for every scheme: http(s) through a pooled undici agent, file://, sftp:// and mailto:. */
 export function createSender(opts: SenderOptions): Sender {
   // One agent keeps a connection pool per origin; redirects are never followed (no interceptor).
   const agent = new Agent({ connect: { timeout: 10_000 }, keepAliveTimeout: 30_000, connections: 64 });
   // nodemailer is loaded on the first mail, not by every process that sends webhooks.
   let mailer: Mailer | null = null;
+  // likewise ssh2, on the first sftp:// message; it keeps one connection per subscription
+  let sftp: SftpSender | null = null;
   const cwd = opts.cwd ?? process.cwd();
 
   async function dispatch(req: OutboundRequest): Promise<Omit<SendResult, "durationMs">> {
     if (req.url.startsWith("file://")) {
       await writeAtomically(filePath(req.url, cwd), req.fileName, req.body);
       return { result: { kind: "response", status: 200 }, responseBody: null };
+    }
+    if (req.sftp) {
+      sftp ??= new (await import("../sftp/sender.js")).SftpSender();
+      return { result: await sftp.send(req.sftp, req), responseBody: null };
     }
     if (req.url.startsWith("mailto:")) {
       if (!opts.smtp.url)
@@ -68,6 +77,7 @@ export function createSender(opts: SenderOptions): Sender {
     },
     async close() {
       mailer?.close();
+      sftp?.close();
       await agent.close();
     },
   };

@@ -5,8 +5,9 @@ import { loadConfig } from "../../src/config/index.js";
 /** Every leaf key path of a parsed config; arrays of objects as `name[]`, records and lists as leaves. */
 function keyPaths(value: unknown, path: string, out: Set<string>): Set<string> {
   if (Array.isArray(value)) {
+    // every item: optional blocks (an sftp subscription's) may be set on one item only
     if (value.length && typeof value[0] === "object" && value[0] !== null)
-      keyPaths(value[0], `${path}[]`, out);
+      for (const item of value) keyPaths(item, `${path}[]`, out);
     else out.add(path);
   } else if (value && typeof value === "object" && Object.keys(value).length) {
     for (const [k, v] of Object.entries(value)) keyPaths(v, path ? `${path}.${k}` : k, out);
@@ -16,10 +17,14 @@ function keyPaths(value: unknown, path: string, out: Set<string>): Set<string> {
   return out;
 }
 
+const PIN = `SHA256:${"A".repeat(43)}`;
+
 describe("docs/configuration.md", () => {
   // A config with one subscription whose optional blocks are set, so their keys exist.
   const { config } = loadConfig(
-    'subscriptions:\n  - name: a\n    subjects: [x]\n    url: "http://h/"\n    rate_limit: { requests: 1, per: 1s }\n',
+    'subscriptions:\n  - name: a\n    subjects: [x]\n    url: "http://h/"\n    rate_limit: { requests: 1, per: 1s }\n' +
+      `  - { name: b, subjects: [x], url: "sftp://u@h/d", rate_limit: { requests: 1, per: 1s }, sftp: { host_key: "${PIN}", private_key: k, passphrase: p, marker: .done } }\n` +
+      '  - { name: c, subjects: [x], url: "sftp://u@h/d", rate_limit: { requests: 1, per: 1s }, sftp: { known_hosts: f, private_key_file: f, password: p } }\n',
     {},
   );
   const schemaKeys = keyPaths(config, "", new Set());

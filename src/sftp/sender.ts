@@ -1,0 +1,28 @@
+/**
+ * The sftp:// side of the outbox's sender: one destination (one SSH connection) per subscription,
+ * made at its first message and closed with the sender.
+ */
+import type { AttemptResult } from "../outbox/retry.js";
+import { SftpDestination, type SftpMessage } from "./destination.js";
+import type { SftpOptions } from "./options.js";
+
+/** What a request to an sftp:// subscription carries besides the message (set by buildRequest). */
+export type SftpTarget = { subscription: string; options: SftpOptions; concurrency: number };
+
+export class SftpSender {
+  readonly #destinations = new Map<string, SftpDestination>();
+
+  send(target: SftpTarget, msg: SftpMessage): Promise<AttemptResult> {
+    let dest = this.#destinations.get(target.subscription);
+    if (!dest) {
+      dest = new SftpDestination(msg.url, target.options, target.concurrency);
+      this.#destinations.set(target.subscription, dest);
+    }
+    return dest.send(msg);
+  }
+
+  close(): void {
+    for (const dest of this.#destinations.values()) dest.close();
+    this.#destinations.clear();
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * An sftp:// destination's connection on a real sshd (issue 13): one connection reused across
+ * messages, a new one after the server dropped it, `timeout` over connect + upload.
+ */
+import { once } from "node:events";
+import { readdir } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { SftpDestination } from "../../src/sftp/destination.js";
+import { SftpBlock } from "../../src/sftp/options.js";
+import { waitUntil } from "../helpers/engine.js";
+import { type Sshd, startSshd } from "../helpers/sshd.js";
+
+let sshd: Sshd;
+beforeAll(async () => {
+  sshd = await startSshd();
+});
+afterAll(async () => {
+  await sshd?.close();
+});
+
+const body = Buffer.from("sku,location,quantity\nA,L,1\n");
+
+it("reuses one connection for many messages, and opens a new one after the server dropped it", async () => {
+  const dir = await sshd.folder("reuse");
+  const opts = SftpBlock.parse({ private_key: sshd.clientKey, host_key: sshd.hostKey });
+  const dest = new SftpDestination(sshd.url(dir), opts, 2);
+  const send = (name: string) => dest.send({ url: sshd.url(dir), fileName: name, body, timeoutMs: 10_000 });
+  try {
+    expect(await send("a.csv")).toEqual({ kind: "response", status: 200 });
+    const first = sshd.sessions();
+    expect(first.length).toBeGreaterThan(0);
+    for (const n of ["b.csv", "c.csv", "d.csv"])
+      expect(await send(n)).toEqual({ kind: "response", status: 200 });
+    expect(sshd.sessions()).toEqual(first); // the same connection's processes, no new ones
+    sshd.dropConnections();
+    await waitUntil(
+      async () => sshd.sessions().every((p) => !first.includes(p)),
+      10_000,
+      "the old session gone",
+    );
+    // the dead connection is noticed and replaced within the attempt: no failed attempt for it
+    expect(await send("e.csv")).toEqual({ kind: "response", status: 200 });
+    expect((await readdir(dir)).sort()).toEqual(["a.csv", "b.csv", "c.csv", "d.csv", "e.csv"]);
+  } finally {
+    dest.close();
+  }
+});
+
+it("concurrency bounds the uploads in flight on the connection", async () => {
+  const dir = await sshd.folder("concurrency");
+  const opts = SftpBlock.parse({ private_key: sshd.clientKey, host_key: sshd.hostKey });
+  const dest = new SftpDestination(sshd.url(dir), opts, 2);
+  const big = Buffer.alloc(4 * 1024 * 1024, "SKU,L,1\n");
+  let most = 0;
+  let polling = true;
+  // the temp files in the folder at one moment are the uploads in flight
+  const poll = (async () => {
+    while (polling) {
+      const temps = (await readdir(dir)).filter((n) => n.endsWith(".tmp")).length;
+      most = Math.max(most, temps);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  })();
+  try {
+    const names = ["a", "b", "c", "d", "e", "f"].map((n) => `${n}.csv`);
+    const results = await Promise.all(
+      names.map((fileName) => dest.send({ url: sshd.url(dir), fileName, body: big, timeoutMs: 60_000 })),
+    );
+    expect(results.every((r) => r.kind === "response")).toBe(true);
+    expect((await readdir(dir)).sort()).toEqual(names);
+  } finally {
+    polling = false;
+    await poll;
+    dest.close();
+  }
+  expect(most).toBeGreaterThan(0);
+  expect(most).toBeLessThanOrEqual(2);
+});
+
+it("timeout bounds the connection: a server that never speaks SSH is a timeout, within it", async () => {
+  // a real TCP listener that accepts and stays silent (a hung server or a black-holing firewall)
+  const sockets = new Set<Socket>();
+  const silent = createServer((s) => sockets.add(s)).listen(0, "127.0.0.1");
+  await once(silent, "listening");
+  const { port } = silent.address() as { port: number };
+  const url = `sftp://stock@127.0.0.1:${port}/in`;
+  const dest = new SftpDestination(url, SftpBlock.parse({ password: "x", host_key: sshd.hostKey }), 1);
+  try {
+    const result = await dest.send({ url, fileName: "a.csv", body, timeoutMs: 500 });
+    expect(result).toMatchObject({ kind: "error", errorClass: "timeout" });
+  } finally {
+    dest.close();
+    for (const s of sockets) s.destroy();
+    silent.close();
+  }
+});
