@@ -5,6 +5,7 @@
  */
 import cron from "node-cron";
 import { z } from "zod";
+import { bodySchema, checkBody, mapSchema } from "../formats/config.ts";
 import { DEFAULT_CAPTURE_TABLES } from "../inventory/queries.ts";
 import { durationMs, formatDuration, sizeBytes } from "./duration.ts";
 
@@ -248,6 +249,9 @@ const Subscription = z
     retries_until_failure: integer(1).default(3),
     ordering: Ordering.optional(),
     status: z.enum(["enabled", "paused"]).default("enabled"),
+    // per-subscription payloads and code mapping (src/formats/config.ts); absent = today's CSV
+    body: bodySchema(size, integer).optional(),
+    map: mapSchema.optional(),
   })
   .transform((s) => ({ ...s, ordering: s.ordering ?? defaultOrdering(s.subjects) }));
 
@@ -349,6 +353,7 @@ function checkAcrossSections(config: Config, ctx: z.RefinementCtx): void {
   checkQuerySet(config, ctx);
   const lease = config.delivery.lease;
   config.subscriptions.forEach((sub, i) => {
+    checkBody(sub, ctx, ["subscriptions", i]);
     // a lease that ends mid-request lets a second worker deliver the same message concurrently
     if (sub.timeout >= lease) {
       const message = `must be shorter than delivery.lease (${formatDuration(lease)}), got ${formatDuration(sub.timeout)}`;
