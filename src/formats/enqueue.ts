@@ -1,16 +1,17 @@
 import type { Queryable } from "../db/db.js";
 import { newMessageId } from "../outbox/ids.js";
-import { insertDeliveries, insertMessage, nextSequence, notifyOutbox } from "../outbox/queries.js";
+import { notifyOutbox } from "../outbox/queries.js";
 import type { MessageFields } from "./fields.ts";
 import { FIELDS_HEADER } from "./placeholders.ts";
+import { insertOwnMessages, type OwnMessage, takeSequences } from "./queries.ts";
 import { finalBody, type Rendered } from "./stock.ts";
 
 export type RunInfo = { kind: "full" | "delta"; snapshotId: string; runId: number; now: Date; takenAt: Date };
 
 /**
  * Enqueues each subscription's own messages, in order, inside the run's state transaction: one
- * message per body with one delivery, whose sequence is that subscription's next (so a body that
- * names `sequence` carries the very number in `stock-sync-sequence`).
+ * message per body with one delivery, numbered from the subscription's next sequence (so a body
+ * that names `sequence` carries the very number in `stock-sync-sequence`).
  */
 export async function enqueueRendered(
   tx: Queryable,
@@ -19,13 +20,15 @@ export async function enqueueRendered(
 ): Promise<void> {
   for (const r of rendered) {
     const parts = r.messages.length;
+    if (!parts) continue;
+    const first = await takeSequences(tx, r.format.name, parts);
+    let batch: OwnMessage[] = [];
+    let bytes = 0;
     for (const [i, m] of r.messages.entries()) {
-      const sequence = await nextSequence(tx, r.format.name);
-      const msg = fieldsOf(run, sequence, i + 1, parts);
+      const msg = fieldsOf(run, first + i, i + 1, parts);
       const body = await finalBody(r, m, msg);
-      const id = newMessageId(run.now);
-      await insertMessage(tx, {
-        id,
+      batch.push({
+        id: newMessageId(run.now),
         subject: `stock.${run.kind}`,
         payload: body,
         contentType: r.format.body.contentType,
@@ -36,14 +39,24 @@ export async function enqueueRendered(
           // what {{field}} placeholders in the url and headers are filled with at send time
           ...(r.format.placeholders ? { [FIELDS_HEADER]: JSON.stringify({ ...m.first, ...msg }) } : {}),
         },
-        orderingKey: null,
         runId: run.runId,
+        sequence: msg.sequence,
       });
-      await insertDeliveries(tx, id, null, [r.format.name], [sequence]);
+      bytes += body.length;
+      if (batch.length >= BATCH_MESSAGES || bytes >= BATCH_BYTES) {
+        await insertOwnMessages(tx, r.format.name, batch);
+        batch = [];
+        bytes = 0;
+      }
     }
-    if (parts) await notifyOutbox(tx, [r.format.name]);
+    await insertOwnMessages(tx, r.format.name, batch);
+    await notifyOutbox(tx, [r.format.name]);
   }
 }
+
+// a statement's parameters stay well below PostgreSQL's 1 GB message limit
+const BATCH_MESSAGES = 1000;
+const BATCH_BYTES = 32 * 1024 * 1024;
 
 export const fieldsOf = (
   run: Pick<RunInfo, "kind" | "snapshotId" | "takenAt">,
