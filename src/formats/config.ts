@@ -39,20 +39,25 @@ export function bodySchema<T extends z.ZodType<number | null>, I extends z.ZodTy
           'expected one character (not a quote or newline), like ";"',
         )
         .default(","),
-      template: z.string().min(1).optional(),
-      rows_per_message: integer(1, MAX_ROWS_PER_MESSAGE).optional(),
-      max_bytes: size.optional(),
+      // null accepted too: `config check` prints the parsed config, which must load again
+      template: z.string().min(1).nullable().optional(),
+      rows_per_message: integer(1, MAX_ROWS_PER_MESSAGE).nullable().optional(),
+      max_bytes: size.nullable().optional(),
     })
     .transform((b) => ({
       ...b,
-      columns: (b.columns ?? ["sku", "location", "quantity"]).map((c): [string, string] =>
-        typeof c === "string" ? [c, c] : (Object.entries(c)[0] as [string, string]),
-      ),
+      columns: b.columns ?? ["sku", "location", "quantity"],
       template: b.template ?? null,
       rows_per_message: b.rows_per_message ?? null,
       max_bytes: b.max_bytes ?? null,
     }));
 }
+
+/** Columns as [output name, field] pairs. */
+export const columnPairs = (columns: BodyConfig["columns"]): [string, string][] =>
+  columns.map((c): [string, string] =>
+    typeof c === "string" ? [c, c] : (Object.entries(c)[0] as [string, string]),
+  );
 
 const MapRule = z.strictObject({
   file: z.string().min(1),
@@ -63,7 +68,8 @@ export const mapSchema = z.strictObject({ location: MapRule.optional(), sku: Map
 
 export type BodyConfig = {
   format: "csv" | "ndjson" | "json";
-  columns: [string, string][];
+  /** A field name, or `{output_name: field}`, as configured (so the printed config loads again). */
+  columns: (string | Record<string, string>)[];
   header: boolean;
   delimiter: string;
   template: string | null;
@@ -95,7 +101,7 @@ const onlyStock = (subjects: readonly string[]) => subjects.every((s) => s.start
  */
 export function checkBody(sub: SubLike, ctx: z.RefinementCtx, at: (string | number)[]): void {
   // zod runs cross-field rules even when a field failed: only a body that parsed is checked
-  const body = sub.body && Array.isArray(sub.body.columns?.[0]) ? sub.body : undefined;
+  const body = sub.body && Array.isArray(sub.body.columns) ? sub.body : undefined;
   if (!Array.isArray(sub.subjects) || typeof sub.url !== "string") return;
   const stock = takesStock(sub.subjects);
   const perRow = body?.rows_per_message === 1;
@@ -152,7 +158,7 @@ export function checkBody(sub: SubLike, ctx: z.RefinementCtx, at: (string | numb
       );
     return;
   }
-  body.columns.forEach(([out, field], i) => {
+  columnPairs(body.columns).forEach(([out, field], i) => {
     if (!STOCK_FIELDS.includes(field))
       where(
         ["body", "columns", i],

@@ -35,11 +35,7 @@ const hasPlaceholders = (s: SubLike) =>
 // A map without a body block sends the default CSV with the OMS's codes.
 const DEFAULT_BODY: Omit<BodyConfig, "rows_per_message"> = {
   format: "csv",
-  columns: [
-    ["sku", "sku"],
-    ["location", "location"],
-    ["quantity", "quantity"],
-  ],
+  columns: ["sku", "location", "quantity"],
   header: true,
   delimiter: ",",
   template: null,

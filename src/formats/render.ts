@@ -1,4 +1,4 @@
-import type { BodyConfig } from "./config.ts";
+import { type BodyConfig, columnPairs } from "./config.ts";
 import { LATE_FIELDS, type MessageFields, type Row } from "./fields.ts";
 import { compileTemplate, evaluateTemplate, type Template } from "./template.ts";
 
@@ -36,7 +36,7 @@ const CONTENT_TYPES = { csv: "text/csv", ndjson: "application/x-ndjson", json: "
 /** Compiles a body block (already validated by config.ts); `fallbackRows` when rows_per_message is unset. */
 export function compileBody(cfg: BodyConfig, fallbackRows: number): StockBody {
   const template = cfg.template === null ? null : compileTemplate(cfg.template);
-  const fields = new Set(template ? template.names : cfg.columns.map(([, f]) => f));
+  const fields = new Set(template ? template.names : columnPairs(cfg.columns).map(([, f]) => f));
   const additive = template ? null : additiveFor(cfg);
   const envelopeLate = cfg.format === "json" && !template; // the default envelope carries sequence and parts
   const lateFields = template ? [...LATE_FIELDS, "part"] : LATE_FIELDS;
@@ -71,7 +71,7 @@ const fieldValue = (field: string, r: Row, msg: MessageFields): unknown =>
   field in r ? r[field as keyof Row] : msg[field as keyof MessageFields];
 
 function additiveFor(cfg: BodyConfig): Additive {
-  const cols = cfg.columns;
+  const cols = columnPairs(cfg.columns);
   if (cfg.format === "csv") {
     const d = cfg.delimiter;
     const cell = csvCell(d);

@@ -19,7 +19,9 @@ function keyPaths(value: unknown, path: string, out: Set<string>): Set<string> {
 describe("docs/configuration.md", () => {
   // A config with one subscription whose optional blocks are set, so their keys exist.
   const { config } = loadConfig(
-    'subscriptions:\n  - name: a\n    subjects: [x]\n    url: "http://h/"\n    rate_limit: { requests: 1, per: 1s }\n',
+    'subscriptions:\n  - name: a\n    subjects: [stock.full]\n    url: "http://h/"\n    rate_limit: { requests: 1, per: 1s }\n' +
+      "    body: { format: json, template: 'rows', rows_per_message: 1, max_bytes: 1mb }\n" +
+      "    map: { location: { file: l.csv }, sku: { file: s.csv } }\n",
     {},
   );
   const schemaKeys = keyPaths(config, "", new Set());

@@ -30,11 +30,7 @@ describe("body: and map: config", () => {
     );
     expect(loadConfig(y, {}).config.subscriptions[2]!.body).toEqual({
       format: "csv",
-      columns: [
-        ["sku", "sku"],
-        ["store", "location"],
-        ["qty", "quantity"],
-      ],
+      columns: ["sku", { store: "location" }, { qty: "quantity" }],
       header: true,
       delimiter: ",",
       template: null,

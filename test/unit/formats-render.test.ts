@@ -6,11 +6,7 @@ import { compileBody } from "../../src/formats/render.js";
 
 const body = (b: Partial<BodyConfig>): BodyConfig => ({
   format: "csv",
-  columns: [
-    ["sku", "sku"],
-    ["location", "location"],
-    ["quantity", "quantity"],
-  ],
+  columns: ["sku", "location", "quantity"],
   header: true,
   delimiter: ",",
   template: null,
@@ -35,11 +31,7 @@ describe("bodies", () => {
   it("csv: output names, delimiter, quoting, no header", async () => {
     const b = compileBody(
       body({
-        columns: [
-          ["ref", "sku"],
-          ["store", "location"],
-          ["qty", "quantity"],
-        ],
+        columns: [{ ref: "sku" }, { store: "location" }, { qty: "quantity" }],
         delimiter: ";",
       }),
       10,
@@ -55,10 +47,7 @@ describe("bodies", () => {
     const b = compileBody(
       body({
         format: "ndjson",
-        columns: [
-          ["sku", "sku"],
-          ["effectiveDate", "taken_at"],
-        ],
+        columns: ["sku", { effectiveDate: "taken_at" }],
       }),
       10,
     );
