@@ -51,7 +51,7 @@ export const commercetools: OmsFake = (req) => {
       fail(v, `key ${r.key} breaks ^[A-Za-z0-9_-]+$ (2..256)`);
     if (!isInt(r.quantityOnStock)) fail(v, "quantityOnStock must be an integer");
     const ch = r.supplyChannel as { typeId?: string; key?: string };
-    if (!ch || ch.typeId !== "channel" || typeof ch.key !== "string")
+    if (ch?.typeId !== "channel" || typeof ch.key !== "string")
       fail(v, 'supplyChannel must be {typeId: "channel", key}');
     return { sku: String(r.sku), location: ch.key!, quantity: r.quantityOnStock as number };
   });
