@@ -20,6 +20,9 @@ export class Cutter {
   #bytes = 0;
   #part = 0;
   #emitted = 0;
+  // the provisional fields and frame of the message being filled, made once per message
+  #msg: MessageFields | null = null;
+  #frame = 0;
 
   constructor(
     private readonly body: StockBody,
@@ -42,26 +45,33 @@ export class Cutter {
     };
   }
 
-  async push(row: Row): Promise<void> {
-    const { additive, rowsPerMessage, maxBytes } = this.body;
-    if (this.#rows.length >= rowsPerMessage) await this.#flush();
+  /**
+   * Takes one row; a promise only when a message was completed (await it before the next row).
+   * Synchronous otherwise: an async call per row cost more than rendering it.
+   */
+  push(row: Row): Promise<void> | undefined {
+    if (this.#rows.length >= this.body.rowsPerMessage) return this.#flush().then(() => this.push(row));
+    const { additive, maxBytes } = this.body;
     if (!additive) {
       this.#rows.push(row);
-      return;
+      return undefined;
     }
-    const msg = this.provisional(this.#part + 1);
-    const text = additive.row(row, msg);
-    const size = Buffer.byteLength(text) + (this.#rows.length ? additive.sep.length : 0);
+    if (!this.#msg) {
+      this.#msg = this.provisional(this.#part + 1);
+      this.#frame = Buffer.byteLength(additive.head(this.#msg)) + Buffer.byteLength(additive.tail(this.#msg));
+    }
+    const text = additive.row(row, this.#msg);
     if (maxBytes !== null) {
-      const frame = Buffer.byteLength(additive.head(msg)) + Buffer.byteLength(additive.tail(msg));
-      if (frame + Buffer.byteLength(text) > maxBytes)
-        throw this.#oversize(row, frame + Buffer.byteLength(text));
-      if (this.#rows.length && frame + this.#bytes + size > maxBytes)
+      const bytes = Buffer.byteLength(text);
+      if (this.#frame + bytes > maxBytes) throw this.#oversize(row, this.#frame + bytes);
+      const size = bytes + (this.#rows.length ? additive.sep.length : 0);
+      if (this.#rows.length && this.#frame + this.#bytes + size > maxBytes)
         return this.#flush().then(() => this.push(row));
+      this.#bytes += size;
     }
     this.#rows.push(row);
     this.#texts.push(text);
-    this.#bytes += size;
+    return undefined;
   }
 
   /** Emits the last message; a full with no rows still sends one (the OMS sees the full happen). */
@@ -75,6 +85,7 @@ export class Cutter {
     this.#rows = [];
     this.#texts = [];
     this.#bytes = 0;
+    this.#msg = null;
     if (this.body.additive) {
       this.#part++;
       const msg = this.provisional(this.#part);

@@ -56,7 +56,7 @@ export async function enqueueRendered(
 
 // a statement's parameters stay well below PostgreSQL's 1 GB message limit
 const BATCH_MESSAGES = 1000;
-const BATCH_BYTES = 32 * 1024 * 1024;
+const BATCH_BYTES = 4 * 1024 * 1024; // bytea goes as hex text: several copies of this in memory
 
 export const fieldsOf = (
   run: Pick<RunInfo, "kind" | "snapshotId" | "takenAt">,

@@ -35,7 +35,7 @@ export async function writeSubscriptionOut(
   deps: FormatDeps & { db: Queryable },
   name: string,
   run: OutRun,
-  rows: () => AsyncIterable<Row>,
+  rows: () => AsyncIterable<Row[]>,
   out: NodeJS.WritableStream,
   store: Store,
 ): Promise<void> {

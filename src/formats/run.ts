@@ -43,7 +43,7 @@ export async function renderRun(
   deps: FormatDeps,
   names: readonly string[],
   run: RunFields,
-  rows: () => AsyncIterable<Row>,
+  rows: () => AsyncIterable<Row[]>,
   store: Store,
 ): Promise<Rendered[]> {
   const formats = await formatsOf(deps);

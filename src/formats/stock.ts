@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import { ConnectorError } from "../errors.ts";
 import { type CutMessage, Cutter, type RunFields } from "./cut.ts";
@@ -28,21 +28,36 @@ export const memoryStore: Store = {
   put: async (_sub, _i, m) => ({ rows: m.rows, first: m.first, load: async () => m }),
 };
 
+/**
+ * One append-only file per subscription (a full cut one row per message is a million messages:
+ * a file each would be a million files), read back by offset when the message is enqueued.
+ */
 export function fileStore(dir: string): Store {
+  const sizes = new Map<string, number>();
   return {
-    async put(sub, i, m) {
-      const path = join(dir, `body-${sub.replace(/[^a-z0-9_.-]/g, "_")}-${String(i).padStart(6, "0")}`);
-      await mkdir(dir, { recursive: true });
-      await writeFile(path, m.body ?? JSON.stringify(m.pending));
+    async put(sub, _i, m) {
+      const path = join(dir, `bodies-${sub.replace(/[^a-z0-9_.-]/g, "_")}`);
+      if (!sizes.has(path)) await mkdir(dir, { recursive: true });
+      const data = m.body ?? Buffer.from(JSON.stringify(m.pending));
+      const offset = sizes.get(path) ?? 0;
+      await appendFile(path, data);
+      sizes.set(path, offset + data.length);
       const final = m.body !== null;
+      const length = data.length; // the closure below must not hold the body itself
       return {
         rows: m.rows,
         first: m.first,
         async load() {
-          const data = await readFile(path);
-          return final
-            ? { body: data, pending: null }
-            : { body: null, pending: JSON.parse(data.toString("utf8")) };
+          const handle = await open(path, "r");
+          try {
+            const buf = Buffer.alloc(length);
+            await handle.read(buf, 0, buf.length, offset);
+            return final
+              ? { body: buf, pending: null }
+              : { body: null, pending: JSON.parse(buf.toString("utf8")) };
+          } finally {
+            await handle.close();
+          }
         },
       };
     },
@@ -57,7 +72,7 @@ export function fileStore(dir: string): Store {
 export async function renderFor(
   format: StockFormat,
   run: RunFields,
-  rows: AsyncIterable<Row>,
+  rows: AsyncIterable<Row[]>,
   store: Store,
 ): Promise<Rendered> {
   const tally: MapTally = { skipped: 0, unmapped: [] };
@@ -74,12 +89,15 @@ export async function renderFor(
     `subscription ${format.name}`,
   );
   const withId = format.body.needsRecordId;
-  for await (const row of rows) {
-    const mapped = mapRow(row, format.maps, tally);
-    if (!mapped) continue;
-    // the id is of our key, so a mapping edit does not change it within a snapshot
-    if (withId) mapped.record_id = recordId(run.snapshot_id, row.sku, row.location);
-    await cutter.push(mapped);
+  for await (const batch of rows) {
+    for (const row of batch) {
+      const mapped = mapRow(row, format.maps, tally);
+      if (!mapped) continue;
+      // the id is of our key, so a mapping edit does not change it within a snapshot
+      if (withId) mapped.record_id = recordId(run.snapshot_id, row.sku, row.location);
+      const flushed = cutter.push(mapped);
+      if (flushed) await flushed;
+    }
   }
   if (tally.unmapped.length) {
     throw new ConnectorError(
