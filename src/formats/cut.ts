@@ -15,7 +15,10 @@ export class OversizeRowError extends Error {}
  * are measured with the widest sequence and parts a message can get, so the real ones fit too.
  */
 export class Cutter {
+  // rows are kept only where they are rendered again (templates, late bodies); else a count
   #rows: Row[] = [];
+  #count = 0;
+  #first: Row | null = null;
   #texts: string[] = [];
   #bytes = 0;
   #part = 0;
@@ -50,10 +53,11 @@ export class Cutter {
    * Synchronous otherwise: an async call per row cost more than rendering it.
    */
   push(row: Row): Promise<void> | undefined {
-    if (this.#rows.length >= this.body.rowsPerMessage) return this.#flush().then(() => this.push(row));
-    const { additive, maxBytes } = this.body;
+    if (this.#count >= this.body.rowsPerMessage) return this.#flush().then(() => this.push(row));
+    const { additive, maxBytes, late } = this.body;
     if (!additive) {
       this.#rows.push(row);
+      this.#count++;
       return undefined;
     }
     if (!this.#msg) {
@@ -64,34 +68,42 @@ export class Cutter {
     if (maxBytes !== null) {
       const bytes = Buffer.byteLength(text);
       if (this.#frame + bytes > maxBytes) throw this.#oversize(row, this.#frame + bytes);
-      const size = bytes + (this.#rows.length ? additive.sep.length : 0);
-      if (this.#rows.length && this.#frame + this.#bytes + size > maxBytes)
+      const size = bytes + (this.#count ? additive.sep.length : 0);
+      if (this.#count && this.#frame + this.#bytes + size > maxBytes)
         return this.#flush().then(() => this.push(row));
       this.#bytes += size;
     }
-    this.#rows.push(row);
+    if (late) this.#rows.push(row);
+    else if (!this.#count) this.#first = row;
+    this.#count++;
     this.#texts.push(text);
     return undefined;
   }
 
   /** Emits the last message; a full with no rows still sends one (the OMS sees the full happen). */
   async end(emptyMessage: boolean): Promise<void> {
-    if (this.#rows.length || (emptyMessage && this.#emitted === 0)) await this.#flush();
+    if (this.#count || (emptyMessage && this.#emitted === 0)) await this.#flush();
   }
 
   async #flush(): Promise<void> {
     const rows = this.#rows;
     const texts = this.#texts;
+    const count = this.#count;
+    const first = this.#first;
     this.#rows = [];
     this.#texts = [];
+    this.#count = 0;
+    this.#first = null;
     this.#bytes = 0;
     this.#msg = null;
     if (this.body.additive) {
       this.#part++;
       const msg = this.provisional(this.#part);
       const a = this.body.additive;
-      const body = this.body.late ? null : Buffer.from(a.head(msg) + texts.join(a.sep) + a.tail(msg));
-      await this.#out(rows, body);
+      if (this.body.late) return this.#out(rows, null);
+      this.#emitted++;
+      const body = Buffer.from(a.head(msg) + texts.join(a.sep) + a.tail(msg));
+      await this.emit({ rows: count, body, pending: null, first });
     } else await this.#split(rows);
   }
 
