@@ -18,6 +18,7 @@ import { type BenchOptions, formatNotes, formatTable, type Row } from "./lib/rep
 /** In the order they run; each is bench/<name>.ts exporting `run(opts): Promise<Row[]>`. */
 export const SCRIPTS = [
   "full",
+  "formats",
   "delta",
   "delivery",
   "backlog",

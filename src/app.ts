@@ -7,6 +7,7 @@ import { migrate } from "./db/migrate.js";
 import { openStateDb } from "./db/open.js";
 import { openPostgres } from "./db/pg.js";
 import type { ExportDeps } from "./export/run.js";
+import type { Formats } from "./formats/registry.js";
 import { captureProblems, installCapture } from "./inventory/capture-catalog.js";
 import { demoSourceExists, seedDemoSource } from "./inventory/seed.js";
 import { ConnectorError } from "./errors.js";
@@ -112,7 +113,7 @@ function requireEmbeddedDb(config: Config): void {
 }
 
 /** What the stock export needs from an open app. */
-export function exportDeps(app: App): ExportDeps {
+export function exportDeps(app: App, formats?: Formats): ExportDeps {
   return {
     db: app.db,
     source: app.source,
@@ -122,5 +123,6 @@ export function exportDeps(app: App): ExportDeps {
     stock: app.config.stock,
     tmpDir: join(app.config.database.data_dir, "tmp"),
     notifyMinIntervalMs: app.config.notifications.min_interval,
+    ...(formats ? { formats } : {}),
   };
 }

@@ -89,6 +89,7 @@ function buildProgram(program: Command, ctxOf: Ctx): Command {
     .command("snapshot")
     .description("a full stock snapshot now")
     .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
+    .option("--subscription <name>", "with --out: write the bodies this subscription would receive")
     .option("--dry-run", "compute and report, send nothing")
     .option("--force", "override the shrink guard")
     .action(async (opts) => (await stock()).stockCommand(ctx(), "full", opts));
@@ -96,6 +97,7 @@ function buildProgram(program: Command, ctxOf: Ctx): Command {
     .command("delta")
     .description("a stock delta now")
     .option("--out <file>", "write the CSV to FILE (or - for stdout) instead of enqueueing")
+    .option("--subscription <name>", "with --out: write the bodies this subscription would receive")
     .option("--dry-run", "compute and report, send nothing")
     .option("--force", "override the shrink guard (send a delta that zeroes many keys)")
     .action(async (opts) => (await stock()).stockCommand(ctx(), "delta", opts));

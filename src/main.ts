@@ -12,6 +12,8 @@ import { createDeliveryEngine, type DeliveryEngine } from "./outbox/engine.js";
 import { createSender } from "./outbox/send.js";
 import { type App, exportDeps, openApp } from "./app.js";
 import { systemClock } from "./clock.js";
+import { loadFormats } from "./formats/registry.js";
+import { buildSubscriptions } from "./subscriptions/subscriptions.js";
 
 const OUTAGE_REMINDER_MS = 60_000;
 const OUTAGE_PROBE_MS = 2_000;
@@ -24,6 +26,8 @@ export type Running = {
   scheduler: Scheduler;
   url: string;
   stop(): Promise<void>;
+  /** Re-reads the subscriptions' code map files (SIGHUP); the maps in use stay on an error. */
+  reloadMaps(): Promise<void>;
 };
 
 /** `stock-sync start`: everything in one process: delivery, the stock schedule, the HTTP server. */
@@ -33,6 +37,8 @@ export async function startConnector(config: Config, rootLog: Logger): Promise<R
   const outage = outageGate(OUTAGE_REMINDER_MS);
   const now = () => systemClock.now().getTime();
   const log = gateOutages(rootLog, outage, { isOutage: isDatabaseUnavailable, now });
+  // map files are read before anything opens: an unreadable one refuses the start (exit 2)
+  const formats = await loadFormats(buildSubscriptions(config), { partRows: config.stock.format.part_rows });
   const app = await openApp(config, log, { loadDemo: true });
   const sender = createSender({ smtp: config.notifications.smtp });
   const metrics = createMetrics({ db: app.db, clock: systemClock, log });
@@ -63,7 +69,7 @@ export async function startConnector(config: Config, rootLog: Logger): Promise<R
     scheduleNext: () => scheduler?.next() ?? { full: null, delta: null },
   });
   // The stock metrics are read from stock_runs when scraped (shared by every process).
-  const stockDeps = exportDeps(app);
+  const stockDeps = exportDeps(app, formats);
   const exporter = createExporter(stockDeps);
   let url: string;
   let scheduler: Scheduler | undefined;
@@ -129,5 +135,9 @@ export async function startConnector(config: Config, rootLog: Logger): Promise<R
     })();
     return stopping;
   };
-  return { app, http, engine, exporter, scheduler, url, stop };
+  const reloadMaps = async () => {
+    await formats.reload();
+    log.info("code maps re-read");
+  };
+  return { app, http, engine, exporter, scheduler, url, stop, reloadMaps };
 }

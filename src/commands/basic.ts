@@ -2,10 +2,14 @@ import { stringify } from "yaml";
 import { durationsAsText, redactConfig } from "../config/index.js";
 import { migrate } from "../db/migrate.js";
 import { openStateDb } from "../db/open.js";
+import { loadFormats } from "../formats/registry.js";
+import { buildSubscriptions } from "../subscriptions/subscriptions.js";
 import { type CommandContext, configAndLog, readConfig } from "./context.js";
 
 export async function configCheck(ctx: CommandContext): Promise<void> {
   const { config, warnings } = await readConfig(ctx);
+  // map files are part of the config: unreadable or malformed is exit 2, naming the path
+  await loadFormats(buildSubscriptions(config), { partRows: config.stock.format.part_rows });
   for (const w of warnings) ctx.stderr.write(`warning: ${w}\n`);
   // Durations as the file writes them ("30s"): the output is itself a valid config.
   const printable = durationsAsText(redactConfig(config));
@@ -45,5 +49,9 @@ export async function startCommand(ctx: CommandContext): Promise<void> {
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    // SIGHUP re-reads the code map files; a bad file is logged and the maps in use stay
+    process.on("SIGHUP", () => {
+      running.reloadMaps().catch((err) => log.error({ err }, "code maps not re-read"));
+    });
   });
 }

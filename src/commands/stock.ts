@@ -11,13 +11,18 @@ import { exportDeps, openApp } from "../app.js";
 import { type CommandContext, configAndLog } from "./context.js";
 import { LinesBesideBar } from "./progress.js";
 
-type StockOptions = { out?: string; dryRun?: boolean; force?: boolean };
+type StockOptions = { out?: string; dryRun?: boolean; force?: boolean; subscription?: string };
 
 /** `stock-sync snapshot` / `delta`: one run now, enqueued for delivery (or written with --out). */
 export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: StockOptions): Promise<void> {
   // Log lines reach stderr through this, so none lands on the progress bar's line.
   const stderr = new LinesBesideBar(ctx.stderr);
   const { config, log } = await configAndLog({ ...ctx, stderr });
+  if (opts.subscription && !opts.out)
+    throw new ConnectorError(
+      "CONFIG_INVALID",
+      "--subscription needs --out (FILE or -): it prints that subscription's bodies",
+    );
   // --dry-run and --out change nothing: they neither create an embedded database nor load the demo.
   const readOnly = Boolean(opts.dryRun || opts.out);
   const app = await openApp(config, log, { loadDemo: !readOnly, create: !readOnly });
@@ -45,6 +50,7 @@ export async function stockCommand(ctx: CommandContext, kind: RunKind, opts: Sto
       force: opts.force,
       dryRun: opts.dryRun,
       out,
+      subscription: opts.subscription,
       onProgress: (rows) => bar?.update(rows),
     });
     stderr.stopBar();

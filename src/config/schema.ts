@@ -5,6 +5,7 @@
  */
 import cron from "node-cron";
 import { z } from "zod";
+import { bodySchema, checkBody, mapSchema } from "../formats/config.ts";
 import { DEFAULT_CAPTURE_TABLES } from "../inventory/queries.ts";
 import { isSftpUrl, SftpBlock, sftpIssues } from "../sftp/options.ts";
 import { durationMs, formatDuration, sizeBytes } from "./duration.ts";
@@ -253,6 +254,9 @@ const Subscription = z
     ordering: Ordering.optional(),
     status: z.enum(["enabled", "paused"]).default("enabled"),
     sftp: SftpBlock.optional(),
+    // per-subscription payloads and code mapping (src/formats/config.ts); absent = today's CSV
+    body: bodySchema(size, integer).optional(),
+    map: mapSchema.optional(),
   })
   .superRefine((s, ctx) => {
     for (const issue of sftpIssues(s.url, s.sftp)) ctx.addIssue({ code: "custom", ...issue });
@@ -357,6 +361,7 @@ function checkAcrossSections(config: Config, ctx: z.RefinementCtx): void {
   checkQuerySet(config, ctx);
   const lease = config.delivery.lease;
   config.subscriptions.forEach((sub, i) => {
+    checkBody(sub, ctx, ["subscriptions", i]);
     // a lease that ends mid-request lets a second worker deliver the same message concurrently
     if (sub.timeout >= lease) {
       const message = `must be shorter than delivery.lease (${formatDuration(lease)}), got ${formatDuration(sub.timeout)}`;

@@ -1,3 +1,8 @@
+import { enqueueRendered } from "../formats/enqueue.js";
+import { ownsBody, writeSubscriptionOut } from "../formats/out.js";
+import { rowsFromArray } from "../formats/rows.js";
+import { renderRun } from "../formats/run.js";
+import { memoryStore, skippedText } from "../formats/stock.js";
 import { encodeCsv } from "./csv.js";
 import { readDelta } from "./delta-read.js";
 import { guardZeroed, refuseRun } from "./guard.js";
@@ -39,6 +44,7 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
   }
   const started = deps.clock.now();
   const snapshotId = newSnapshotId("delta", started);
+  const own = opts.out && opts.subscription && (await ownsBody(deps, opts.subscription, "delta"));
   const watermark = await readWatermark(deps.db);
   const stateful = !opts.out && !opts.dryRun;
   const read = await readDelta(deps, watermark, { stateful, onProgress: opts.onProgress }).catch(
@@ -60,6 +66,18 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
     ...(detail ? { detail } : {}),
   });
   opts.onProgress?.(rows.length);
+  if (opts.out && own) {
+    const run = { kind: "delta" as const, snapshotId, takenAt: read.readAt };
+    await writeSubscriptionOut(
+      deps,
+      opts.subscription!,
+      run,
+      () => rowsFromArray(rows),
+      opts.out,
+      memoryStore,
+    );
+    return result("written", null);
+  }
   if (opts.out) {
     opts.out.write(await encodeCsv(rows, { columns: deps.stock.format.columns, gzip: false }));
     return result("written", null);
@@ -72,13 +90,23 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
     return result("refused", runId, refusal);
   }
   const runId = await startRun(deps.db, "delta", opts.trigger, snapshotId, started);
-  await recordFailure(deps, runId, () =>
-    deps.db.tx(async (tx) => {
+  let skipped: string | null = null;
+  await recordFailure(deps, runId, async () => {
+    const names = stockSubscriptions(deps.subscriptions, "stock.delta");
+    const fields = { kind: "delta" as const, snapshot_id: snapshotId, taken_at: read.readAt.toISOString() };
+    const rendered = rows.length
+      ? await renderRun(deps, names, fields, () => rowsFromArray(rows), memoryStore)
+      : [];
+    skipped = skippedText(rendered);
+    const detail = [read.detail, skipped].filter(Boolean).join("; ");
+    return deps.db.tx(async (tx) => {
       await opts.fence?.(tx);
       if (rows.length) {
         const csv = { columns: deps.stock.format.columns, gzip: deps.stock.format.gzip };
         const bodies = parts.map((p) => () => encodeCsv(p, csv));
-        await enqueueParts(tx, deps, { kind: "delta", snapshotId, runId, now: deps.clock.now() }, bodies);
+        const now = deps.clock.now();
+        await enqueueParts(tx, deps, { kind: "delta", snapshotId, runId, now }, bodies);
+        await enqueueRendered(tx, rendered, { kind: "delta", snapshotId, runId, now, takenAt: read.readAt });
         await upsertSent(tx, rows, runId);
       }
       await writeWatermark(tx, read.snapshot, read.readAt, runId);
@@ -89,12 +117,13 @@ export async function runDelta(deps: ExportDeps, opts: RunOptions): Promise<RunR
         rows: rows.length,
         parts: rows.length ? parts.length : 0,
         sourceSnapshot: read.snapshot,
-        ...(read.detail ? { detail: read.detail } : {}),
+        ...(detail ? { detail } : {}),
       });
-    }),
-  );
+    });
+  });
   await pruneCapture(deps, read.snapshot, read.generation);
-  return result(rows.length ? "enqueued" : "empty", runId);
+  const detail = [read.detail, skipped].filter(Boolean).join("; ");
+  return result(rows.length ? "enqueued" : "empty", runId, detail || undefined);
 }
 
 /** A delta that could not read the source is a failed run, with the reason, and an error in the log. */

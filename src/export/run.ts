@@ -3,7 +3,9 @@ import type { Clock } from "../clock.js";
 import type { Config } from "../config/index.js";
 import type { Db, Queryable, Tx } from "../db/db.js";
 import type { Logger } from "../log.js";
-import { enqueue } from "../outbox/enqueue.js";
+import type { Formats } from "../formats/registry.js";
+import { sharedSubscriptions } from "../formats/run.js";
+import { enqueue, targetsOf } from "../outbox/enqueue.js";
 import { matchesAny } from "../subscriptions/subjects.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import { finishRun, type RunKind, type RunStatus } from "./state.js";
@@ -19,6 +21,8 @@ export type ExportDeps = {
   /** Where a full snapshot's part files wait between reading the source and enqueueing. */
   tmpDir: string;
   notifyMinIntervalMs: number;
+  /** Per-subscription bodies and code maps (src/formats/); loaded on first use when absent. */
+  formats?: Formats;
 };
 
 export type RunOptions = {
@@ -30,6 +34,8 @@ export type RunOptions = {
   dryRun?: boolean;
   /** Write the CSV here instead of enqueueing (changes no state). */
   out?: NodeJS.WritableStream;
+  /** With `out`: write the bodies this subscription would receive instead. */
+  subscription?: string;
   /**
    * Only when no full that started at or after this time was enqueued, checked once the run
    * holds the stock lock: a due full that another process (or an earlier try) already sent is
@@ -85,8 +91,11 @@ export async function enqueueParts(
   parts: readonly (() => Promise<Buffer>)[],
 ): Promise<string[]> {
   const woken = new Set<string>();
+  // subscriptions with their own body get their own messages (formats/enqueue.ts)
+  const shared = await sharedSubscriptions(deps);
+  if (!targetsOf(shared, { subject: `stock.${run.kind}` }).length) return [];
   for (const [i, body] of parts.entries()) {
-    const { subscriptions } = await enqueue(tx, deps.subscriptions, {
+    const { subscriptions } = await enqueue(tx, shared, {
       subject: `stock.${run.kind}`,
       payload: await body(),
       contentType: "text/csv",

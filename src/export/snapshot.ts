@@ -5,6 +5,11 @@ import { createGunzip } from "node:zlib";
 import type { Tx } from "../db/db.js";
 import { captureInstalled } from "../inventory/capture.js";
 import { advanceAndPrune, pruneChanges, registerConsumer } from "../inventory/capture-consumers.js";
+import { enqueueRendered } from "../formats/enqueue.js";
+import { ownsBody, writeSubscriptionOut } from "../formats/out.js";
+import { rowsFromFiles } from "../formats/rows.js";
+import { renderRun } from "../formats/run.js";
+import { fileStore, skippedText } from "../formats/stock.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
 import { guardFull, guardZeroed, Refused, refuseRun } from "./guard.js";
 import {
@@ -42,7 +47,12 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
   await mkdir(dir, { recursive: true, mode: 0o700 }); // parts in progress: this user only
   try {
     if (!opts.out && !opts.dryRun) await holdCapture(deps);
-    const read = await readFull(deps, opts, dir);
+    // --out --subscription: that subscription's bodies, rendered from the parts read as usual
+    const own =
+      opts.out && opts.subscription && (await ownsBody(deps, opts.subscription, "full"))
+        ? opts.out
+        : undefined;
+    const read = await readFull(deps, own ? { ...opts, out: undefined } : opts, dir);
     const result = (status: RunResult["status"], runId: number | null, detail?: string): RunResult => ({
       kind: "full",
       status,
@@ -53,6 +63,17 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       durationMs: deps.clock.now().getTime() - started.getTime(),
       ...(detail ? { detail } : {}),
     });
+    if (own) {
+      const run = { kind: "full" as const, snapshotId, takenAt: read.readAt };
+      await writeSubscriptionOut(
+        deps,
+        opts.subscription!,
+        run,
+        () => rowsFromFiles(read.sent),
+        own,
+        fileStore(dir),
+      );
+    }
     if (opts.out) return result("written", null);
     if (opts.dryRun) return result("dry-run", null);
     const refusal = opts.force ? null : await guardFull(deps, read.rows);
@@ -61,14 +82,14 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       const runId = await refuseRun(deps, run, refusal, opts.fence);
       return result("refused", runId, refusal);
     }
-    const published = await publishFull(deps, { snapshotId, started, opts, ...read });
+    const published = await publishFull(deps, { snapshotId, started, opts, dir, ...read });
     if (published.refused) {
       const run = { kind: "full" as const, snapshotId, started, rows: read.rows, runId: published.runId };
       const runId = await refuseRun(deps, run, published.refused, opts.fence);
       return result("refused", runId, published.refused);
     }
     await pruneCapture(deps, read.snapshot, read.generation);
-    return result("enqueued", published.runId);
+    return result("enqueued", published.runId, published.detail ?? undefined);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -81,17 +102,31 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
  */
 async function publishFull(
   deps: ExportDeps,
-  run: FullRead & { snapshotId: string; started: Date; opts: RunOptions },
-): Promise<{ runId: number; refused: string | null }> {
+  run: FullRead & { snapshotId: string; started: Date; opts: RunOptions; dir: string },
+): Promise<{ runId: number; refused: string | null; detail: string | null }> {
   const runId = await startRun(deps.db, "full", run.opts.trigger, run.snapshotId, run.started);
   const now = deps.clock.now();
-  const refused = await recordFailure(deps, runId, () =>
-    deps.db
+  const subscriptions = stockSubscriptions(deps.subscriptions, "stock.full");
+  let detail: string | null = null;
+  const refused = await recordFailure(deps, runId, async () => {
+    // each own-body subscription's messages, rendered to files before the transaction
+    const fields = { kind: "full" as const, snapshot_id: run.snapshotId, taken_at: run.readAt.toISOString() };
+    const rendered = await renderRun(
+      deps,
+      subscriptions,
+      fields,
+      () => rowsFromFiles(run.sent),
+      fileStore(run.dir),
+    );
+    detail = skippedText(rendered);
+    return deps.db
       .tx(async (tx) => {
         await run.opts.fence?.(tx);
-        await supersedeStock(tx, stockSubscriptions(deps.subscriptions, "stock.full"), now);
+        await supersedeStock(tx, subscriptions, now);
         const bodies = run.parts.map((p) => () => readFile(p.path));
         await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
+        const info = { kind: "full" as const, snapshotId: run.snapshotId, runId, now, takenAt: run.readAt };
+        await enqueueRendered(tx, rendered, info);
         const zeroed = await loadSent(tx, run.sent);
         const refusal = run.opts.force ? null : await guardZeroed(deps, tx, zeroed);
         if (refusal) throw new Refused(refusal);
@@ -104,15 +139,16 @@ async function publishFull(
           rows: run.rows,
           parts: run.parts.length,
           sourceSnapshot: run.snapshot,
+          ...(detail ? { detail } : {}),
         });
         return null;
       })
       .catch((err: unknown) => {
         if (err instanceof Refused) return err.detail;
         throw err;
-      }),
-  );
-  return { runId, refused };
+      });
+  });
+  return { runId, refused, detail };
 }
 
 /** The full's rows, COPYed part by part into a temporary table and compared with the sent state. */

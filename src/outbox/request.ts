@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { resolveTarget } from "../formats/placeholders.js";
 import { signatureHeaders } from "../subscriptions/signing.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { DeliveryRow } from "./queries.js";
@@ -10,20 +11,22 @@ const USER_AGENT = "stock-sync/0.1";
 export function buildRequest(sub: Subscription, row: DeliveryRow, now: Date): OutboundRequest {
   const body = Buffer.from(row.payload);
   const timestamp = Math.floor(now.getTime() / 1000);
+  // {{field}} placeholders (issue 14) filled from the fields stored with the message
+  const target = resolveTarget(sub.url, sub.headers, row.headers, row.sequence);
   const headers: Record<string, string> = {
     "user-agent": USER_AGENT,
     "content-type": row.content_type,
     "stock-sync-subject": row.subject,
-    ...row.headers,
+    ...target.messageHeaders,
     ...(row.sequence !== null ? { "stock-sync-sequence": String(row.sequence) } : {}),
-    ...sub.headers,
+    ...target.subHeaders,
     ...signatureHeaders(sub.secrets, row.message_id, timestamp, body),
   };
   const sftp = sub.sftp
     ? { subscription: sub.name, options: sub.sftp, concurrency: sub.concurrency }
     : undefined;
   return {
-    url: sub.url,
+    url: target.url,
     method: sub.method,
     headers,
     body,
@@ -35,7 +38,11 @@ export function buildRequest(sub: Subscription, row: DeliveryRow, now: Date): Ou
 
 const pad = (n: number | string, width: number) => String(n).padStart(width, "0");
 
-const EXTENSIONS: Record<string, string> = { "text/csv": "csv", "application/json": "json" };
+const EXTENSIONS: Record<string, string> = {
+  "text/csv": "csv",
+  "application/json": "json",
+  "application/x-ndjson": "ndjson",
+};
 
 // What may appear in a file name as it was stored; anything else (a "/", "..", a long event type
 // or id from a signed but hostile request) is replaced by a hash, so a name is never a path.

@@ -14,7 +14,7 @@ import {
   subscriptionStatuses,
 } from "./queries.js";
 import { type Recorded, recordBatch } from "./record.js";
-import { buildRequest } from "./request.js";
+import { prepareRequest } from "../formats/events.js";
 import { SendLimiter } from "./limiter.js";
 import { type AttemptResult, type Decision, decide } from "./retry.js";
 import type { Sender } from "./send.js";
@@ -355,7 +355,12 @@ export class SubscriptionWorker {
     const abort = new AbortController();
     this.#requests.add(abort);
     try {
-      const sent = await sender.send({ ...buildRequest(this.sub, row, at), signal: abort.signal });
+      // an order event's body.template is applied here, so the signature covers what is sent
+      const prepared = await prepareRequest(this.sub, row, at);
+      const sent =
+        "failed" in prepared
+          ? { result: prepared.failed, responseBody: null, durationMs: 0 }
+          : await sender.send({ ...prepared.request, signal: abort.signal });
       return { at, sent, interrupted: abort.signal.aborted };
     } finally {
       this.#requests.delete(abort);

@@ -22,7 +22,9 @@ const PIN = `SHA256:${"A".repeat(43)}`;
 describe("docs/configuration.md", () => {
   // A config with one subscription whose optional blocks are set, so their keys exist.
   const { config } = loadConfig(
-    'subscriptions:\n  - name: a\n    subjects: [x]\n    url: "http://h/"\n    rate_limit: { requests: 1, per: 1s }\n' +
+    'subscriptions:\n  - name: a\n    subjects: [stock.full]\n    url: "http://h/"\n    rate_limit: { requests: 1, per: 1s }\n' +
+      "    body: { format: json, template: 'rows', rows_per_message: 1, max_bytes: 1mb }\n" +
+      "    map: { location: { file: l.csv }, sku: { file: s.csv } }\n" +
       `  - { name: b, subjects: [x], url: "sftp://u@h/d", rate_limit: { requests: 1, per: 1s }, sftp: { host_key: "${PIN}", private_key: k, passphrase: p, marker: .done } }\n` +
       '  - { name: c, subjects: [x], url: "sftp://u@h/d", rate_limit: { requests: 1, per: 1s }, sftp: { known_hosts: f, private_key_file: f, password: p } }\n',
     {},
