@@ -3,7 +3,7 @@ import { fixedClock } from "../../src/clock.js";
 import { notifyFullNotRun } from "../../src/scheduler/notify.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { describeEachDb } from "../helpers/db.js";
-import { testConfig } from "../helpers/engine.js";
+import { resetNotifications, testConfig } from "../helpers/engine.js";
 import { REFUSED_URL } from "../helpers/receiver.js";
 
 const T0 = new Date("2026-11-28T10:00:00Z").getTime();
@@ -12,8 +12,7 @@ const MIN = 60_000;
 describeEachDb("notifications: the min_interval window", (t) => {
   beforeEach(async () => {
     // one database per file: no notice or window of an earlier test carries over
-    await t().db.query("delete from stock_sync.messages");
-    await t().db.query("delete from stock_sync.notifications_sent");
+    await resetNotifications(t().db);
   });
 
   it("a notice at most once per min_interval; the next one as soon as the window has passed (injected clock)", async () => {
