@@ -166,6 +166,60 @@ describeEachDb("delivery leases", (t) => {
     expect(await leaseOwner(t().db)).toBe("thief:1:x:y");
   });
 
+  it.skipIf(!inject("pgTemplate"))(
+    "lease expiry: a holder frozen (SIGSTOP) loses the subscription when its lease expires, and once thawed sends nothing",
+    async () => {
+      if (t().backend !== "postgres") return; // another process needs a server URL
+      // b is answered slowly: what a had fetched before it froze is still owed when it thaws
+      const r = await receiver((q) => ({ status: 204, delayMs: q.path === "/b" ? 150 : 20 }));
+      // the same subscription, each process with its own path: the receiver tells them apart
+      const config = (path: string) =>
+        `delivery:\n  lease: 4s\n  poll_interval: 0.1s\nsubscriptions:\n  - name: s\n    subjects: ["order.*"]\n` +
+        `    url: "${r.url}/${path}"\n    timeout: 1s\n`;
+      const fromA = () => r.requests.filter((q) => q.path === "/a");
+      const a = await startEngineProcess(t().url!, config("a"));
+      cleanup.push(() => a.stop("SIGKILL"));
+      const b = await startEngine(t().db, testConfig(config("b")), { start: false });
+      cleanup.push(() => b.stop());
+      expect(await leaseOwner(t().db)).toBe(a.owner);
+      for (let n = 0; n < 30; n++)
+        await b.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
+      await waitUntil(async () => fromA().length >= 5, 15_000, "a sending");
+      a.child.kill("SIGSTOP"); // alive (its pid exists) but renewing nothing
+      await b.engine.start();
+      expect(b.engine.owned()).toEqual([]); // a live holder's lease is not taken before it expires
+      await waitUntil(async () => b.engine.owned().includes("s"), 20_000, "the lease taken after its expiry");
+      const seen = async () =>
+        (
+          await t().db.query<{ at: Date }>("select seen_at as at from stock_sync.engines where owner = $1", [
+            a.owner,
+          ])
+        ).rows[0]?.at.getTime();
+      const seenBefore = await seen();
+      a.child.kill("SIGCONT");
+      const thawedAt = Date.now();
+      // more work, announced to both processes
+      for (let n = 30; n < 40; n++)
+        await b.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
+      await waitUntil(
+        async () => {
+          const { rows } = await t().db.query<{ n: number }>(
+            "select count(*)::int as n from stock_sync.deliveries where subscription = 's' and status = 'delivered'",
+          );
+          return rows[0]!.n === 40 && ((await seen()) ?? 0) > (seenBefore ?? 0);
+        },
+        30_000,
+        "all delivered, and the thawed process renewing again",
+      );
+      expect(
+        fromA()
+          .filter((q) => q.at >= thawedAt)
+          .map((q) => q.body.toString()),
+      ).toEqual([]);
+      expect(await leaseOwner(t().db)).toBe(b.engine.owner);
+    },
+  );
+
   it("the subscriptions are shared among live processes, and handed back when one stops", async () => {
     const r = await receiver();
     const subs = Array.from(
