@@ -43,6 +43,11 @@ describeEachDb("notifications: the min_interval window", (t) => {
     expect(await sent()).toEqual([0, 10]);
     await at(20 * MIN);
     expect(await sent()).toEqual([0, 10, 20]);
+    // about the stock export (its window is the stock's, not a subscription's)
+    const { rows: about } = await t().db.query<{ s: string }>(
+      "select distinct convert_from(payload, 'UTF8')::jsonb ->> 'subscription' as s from stock_sync.messages where subject = 'ops.snapshot.failed'",
+    );
+    expect(about).toEqual([{ s: "stock" }]);
     // one delivery per notice, to the on_failure target
     const { rows } = await t().db.query<{ n: number }>(
       "select count(*)::int as n from stock_sync.deliveries where subscription like 'notify:%'",
