@@ -15,6 +15,22 @@ export function testConfig(yaml: string): Config {
   return loadConfig(yaml, {}).config;
 }
 
+/**
+ * One entry of a config's `subscriptions:` list taking order events, with `more` (lines indented
+ * four spaces) appended: `subscriptions:\n${subscriptionYaml("s", url, "    concurrency: 2\n")}`.
+ */
+export const subscriptionYaml = (name: string, url: string, more = "") =>
+  `  - name: ${name}\n    subjects: ["order.*"]\n    url: "${url}"\n${more}`;
+
+/**
+ * Forgets every notification (ops.* messages and their deliveries) and every min_interval
+ * window, so that a test's notices and throttling do not carry over into the next test of a file.
+ */
+export async function resetNotifications(db: Db): Promise<void> {
+  await db.query("delete from stock_sync.messages where subject like 'ops.%'");
+  await db.query("delete from stock_sync.notifications_sent");
+}
+
 export type TestEngine = {
   engine: DeliveryEngine;
   subs: Subscription[];

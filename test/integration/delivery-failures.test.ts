@@ -1,8 +1,15 @@
-import { expect, it } from "vitest";
+import { beforeEach, expect, it } from "vitest";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
-import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import {
+  resetNotifications,
+  startEngine,
+  subscriptionYaml,
+  type TestEngine,
+  testConfig,
+  waitUntil,
+} from "../helpers/engine.js";
 import { REFUSED_URL } from "../helpers/receiver.js";
 
 const { cleanup, receiver } = useCleanup();
@@ -16,6 +23,8 @@ type AttemptRow = {
 };
 
 describeEachDb("delivery failures", (t) => {
+  beforeEach(() => resetNotifications(t().db));
+
   async function engine(yaml: string): Promise<TestEngine> {
     const e = await startEngine(t().db, testConfig(yaml));
     cleanup.push(() => e.stop());
@@ -31,9 +40,6 @@ describeEachDb("delivery failures", (t) => {
       )
     ).rows;
 
-  const subYaml = (name: string, url: string, more = "") =>
-    `  - name: ${name}\n    subjects: ["order.*"]\n    url: "${url}"\n${more}`;
-
   it.each([
     { status: 429, header: "7", minMs: 7000 },
     { status: 503, header: "date+9", minMs: 8000 },
@@ -43,7 +49,9 @@ describeEachDb("delivery failures", (t) => {
     const value = () => (header === "date+9" ? new Date(Date.now() + 9000).toUTCString() : header);
     const r = await receiver(() => ({ status, headers: { "retry-after": value() } }));
     const name = `ra${status}${header.replace(/\W/g, "")}`;
-    const e = await engine(`subscriptions:\n${subYaml(name, r.url, "    retry_intervals: [0.05, 20]\n")}`);
+    const e = await engine(
+      `subscriptions:\n${subscriptionYaml(name, r.url, "    retry_intervals: [0.05, 20]\n")}`,
+    );
     await e.enqueue({ subject: "order.created", payload: "{}" });
     const [a] = await waitUntil(async () => {
       const rows = await attempts(name);
@@ -59,7 +67,7 @@ describeEachDb("delivery failures", (t) => {
     const hanging = await receiver(() => ({ status: 200, hang: true }));
     const closed = { url: REFUSED_URL }; // refuses connections, and no parallel test can take it
     const e = await engine(
-      `subscriptions:\n${subYaml("hangs", hanging.url, "    timeout: 0.3\n    retry_intervals: [0.05, 0.05]\n")}${subYaml("refused", closed.url, "    retry_intervals: [0.05, 0.05]\n")}`,
+      `subscriptions:\n${subscriptionYaml("hangs", hanging.url, "    timeout: 0.3\n    retry_intervals: [0.05, 0.05]\n")}${subscriptionYaml("refused", closed.url, "    retry_intervals: [0.05, 0.05]\n")}`,
     );
     await e.enqueue({ subject: "order.created", payload: "{}" });
     for (const [name, errorClass] of [
@@ -84,7 +92,7 @@ describeEachDb("delivery failures", (t) => {
     const r = await receiver(() => ({ status: healthy ? 204 : 500 }));
     const alerts = await receiver();
     const e = await engine(
-      `subscriptions:\n${subYaml("flaky", r.url, "    ordering: fifo\n    retry_intervals: [0.05, 0.05]\n    retries_until_failure: 2\n")}` +
+      `subscriptions:\n${subscriptionYaml("flaky", r.url, "    ordering: fifo\n    retry_intervals: [0.05, 0.05]\n    retries_until_failure: 2\n")}` +
         `notifications:\n  on_failure: ["${alerts.url}/failing"]\n  on_deactivation: ["${alerts.url}/deactivated"]\n  on_failure_recovered: ["${alerts.url}/recovered"]\n`,
     );
     const first = await e.enqueue({ subject: "order.created", payload: '{"n":1}' });
@@ -115,7 +123,7 @@ describeEachDb("delivery failures", (t) => {
     const r = await receiver(() => ({ status: 500 }));
     const alerts = await receiver();
     const e = await engine(
-      `subscriptions:\n${subYaml("noisy", r.url, `    retry_intervals: [${Array(10).fill(0.02).join(", ")}]\n    retries_until_failure: 1\n`)}` +
+      `subscriptions:\n${subscriptionYaml("noisy", r.url, `    retry_intervals: [${Array(10).fill(0.02).join(", ")}]\n    retries_until_failure: 1\n`)}` +
         `notifications:\n  on_failure: ["${alerts.url}"]\n`,
     );
     for (let i = 0; i < 3; i++) await e.enqueue({ subject: "order.created", payload: "{}" });

@@ -4,7 +4,7 @@ import { openPostgres } from "../../src/db/pg.js";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { maxInWindow, useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
-import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { startEngine, subscriptionYaml, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import type { Recorded } from "../helpers/receiver.js";
 import { spyDb } from "../helpers/spy-db.js";
 
@@ -20,7 +20,7 @@ describeEachDb("delivery flow", (t) => {
   }
 
   const sub = (name: string, url: string, more: string) =>
-    `  - name: ${name}\n    subjects: ["order.*"]\n    url: "${url}"\n    retry_intervals: [${Array(40).fill(0.05).join(", ")}]\n${more}`;
+    subscriptionYaml(name, url, `    retry_intervals: [${Array(40).fill(0.05).join(", ")}]\n${more}`);
 
   it("pause: nothing is sent while paused, everything after resume, in order", async () => {
     const r = await receiver();

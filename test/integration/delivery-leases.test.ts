@@ -6,6 +6,7 @@ import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngineProcess } from "../helpers/engine-process.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { spyDb } from "../helpers/spy-db.js";
 
 const { cleanup, receiver } = useCleanup();
 
@@ -103,6 +104,119 @@ describeEachDb("delivery leases", (t) => {
       expect(other.owner.split(":")[1]).not.toBe(String(process.pid));
       await new Promise((res) => setTimeout(res, 500));
       expect(await leaseOwner(t().db)).toBe(a.engine.owner);
+    },
+  );
+
+  it("a stolen lease: nothing starts later than the steal's commit + 100 ms, and nothing the old holder sends after it is recorded", async () => {
+    // Concurrency 1, a slow receiver: a fetched delivery waits in the queue behind the request
+    // in progress, longer than its checks stay fresh; the lease is renewed only every 10 s, so
+    // only the database's checks (fetch, last check) can see that the lease moved.
+    const SLOW_MS = 700;
+    const r = await receiver(() => ({ status: 204, delayMs: SLOW_MS }));
+    const fetched: number[] = [];
+    const refused: number[] = []; // a last check that let nothing start
+    const emptyFetches: number[] = []; // a fetch that found nothing it may send
+    const db = spyDb(t().db, {
+      after: (text, rows) => {
+        if (text.includes("d.next_attempt_at <= $2")) {
+          fetched.push(...(rows as { id: string }[]).map((row) => Number(row.id)));
+          if (rows.length === 0) emptyFetches.push(Date.now());
+        }
+        if (text.includes("where d.id = any($1::int8[])") && rows.length === 0) refused.push(Date.now());
+      },
+    });
+    const e = await startEngine(
+      db,
+      testConfig(
+        `delivery:\n  lease: 30s\n  poll_interval: 0.2s\nsubscriptions:\n  - name: s\n    subjects: ["order.*"]\n` +
+          `    url: "${r.url}"\n    timeout: 2s\n    concurrency: 1\n`,
+      ),
+    );
+    cleanup.push(() => e.stop());
+    for (let n = 0; n < 20; n++)
+      await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
+    await r.waitFor(2, 10_000);
+    await waitUntil(
+      async () => fetched.length > r.requests.length,
+      10_000,
+      "a delivery queued behind the one being sent",
+    );
+    // as a process that took the lease over would have written it
+    await t().db.query(
+      `update stock_sync.subscriptions set lease_owner = 'thief:1:x:y', lease_until = now() + interval '1 hour' where name = 's'`,
+    );
+    const stolenAt = Date.now();
+    const MARGIN_MS = 150; // what a loaded machine adds between a check's query and a request's start
+    await waitUntil(
+      async () =>
+        (refused.some((at) => at > stolenAt) && emptyFetches.some((at) => at > stolenAt + SLOW_MS)) ||
+        r.requests.some((q) => q.at > stolenAt + 100 + MARGIN_MS),
+      15_000,
+      "the queued delivery checked and a fetch after the request in progress, or a late request",
+    );
+    expect(r.requests.filter((q) => q.at > stolenAt + 100 + MARGIN_MS).map((q) => q.body.toString())).toEqual(
+      [],
+    );
+    expect(e.engine.owned()).toEqual(["s"]); // the renewal has not run: the checks alone held
+    // the request in flight at the steal: its answer came after, and its outcome was not written
+    const { rows } = await t().db.query<{ at: Date }>(
+      "select a.attempted_at as at from stock_sync.attempts a join stock_sync.deliveries d on d.id = a.delivery_id where d.subscription = 's'",
+    );
+    expect(rows.length).toBeLessThan(r.requests.length);
+    expect(await leaseOwner(t().db)).toBe("thief:1:x:y");
+  });
+
+  it.skipIf(!inject("pgTemplate"))(
+    "lease expiry: a holder frozen (SIGSTOP) loses the subscription when its lease expires, and once thawed sends nothing",
+    async () => {
+      if (t().backend !== "postgres") return; // another process needs a server URL
+      // b is answered slowly: what a had fetched before it froze is still owed when it thaws
+      const r = await receiver((q) => ({ status: 204, delayMs: q.path === "/b" ? 150 : 20 }));
+      // the same subscription, each process with its own path: the receiver tells them apart
+      const config = (path: string) =>
+        `delivery:\n  lease: 4s\n  poll_interval: 0.1s\nsubscriptions:\n  - name: s\n    subjects: ["order.*"]\n` +
+        `    url: "${r.url}/${path}"\n    timeout: 1s\n`;
+      const fromA = () => r.requests.filter((q) => q.path === "/a");
+      const a = await startEngineProcess(t().url!, config("a"));
+      cleanup.push(() => a.stop("SIGKILL"));
+      const b = await startEngine(t().db, testConfig(config("b")), { start: false });
+      cleanup.push(() => b.stop());
+      expect(await leaseOwner(t().db)).toBe(a.owner);
+      for (let n = 0; n < 30; n++)
+        await b.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
+      await waitUntil(async () => fromA().length >= 5, 15_000, "a sending");
+      a.child.kill("SIGSTOP"); // alive (its pid exists) but renewing nothing
+      await b.engine.start();
+      expect(b.engine.owned()).toEqual([]); // a live holder's lease is not taken before it expires
+      await waitUntil(async () => b.engine.owned().includes("s"), 20_000, "the lease taken after its expiry");
+      const seen = async () =>
+        (
+          await t().db.query<{ at: Date }>("select seen_at as at from stock_sync.engines where owner = $1", [
+            a.owner,
+          ])
+        ).rows[0]?.at.getTime();
+      const seenBefore = await seen();
+      a.child.kill("SIGCONT");
+      const thawedAt = Date.now();
+      // more work, announced to both processes
+      for (let n = 30; n < 40; n++)
+        await b.enqueue({ subject: "order.created", payload: JSON.stringify({ n }) });
+      await waitUntil(
+        async () => {
+          const { rows } = await t().db.query<{ n: number }>(
+            "select count(*)::int as n from stock_sync.deliveries where subscription = 's' and status = 'delivered'",
+          );
+          return rows[0]!.n === 40 && ((await seen()) ?? 0) > (seenBefore ?? 0);
+        },
+        30_000,
+        "all delivered, and the thawed process renewing again",
+      );
+      expect(
+        fromA()
+          .filter((q) => q.at >= thawedAt)
+          .map((q) => q.body.toString()),
+      ).toEqual([]);
+      expect(await leaseOwner(t().db)).toBe(b.engine.owner);
     },
   );
 

@@ -1,7 +1,7 @@
 import { expect, it } from "vitest";
 import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
-import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { startEngine, subscriptionYaml, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
 
 const { cleanup, receiver } = useCleanup();
 
@@ -15,14 +15,7 @@ describeEachDb("throttling (429/503 with Retry-After)", (t) => {
   const sub = (name: string, url: string, more = "") => `delivery:
   poll_interval: 0.1s
 subscriptions:
-  - name: ${name}
-    subjects: ["order.*"]
-    url: "${url}"
-    ordering: none
-    concurrency: 4
-    retry_intervals: [0.1, 0.1]
-    retries_until_failure: 2
-${more}`;
+${subscriptionYaml(name, url, "    ordering: none\n    concurrency: 4\n    retry_intervals: [0.1, 0.1]\n    retries_until_failure: 2\n")}${more}`;
 
   it("a 429 with Retry-After holds the whole subscription, not only the delivery that got it", async () => {
     let throttledAt = 0;

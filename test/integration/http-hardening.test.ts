@@ -7,7 +7,6 @@ import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { Writable } from "node:stream";
 import Fastify from "fastify";
-import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/clock.js";
 import { redactDetails } from "../../src/http/ops-cache.js";
@@ -19,6 +18,7 @@ import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { createTestDb, type TestDb } from "../helpers/db.js";
 import { quietLog, testConfig } from "../helpers/engine.js";
 import { startServer, type TestServer } from "../helpers/http.js";
+import { signedHeaders } from "../helpers/signing.js";
 
 let t: TestDb & { drop(keep?: boolean): Promise<void> };
 beforeAll(async () => {
@@ -61,15 +61,7 @@ async function loggedServer(yaml: string) {
   return { url, port: Number(new URL(url).port), lines };
 }
 
-function signed(body: string, at = new Date()): Record<string, string> {
-  const id = `msg_${randomUUID()}`;
-  return {
-    "content-type": "application/json",
-    "webhook-id": id,
-    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
-    "webhook-signature": new Webhook(SECRET).sign(id, at, body),
-  };
-}
+const signed = (body: string, at = new Date()) => signedHeaders(SECRET, body, { at });
 const event = () => JSON.stringify({ id: `evt-${randomUUID()}`, type: "created", data: { order_id: "O-1" } });
 
 /** Sends raw bytes and resolves with whatever comes back before the server closes (or `ms`). */

@@ -1,26 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createTestDb } from "../helpers/db.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { startServer, type TestServer } from "../helpers/http.js";
 import { quoteIdent, withAdmin } from "../helpers/pg-admin.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
+import { signedHeaders } from "../helpers/signing.js";
 
 const SECRET = `whsec_${randomBytes(24).toString("base64")}`;
-const wh = new Webhook(SECRET);
 
 function signedEvent(id: string) {
   const body = JSON.stringify({ id, type: "created", data: { order_id: `O-${id}` } });
-  const msgId = `msg_${randomBytes(8).toString("hex")}`;
-  const at = new Date();
-  const headers = {
-    "content-type": "application/json",
-    "webhook-id": msgId,
-    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
-    "webhook-signature": wh.sign(msgId, at, body),
-  };
-  return { body, headers };
+  return { body, headers: signedHeaders(SECRET, body) };
 }
 
 // PostgreSQL only: PGlite lives in this process and cannot be taken away from it.

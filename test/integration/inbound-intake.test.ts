@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
 import type { Db } from "../../src/db/db.js";
 import { openPostgres } from "../../src/db/pg.js";
@@ -13,6 +12,7 @@ import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { quietLog, testConfig, waitUntil } from "../helpers/engine.js";
 import { startServer } from "../helpers/http.js";
+import { signedHeaders } from "../helpers/signing.js";
 
 const { cleanup: toClose } = useCleanup();
 const cleanup = (fn: () => Promise<unknown>) => toClose.push(fn);
@@ -196,16 +196,9 @@ describeEachDb("inbound intake (group commit)", (t) => {
       testConfig(`server:\n  inbound:\n    secrets: ["${SECRET}"]\n${SUBS}`),
     );
     cleanup(() => s.close());
-    const wh = new Webhook(SECRET);
     const request = (id: string) => {
       const body = JSON.stringify({ id, type: "created", data: { order_id: `O-${id}` } });
-      const at = new Date();
-      const headers = {
-        "content-type": "application/json",
-        "webhook-id": `msg_${id}`,
-        "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
-        "webhook-signature": wh.sign(`msg_${id}`, at, body),
-      };
+      const headers = signedHeaders(SECRET, body, { id: `msg_${id}` });
       return () => s.post(body, headers);
     };
     const ids = Array.from({ length: 200 }, (_, n) => `http-${n}`);

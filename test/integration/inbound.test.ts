@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, randomUUID } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 import { Webhook } from "standardwebhooks";
 import { expect, it } from "vitest";
 import { useCleanup } from "../helpers/cleanup.js";
@@ -6,28 +6,17 @@ import { describeEachDb } from "../helpers/db.js";
 import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { countRows, startServer, type TestServer } from "../helpers/http.js";
 import { startReceiver } from "../helpers/receiver.js";
+import { newSecret, signedHeaders } from "../helpers/signing.js";
 
 const { cleanup } = useCleanup();
 
-const newSecret = () => `whsec_${randomBytes(24).toString("base64")}`;
 const OMS_SECRET = newSecret();
 const SUBSCRIBER_SECRET = newSecret();
 const MINUTE = 60_000;
 
-/** Headers as an independent Standard Webhooks implementation signs them. */
-function signed(
-  body: string,
-  opts: { secret?: string; id?: string; at?: Date } = {},
-): Record<string, string> {
-  const id = opts.id ?? `msg_${randomUUID()}`;
-  const at = opts.at ?? new Date();
-  return {
-    "content-type": "application/json",
-    "webhook-id": id,
-    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
-    "webhook-signature": new Webhook(opts.secret ?? OMS_SECRET).sign(id, at, body),
-  };
-}
+/** Headers as an independent Standard Webhooks implementation signs them (the OMS's secret unless given). */
+const signed = (body: string, opts: { secret?: string; id?: string; at?: Date } = {}) =>
+  signedHeaders(opts.secret ?? OMS_SECRET, body, opts);
 
 const event = (fields: Record<string, unknown> = {}) =>
   JSON.stringify({ id: `evt-${randomUUID()}`, type: "created", data: { order_id: "O-1" }, ...fields });

@@ -18,22 +18,24 @@ describeEachDb("stock scheduler", (t) => {
     const otherDb = t().url ? openPostgres(t().url!, { poolSize: 3 }) : t().db;
     // Every run the schedulers ask for, per trigger and kind: the coordinator's promise is one
     // call per tick across both processes (the stock lock alone would hide a second call).
-    const calls: { kind: string; trigger: string }[] = [];
+    const calls: { kind: string; trigger: string; proc: number }[] = [];
+    const owners: string[] = []; // each process's claimant id, as its coordinator writes it
     let pending = 0; // scheduler queries in flight (a tick being claimed)
     const exporters: Exporter[] = [];
     const schedulers: Scheduler[] = [];
-    const processFor = (db: Db) => {
+    const processFor = (db: Db, proc: number) => {
       const exporter = createExporter({ ...fx.deps, db, source: db });
       exporters.push(exporter);
       const counted: Exporter = {
         ...exporter,
         run: (kind, opts: RunOptions) => {
-          calls.push({ kind, trigger: opts.trigger });
+          calls.push({ kind, trigger: opts.trigger, proc });
           return exporter.run(kind, opts);
         },
       };
       const watched = spyDb(db, {
-        before: () => {
+        before: (text, values) => {
+          if (text.includes("insert into stock_sync.cron_runs")) owners[proc] = String(values![1]);
           pending++;
           return undefined;
         },
@@ -47,7 +49,7 @@ describeEachDb("stock scheduler", (t) => {
       );
     };
     try {
-      schedulers.push(...(await Promise.all([t().db, otherDb].map(processFor))));
+      schedulers.push(...(await Promise.all([t().db, otherDb].map((db, i) => processFor(db, i)))));
       await waitUntil(
         async () => {
           const { rows } = await t().db.query<{ n: number }>(
@@ -77,8 +79,8 @@ describeEachDb("stock scheduler", (t) => {
     expect(new Set(startCalls.map((c) => c.kind))).toEqual(new Set(["full"]));
     expect(runs.filter((r) => r.trigger === "start").map((r) => r.kind)).toEqual(["full"]);
     // ticks: one call per claimed tick, by one process only
-    const { rows: ticks } = await t().db.query<{ key: string }>(
-      "select key from stock_sync.cron_runs where key like 'stock-delta:%'",
+    const { rows: ticks } = await t().db.query<{ key: string; by: string }>(
+      "select key, claimed_by as by from stock_sync.cron_runs where key like 'stock-delta:%'",
     );
     expect(ticks.length).toBeGreaterThanOrEqual(3);
     const deltaCalls = calls.filter((c) => c.trigger === "schedule" && c.kind === "delta");
@@ -86,6 +88,11 @@ describeEachDb("stock scheduler", (t) => {
     // no call at all: one that comes while the start-up full is owed is folded into it (#12.1).
     expect(deltaCalls.length).toBeLessThanOrEqual(ticks.length);
     expect(deltaCalls.length).toBeGreaterThanOrEqual(2);
+    // and by the process that claimed the tick, never by the one that found it taken
+    for (const proc of [0, 1])
+      expect(deltaCalls.filter((c) => c.proc === proc).length, `process ${proc}`).toBeLessThanOrEqual(
+        ticks.filter((k) => k.by === owners[proc]).length,
+      );
     expect(calls.filter((c) => c.trigger === "schedule" && c.kind === "full")).toEqual([]);
     // a run is a call that was not skipped: never more than the calls
     expect(runs.filter((r) => r.kind === "delta").length).toBeLessThanOrEqual(deltaCalls.length);

@@ -44,4 +44,61 @@ describe("SendLimiter", () => {
     limiter.clear(); // waiters look again (instead of its 10 s timer)
     expect(await settled(next)).toBe("granted");
   });
+
+  describe("on a stepped clock", () => {
+    const WINDOW = 10_000;
+    let now = 0;
+    const settled = async <T>(p: Promise<T>) => {
+      const none = Symbol("pending");
+      for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+      return Promise.race([p, Promise.resolve(none)]).then((v) => (v === none ? "pending" : "granted"));
+    };
+    /** How many of `n` acquisitions are granted at once (the others stay waiting, then closed). */
+    const room = async (limiter: SendLimiter, n: number) => {
+      const got = await Promise.all(Array.from({ length: n }, () => settled(limiter.acquire())));
+      limiter.close();
+      return got.filter((g) => g === "granted").length;
+    };
+
+    it("a slot counts once, whatever is called twice or out of order", async () => {
+      now = 0;
+      // cancel twice
+      let limiter = new SendLimiter(1, WINDOW, () => now);
+      let slot = (await limiter.acquire())!;
+      slot.cancel();
+      slot.cancel();
+      expect(await room(limiter, 2)).toBe(1);
+      // answered twice: one answer in the window, then none
+      limiter = new SendLimiter(2, WINDOW, () => now);
+      slot = (await limiter.acquire())!;
+      slot.sent();
+      slot.answered();
+      slot.answered();
+      now += WINDOW + 1;
+      expect(await room(limiter, 3)).toBe(2);
+      // sent and answered after a cancel: nothing to count
+      limiter = new SendLimiter(1, WINDOW, () => now);
+      slot = (await limiter.acquire())!;
+      slot.cancel();
+      slot.sent();
+      slot.answered();
+      now += WINDOW + 1;
+      expect(await room(limiter, 2)).toBe(1);
+    });
+
+    it("an answer exactly one window old no longer counts", async () => {
+      now = 0;
+      const limiter = new SendLimiter(1, WINDOW, () => now);
+      const slot = (await limiter.acquire())!;
+      slot.sent();
+      slot.answered();
+      now = WINDOW - 1;
+      const next = limiter.acquire();
+      expect(await settled(next)).toBe("pending");
+      now = WINDOW; // answered at 0: exactly one window ago
+      limiter.clear();
+      expect(await settled(next)).toBe("granted");
+      limiter.close();
+    });
+  });
 });
