@@ -181,6 +181,8 @@ export async function recordSuccessGroups(
       ctx.owner ?? null,
       recs.map(({ sub }) => sub),
     ],
+    // once per batch of outcomes, and a plan by primary key whatever the values (db.ts)
+    { name: "stock_sync_record_successes" },
   );
   const ok = new Set(rows[0]?.ok ?? []);
   const written = new Set((rows[0]?.written ?? []).map(Number));
