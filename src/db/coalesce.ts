@@ -24,6 +24,15 @@ export type CoalescerOptions<I> = {
   maxWeight?: number;
   /** @default () => 0 */
   weigh?: (item: I) => number;
+  /**
+   * The most batches written at once. A second batch in flight hides one batch's round trip and
+   * commit behind the other's; `mayOverlap` says which waiting items may join a batch while
+   * others are in flight (the rest wait until none is).
+   * @default 1
+   */
+  inFlight?: number;
+  /** Whether `item` may be written while `writing` (the items of the batches in flight) are. */
+  mayOverlap?: (item: I, writing: readonly I[]) => boolean;
 };
 
 export type CoalescerStats = { batches: number; items: number };
@@ -42,25 +51,44 @@ export function createCoalescer<I, O>(flush: Flush<I, O>, opts: CoalescerOptions
   if (!Number.isInteger(maxBatch) || maxBatch < 1) {
     throw new RangeError(`maxBatch must be a whole number ≥ 1, got ${maxBatch}`);
   }
+  const inFlight = opts.inFlight ?? 1;
   const queue: Waiting<I, O>[] = [];
   const stats: CoalescerStats = { batches: 0, items: 0 };
-  let busy = false;
+  /** The batches being written. */
+  const writing = new Set<Waiting<I, O>[]>();
+
+  /** The next batch: from the head of the queue, only items that may overlap what is written. */
+  function take(): Waiting<I, O>[] {
+    if (writing.size === 0) return queue.splice(0, batchLength(queue, maxBatch, opts));
+    const busy = [...writing].flat().map((w) => w.item);
+    const ok = (w: Waiting<I, O>) => opts.mayOverlap?.(w.item, busy) ?? false;
+    // in order, stopping at the first that must wait: nothing overtakes an item of the queue
+    let n = 0;
+    while (n < queue.length && ok(queue[n]!)) n++;
+    return n ? queue.splice(0, batchLength(queue.slice(0, n), maxBatch, opts)) : [];
+  }
 
   async function drain(): Promise<void> {
-    busy = true;
-    while (queue.length > 0) {
-      const batch = queue.splice(0, batchLength(queue, maxBatch, opts));
+    for (;;) {
+      const batch = writing.size < inFlight && queue.length > 0 ? take() : [];
+      if (batch.length === 0) return;
+      writing.add(batch);
       stats.batches++;
       stats.items += batch.length;
-      await settle(batch, flush);
+      try {
+        await settle(batch, flush);
+      } finally {
+        writing.delete(batch);
+      }
+      // a batch done: room for what waited on it (another drain may take it first)
+      if (writing.size < inFlight - 1 && queue.length > 0) void drain();
     }
-    busy = false;
   }
 
   return {
     submit(item) {
       const done = new Promise<O>((resolve, reject) => queue.push({ item, resolve, reject }));
-      if (!busy) void drain();
+      if (writing.size < inFlight) void drain();
       return done;
     },
     stats: () => ({ ...stats }),

@@ -9,7 +9,19 @@ export type Queryable = {
   query<T extends Row = Row>(
     text: string,
     values?: readonly unknown[],
+    opts?: QueryOptions,
   ): Promise<{ rows: T[]; rowCount: number }>;
+};
+
+export type QueryOptions = {
+  /**
+   * Prepares the statement under this name on each connection, once, so that it is parsed and
+   * planned once per connection instead of at every call (for the statements run once per batch
+   * of messages: the plan of a 32-row outcome write took 0.85 of its 3 ms on the server). Only
+   * for a constant text with a plan that does not depend on the values (a generic plan is used);
+   * one name, one text. PGlite in this process ignores it.
+   */
+  name?: string;
 };
 
 export type TxOptions = {

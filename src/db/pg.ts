@@ -3,7 +3,15 @@ import pg from "pg";
 import { from as copyFromStdin, to as copyToStdout } from "pg-copy-streams";
 import QueryStream from "pg-query-stream";
 import { ConnectorError } from "../errors.js";
-import { beginStatement, copyFromStatement, type Db, describeStatement, type Row, type Tx } from "./db.js";
+import {
+  beginStatement,
+  copyFromStatement,
+  type Db,
+  describeStatement,
+  type QueryOptions,
+  type Row,
+  type Tx,
+} from "./db.js";
 import { insertCsv } from "./insert-csv.js";
 
 /** int8 as a number when it fits, as PGlite does, so both back ends return the same shapes. */
@@ -56,11 +64,11 @@ export function openPostgres(url: string, opts: PgOptions = {}): Db {
   pool.on("error", (err) => opts.onIdleError?.(err));
   pool.on("connect", (client) => client.on("error", (err) => opts.onIdleError?.(err)));
 
-  // On a timeout the pool drops the connection (released with the error), so nothing queues behind it.
-  const query = async <T extends Row>(text: string, values?: readonly unknown[]) =>
-    lastResult<T>(await pool.query(bounded(text, values, timeout)).catch(rethrow));
-
   const kind = opts.kind ?? "postgres";
+  // On a timeout the pool drops the connection (released with the error), so nothing queues behind it.
+  const query = async <T extends Row>(text: string, values?: readonly unknown[], qo?: QueryOptions) =>
+    lastResult<T>(await pool.query(bounded(text, values, timeout, prepared(kind, qo))).catch(rethrow));
+
   return {
     kind,
     query,
@@ -144,15 +152,31 @@ function lastResult<T extends Row>(res: pg.QueryResult | pg.QueryResult[]): { ro
   return { rows: (last?.rows ?? []) as T[], rowCount: last?.rowCount ?? 0 };
 }
 
+/**
+ * Named statements only on a real server: PGlite served over a socket has one session for every
+ * client, where a second client preparing the same name would fail ("already exists").
+ */
+const prepared = (kind: Db["kind"], opts?: QueryOptions) => (kind === "pglite" ? undefined : opts);
+
 /** A query config with a client-side bound on the wait for its answer. */
-function bounded(text: string, values: readonly unknown[] | undefined, timeoutMs: number): pg.QueryConfig {
-  return { text, values: values as unknown[] | undefined, query_timeout: timeoutMs } as pg.QueryConfig;
+function bounded(
+  text: string,
+  values: readonly unknown[] | undefined,
+  timeoutMs: number,
+  opts?: QueryOptions,
+): pg.QueryConfig {
+  return {
+    text,
+    values: values as unknown[] | undefined,
+    query_timeout: timeoutMs,
+    ...(opts?.name ? { name: opts.name } : {}),
+  } as pg.QueryConfig;
 }
 
 function clientTx(client: pg.PoolClient, kind: Db["kind"], timeout: number): Tx {
   const tx: Tx = {
-    async query<T extends Row>(text: string, values?: readonly unknown[]) {
-      return lastResult<T>(await client.query(bounded(text, values, timeout)));
+    async query<T extends Row>(text: string, values?: readonly unknown[], qo?: QueryOptions) {
+      return lastResult<T>(await client.query(bounded(text, values, timeout, prepared(kind, qo))));
     },
     async copyFrom(table, columns, csv) {
       if (kind === "pglite") return insertCsv(tx, table, columns, csv);

@@ -3,6 +3,7 @@ import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import { adoptFormerTargetNames } from "../subscriptions/adopt.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
+import { createSharedBatches } from "./batches.js";
 import { fairShare, isDeadLocalOwner, newOwnerId } from "./owners.js";
 import {
   acquireLeases,
@@ -87,16 +88,26 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
   let offsetMs = 0;
   const dbClock = { now: () => new Date(deps.clock.now().getTime() + offsetMs) };
 
+  const random = deps.random ?? Math.random;
   const workerDeps: WorkerDeps = {
     db: deps.db,
     clock: dbClock,
     log: deps.log,
     sender: deps.sender,
-    random: deps.random ?? Math.random,
+    random,
     owner,
     all: opts.subscriptions,
     notifyMinIntervalMs: opts.notifyMinIntervalMs,
     wake,
+    batches: createSharedBatches({
+      db: deps.db,
+      clock: dbClock,
+      log: deps.log,
+      random,
+      owner,
+      all: opts.subscriptions,
+      notifyMinIntervalMs: opts.notifyMinIntervalMs,
+    }),
     leaseLeft: (name) => (leaseUntil.get(name) ?? 0) - performance.now(),
     onAttempt: deps.onAttempt,
   };

@@ -178,6 +178,7 @@ export async function subscriptionStatuses(db: Queryable, names: string[]): Prom
   const { rows } = await db.query<{ name: string; status: string }>(
     "select name, status from stock_sync.subscriptions where name = any($1::text[])",
     [names],
+    { name: "stock_sync_subscription_statuses" },
   );
   return new Map(rows.map((r) => [r.name, r.status]));
 }
@@ -295,6 +296,8 @@ export async function mayAttempt(
     `select d.id from stock_sync.deliveries d
      where d.id = any($1::int8[]) and d.${BACKLOG} and ${sendable("$2", "$3")}`,
     [deliveryIds, owner, forMs],
+    // once per batch of requests, and a plan by primary key whatever the values
+    { name: "stock_sync_may_attempt" },
   );
   return new Set(rows.map((r) => Number(r.id)));
 }

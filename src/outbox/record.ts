@@ -4,7 +4,7 @@ import type { Db } from "../db/db.js";
 import { isDatabaseUnavailable } from "../http/errors.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
-import { type AttemptRecord, recordOutcomes, recordSuccesses } from "./outcome.js";
+import { type AttemptRecord, recordOutcomes, recordSuccesses, recordSuccessGroups } from "./outcome.js";
 import { decide } from "./retry.js";
 
 export type RecordDeps = {
@@ -80,6 +80,55 @@ export async function recordBatch(
     }
   }
   return results;
+}
+
+/** One subscription's finished attempts, with who hears of those the fence dropped. */
+export type RecordGroup = {
+  sub: Subscription;
+  recs: readonly AttemptRecord[];
+  onFenced?: (deliveryIds: number[]) => void;
+};
+
+/**
+ * Records the attempts of several subscriptions that finished together (the engine's shared
+ * batch): the subscriptions whose attempts were all delivered, and are not failing, in one
+ * statement between them (#16: twenty busy subscriptions then cost what one does); every other
+ * group as `recordBatch` records it, each in its own transaction, side by side. One result per
+ * group: a group fails alone (its worker backs off), never another's.
+ */
+export async function recordGroups(
+  deps: RecordDeps,
+  groups: readonly RecordGroup[],
+): Promise<PromiseSettledResult<Recorded[]>[]> {
+  const written = new Set<RecordGroup>();
+  const delivered = groups.filter((g) => g.recs.every((r) => r.decision.kind === "delivered"));
+  // (one group alone: recordBatch takes the same one-statement path)
+  if (delivered.length > 1) {
+    try {
+      const results = await withRetries(() =>
+        recordSuccessGroups(
+          deps.db,
+          delivered.map((g) => ({ subscription: g.sub.name, recs: g.recs })),
+          { now: deps.clock.now(), owner: deps.owner },
+        ),
+      );
+      results.forEach((r, i) => {
+        if (!r.ok) return; // failing or missing: recorded below, with its effects
+        written.add(delivered[i]!);
+        if (r.fenced.length) delivered[i]!.onFenced?.(r.fenced);
+      });
+    } catch (err) {
+      if (isTransient(err)) return groups.map(() => ({ status: "rejected", reason: err }));
+      // a reason of one group's own: each group alone below, so it fails alone
+    }
+  }
+  return Promise.allSettled(
+    groups.map(async (g) =>
+      written.has(g)
+        ? g.recs.map((r) => ({ wake: [], outcome: r.decision.kind }))
+        : recordBatch({ ...deps, onFenced: g.onFenced }, g.sub, g.recs),
+    ),
+  );
 }
 
 /** A notification target cannot be deactivated: a 410 there ends the message (dead), not a loop. */

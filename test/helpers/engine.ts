@@ -5,7 +5,7 @@ import type { Db } from "../../src/db/db.js";
 import { createLogger } from "../../src/log.js";
 import { createDeliveryEngine, type DeliveryEngine, type EngineDeps } from "../../src/outbox/engine.js";
 import { enqueue, type NewMessage } from "../../src/outbox/enqueue.js";
-import { createSender } from "../../src/outbox/send.js";
+import { createSender, type Sender } from "../../src/outbox/send.js";
 import { buildSubscriptions, type Subscription } from "../../src/subscriptions/subscriptions.js";
 
 export const quietLog = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "silent", format: "json" });
@@ -48,10 +48,13 @@ export async function startEngine(
     onAttempt?: EngineDeps["onAttempt"];
     start?: boolean;
     vacuumCheckMs?: number;
+    /** Wraps the real sender (the benchmarks time it). */
+    wrapSender?: (sender: Sender) => Sender;
   } = {},
 ): Promise<TestEngine> {
   const subs = buildSubscriptions(config);
-  const sender = createSender({ smtp: config.notifications.smtp });
+  const real = createSender({ smtp: config.notifications.smtp });
+  const sender = extra.wrapSender?.(real) ?? real;
   const engine = createDeliveryEngine(
     {
       db,

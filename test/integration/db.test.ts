@@ -17,6 +17,23 @@ describeEachDb("state database", (t) => {
     expect(rows).toEqual([{ n: 42, s: "x" }]);
   });
 
+  it("runs a named (prepared) statement again and again, from several connections at once", async () => {
+    const { db } = t();
+    // more calls than PostgreSQL's five custom plans, in parallel so the pool opens several connections
+    const calls = Array.from({ length: 12 }, (_, i) =>
+      db.query<{ n: number }>("select $1::int8 * 2 as n", [i], { name: "db_test_named" }),
+    );
+    expect((await Promise.all(calls)).map((r) => r.rows[0]!.n)).toEqual(
+      Array.from({ length: 12 }, (_, i) => i * 2),
+    );
+    await db.tx(async (tx) => {
+      const { rows } = await tx.query<{ n: number }>("select $1::int8 * 2 as n", [21], {
+        name: "db_test_named",
+      });
+      expect(rows).toEqual([{ n: 42 }]);
+    });
+  });
+
   it("runs several statements in one parameterless query", async () => {
     const { rows } = await t().db.query<{ b: number }>(
       "create temp table if not exists m(a int); select 2 as b",

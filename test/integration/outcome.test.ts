@@ -1,6 +1,11 @@
 import { expect, it } from "vitest";
 import type { Db } from "../../src/db/db.js";
-import { type AttemptRecord, recordOutcomes, recordSuccesses } from "../../src/outbox/outcome.js";
+import {
+  type AttemptRecord,
+  recordOutcomes,
+  recordSuccesses,
+  recordSuccessGroups,
+} from "../../src/outbox/outcome.js";
 import { syncSubscriptions } from "../../src/outbox/queries.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { insertBacklog } from "../helpers/backlog.js";
@@ -96,5 +101,92 @@ describeEachDb("recording outcomes", (t) => {
       }),
     );
     expect((await written(db, ids)).sub).toMatchObject({ consecutive_failures: 0 });
+  });
+
+  it("several subscriptions' successes in one statement: each written as alone, a failing one left whole to the general path", async () => {
+    const db = t().db;
+    await db.query("delete from stock_sync.messages");
+    await db.query("delete from stock_sync.subscriptions");
+    const names = ["s", "t", "u"];
+    await syncSubscriptions(
+      db,
+      names.map((name) => ({ name, status: "enabled" })),
+    );
+    await insertBacklog(db, { tag: "g", n: 2, subscriptions: names });
+    await db.query("update stock_sync.subscriptions set consecutive_failures = 2 where name = 'u'");
+    const { rows } = await db.query<{ id: number; subscription: string }>(
+      "select id, subscription from stock_sync.deliveries order by id",
+    );
+    const of = (name: string) => rows.filter((r) => r.subscription === name).map((r) => r.id);
+    const result = await recordSuccessGroups(
+      db,
+      names.map((name) => ({ subscription: name, recs: of(name).map(delivered) })),
+      { now },
+    );
+    expect(result).toEqual([
+      { ok: true, fenced: [] },
+      { ok: true, fenced: [] },
+      { ok: false, fenced: [] },
+    ]);
+    const status = await db.query<{ subscription: string; status: string }>(
+      "select subscription, status from stock_sync.deliveries order by subscription, id",
+    );
+    expect(status.rows.map((r) => `${r.subscription}:${r.status}`)).toEqual([
+      "s:delivered",
+      "s:delivered",
+      "t:delivered",
+      "t:delivered",
+      "u:pending",
+      "u:pending",
+    ]);
+    const subs = await db.query<{ name: string; last_status: number | null; n: number }>(
+      `select name, last_status, (select count(*)::int from stock_sync.attempts a join stock_sync.deliveries d
+         on d.id = a.delivery_id where d.subscription = s.name) as n
+       from stock_sync.subscriptions s order by name`,
+    );
+    expect(subs.rows).toEqual([
+      { name: "s", last_status: 204, n: 2 },
+      { name: "t", last_status: 204, n: 2 },
+      { name: "u", last_status: null, n: 0 },
+    ]);
+  });
+
+  it("the shared statement's fence: a delivery no longer owed, or of a lease held by another, is not written", async () => {
+    const db = t().db;
+    await db.query("delete from stock_sync.messages");
+    await db.query("delete from stock_sync.subscriptions");
+    await syncSubscriptions(db, [
+      { name: "s", status: "enabled" },
+      { name: "t", status: "enabled" },
+    ]);
+    await insertBacklog(db, { tag: "f", n: 2, subscriptions: ["s", "t"] });
+    await db.query(
+      "update stock_sync.subscriptions set lease_owner = case name when 's' then 'me' else 'other' end",
+    );
+    const { rows } = await db.query<{ id: number; subscription: string }>(
+      "select id, subscription from stock_sync.deliveries order by id",
+    );
+    const s = rows.filter((r) => r.subscription === "s").map((r) => r.id);
+    const tIds = rows.filter((r) => r.subscription === "t").map((r) => r.id);
+    await db.query("update stock_sync.deliveries set status = 'superseded' where id = $1", [s[1]]);
+    const result = await recordSuccessGroups(
+      db,
+      [
+        { subscription: "s", recs: s.map(delivered) },
+        { subscription: "t", recs: tIds.map(delivered) },
+      ],
+      { now, owner: "me" },
+    );
+    expect(result).toEqual([
+      { ok: true, fenced: [s[1]] },
+      { ok: true, fenced: tIds },
+    ]);
+    const status = await db.query<{ status: string }>("select status from stock_sync.deliveries order by id");
+    expect(status.rows.map((r) => r.status).sort()).toEqual([
+      "delivered",
+      "pending",
+      "pending",
+      "superseded",
+    ]);
   });
 });

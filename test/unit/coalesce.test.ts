@@ -127,6 +127,33 @@ describe("createCoalescer", () => {
     await expect(c.submit(2)).rejects.toThrow("sync"); // not stuck busy
   });
 
+  it("with inFlight 2, writes a second batch meanwhile of what may overlap; an item that may not waits, and nothing overtakes it", async () => {
+    const { f, c } = setup<number>({ inFlight: 2, mayOverlap: (i) => i % 2 === 0 });
+    const all = [1, 2].map((i) => c.submit(i));
+    expect(f.batches).toEqual([[1], [2]]); // 2 may overlap 1: written at once
+    all.push(...[4, 3, 6].map((i) => c.submit(i)));
+    expect(f.batches).toEqual([[1], [2]]); // two in flight: the rest wait
+    await f.finishNext(); // [1] done: 4 may overlap [2]; 3 may not, and 6 stays behind it
+    expect(f.batches).toEqual([[1], [2], [4]]);
+    await f.finishNext(); // [2] done: 3 still may not overlap [4]
+    expect(f.batches).toEqual([[1], [2], [4]]);
+    await f.finishNext(); // nothing in flight: 3 goes, and 6 with it
+    expect(f.batches).toEqual([[1], [2], [4], [3, 6]]);
+    await f.finishNext();
+    expect(await Promise.all(all)).toEqual([1, 2, 4, 3, 6].map((i) => `done ${i}`));
+    expect(f.maxInFlight()).toBe(2);
+  });
+
+  it("without mayOverlap, inFlight 2 still writes one batch at a time", async () => {
+    const { f, c } = setup<number>({ inFlight: 2 });
+    const all = [1, 2, 3].map((i) => c.submit(i));
+    await f.finishNext();
+    await f.finishNext();
+    expect(f.batches).toEqual([[1], [2, 3]]);
+    expect(await Promise.all(all)).toEqual(["done 1", "done 2", "done 3"]);
+    expect(f.maxInFlight()).toBe(1);
+  });
+
   it("refuses a maxBatch that is not a whole number ≥ 1, quoting it", () => {
     const flush = async (items: number[]) => items.map((value) => ({ status: "fulfilled", value }) as const);
     expect(() => createCoalescer(flush, { maxBatch: 0 })).toThrow("got 0");
