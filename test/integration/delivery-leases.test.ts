@@ -218,6 +218,8 @@ describeEachDb("delivery leases", (t) => {
       ).toEqual([]);
       expect(await leaseOwner(t().db)).toBe(b.engine.owner);
     },
+    // its waits are bounded one by one (15 + 20 + 30 s); a loaded machine needs more than the default
+    90_000,
   );
 
   it("the subscriptions are shared among live processes, and handed back when one stops", async () => {
@@ -254,5 +256,5 @@ describeEachDb("delivery leases", (t) => {
       for (const q of r.requests) per.set(q.path, (per.get(q.path) ?? 0) + 1);
       throw new Error(`${err.message}: ${JSON.stringify([...per])} owned ${a.engine.owned()}`);
     });
-  });
+  }, 60_000);
 });
