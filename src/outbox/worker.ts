@@ -15,6 +15,7 @@ import {
 } from "./queries.js";
 import { type Recorded, recordBatch } from "./record.js";
 import { prepareRequest } from "../formats/events.js";
+import { runJob } from "../jobs/run.js";
 import { SendLimiter } from "./limiter.js";
 import { type AttemptResult, type Decision, decide } from "./retry.js";
 import type { Sender } from "./send.js";
@@ -360,7 +361,19 @@ export class SubscriptionWorker {
       const sent =
         "failed" in prepared
           ? { result: prepared.failed, responseBody: null, durationMs: 0 }
-          : await sender.send({ ...prepared.request, signal: abort.signal });
+          : this.sub.job
+            ? // an import job (issue 15): the attempt lasts until the OMS applied it; null = cut short
+              await runJob({
+                ...this.deps,
+                sub: this.sub,
+                row,
+                request: prepared.request,
+                signal: abort.signal,
+                mayGoOn: () =>
+                  !this.#stopped && this.#enabled && this.deps.leaseLeft(this.sub.name) > this.sub.timeout,
+              })
+            : await sender.send({ ...prepared.request, signal: abort.signal });
+      if (!sent) return null;
       return { at, sent, interrupted: abort.signal.aborted };
     } finally {
       this.#requests.delete(abort);
