@@ -1,5 +1,10 @@
 import { expect, it } from "vitest";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { deliveryDetail, formatDetail } from "../../src/commands/delivery-detail.js";
 import { loadJob } from "../../src/jobs/state.js";
+import { runCli } from "../helpers/cli.js";
 import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
@@ -103,6 +108,19 @@ describeEachDb("import jobs", (t) => {
       rejected: [{ sku: "BAD-1", location: "S1", reason: "unknown product" }],
       responses: { open: { id: "J1" }, send: { id: "B1" } },
     });
+    // what `stock-sync deliveries --id` shows
+    const shown = formatDetail(await deliveryDetail(t().db, first!.message_id), process.stdout);
+    expect(shown).toMatch(/import job: done, 3 poll\(s\)/);
+    expect(shown).toMatch(/rejected records: 1\n/);
+    expect(shown).toMatch(/BAD-1 +S1 +unknown product/);
+    const url = t().url;
+    if (url) {
+      const dir = await mkdtemp(join(tmpdir(), "jobs-cli-"));
+      await writeFile(join(dir, "c.yaml"), `database:\n  url: "${url}"\nsource:\n  url: "${url}"\n`);
+      const run = await runCli(["--config", join(dir, "c.yaml"), "deliveries", "--id", first!.message_id]);
+      expect(run.stderr).toBe("");
+      expect(run.stdout).toMatch(/BAD-1 +S1 +unknown product/);
+    }
   });
 
   it("failed_when: the attempt fails, is retried by sending the part again (same webhook-id), then delivered", async () => {
