@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/index.js";
 import { fill } from "../../src/jobs/render.js";
@@ -77,5 +78,22 @@ describe("job verdicts", () => {
     const input = { open: { id: "a/b c" } };
     expect(await fill("https://oms/job/{{open.id}}/x", input, true)).toBe("https://oms/job/a%2Fb%20c/x");
     expect(await fill("Bearer {{open.id}}", input, false)).toBe("Bearer a/b c");
+  });
+});
+
+describe("docs/destinations.md job recipes", () => {
+  const doc = readFileSync(new URL("../../docs/destinations.md", import.meta.url), "utf8");
+  const section = doc.slice(doc.indexOf("## Import jobs"), doc.indexOf("## Performance"));
+  const blocks = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+
+  it("the Fluent recipe is a valid subscription", () => {
+    const { config } = loadConfig(`subscriptions:\n${blocks[0]}`, { FLUENT_TOKEN: "t" });
+    expect(config.subscriptions[0]!.job?.open?.url).toMatch(/\/api\/v4\.1\/job$/);
+  });
+
+  it("the commercetools job block is valid on the commercetools recipe", () => {
+    const sub = `  - name: ct\n    subjects: [stock.full]\n    url: "https://import.example/p/inventories/import-containers/c"\n`;
+    const { config } = loadConfig(`subscriptions:\n${sub}${blocks[1]}`, {});
+    expect(config.subscriptions[0]!.job?.poll.errors).toMatch(/rejected/);
   });
 });
