@@ -51,7 +51,7 @@ async function runSteps(ctx: JobContext): Promise<Omit<SendResult, "durationMs">
     Object.assign(input, stored.responses);
     since = new Date(stored.polling_since).getTime();
   } else {
-    await startJob(db, row.id, sub.name, clock.now());
+    await startJob(db, row.id, sub.name, row.headers["stock-sync-snapshot-id"] ?? null, clock.now());
     const failed = await sendSteps(ctx, input);
     if (failed) return failed;
     since = clock.now().getTime();

@@ -29,14 +29,20 @@ export async function loadJob(db: Queryable, deliveryId: number): Promise<JobRow
 }
 
 /** Starts an attempt's job: phase `sending`, the answers of an earlier attempt forgotten. */
-export async function startJob(db: Queryable, deliveryId: number, subscription: string, now: Date) {
+export async function startJob(
+  db: Queryable,
+  deliveryId: number,
+  subscription: string,
+  snapshotId: string | null,
+  now: Date,
+) {
   await db.query(
-    `insert into stock_sync.jobs (delivery_id, subscription, phase, updated_at, attempt)
-     values ($1, $2, 'sending', $3, 1)
+    `insert into stock_sync.jobs (delivery_id, subscription, phase, updated_at, attempt, snapshot_id)
+     values ($1, $2, 'sending', $3, 1, $4)
      on conflict (delivery_id) do update set phase = 'sending', responses = '{}', polling_since = null,
        polls = 0, last_poll = null, rejected = '[]', rejected_count = 0, updated_at = $3,
        attempt = stock_sync.jobs.attempt + 1`,
-    [deliveryId, subscription, now],
+    [deliveryId, subscription, now, snapshotId],
   );
 }
 
@@ -97,4 +103,16 @@ export async function saveOpenedRun(
      on conflict (subscription, snapshot_id) do update set response = excluded.response, opened_at = excluded.opened_at`,
     [subscription, snapshotId, JSON.stringify(response ?? null), now],
   );
+}
+
+/** Per subscription, the records its OMS rejected in the parts of its last run with a finished job. */
+export async function lastRejected(db: Queryable): Promise<{ subscription: string; n: number }[]> {
+  const { rows } = await db.query<{ subscription: string; n: number }>(
+    `with last as (select distinct on (subscription) subscription, snapshot_id from stock_sync.jobs
+                   where phase in ('done', 'failed') order by subscription, updated_at desc, delivery_id desc)
+     select j.subscription, sum(j.rejected_count)::int as n
+     from stock_sync.jobs j join last l on l.subscription = j.subscription and l.snapshot_id is not distinct from j.snapshot_id
+     where j.phase in ('done', 'failed') group by j.subscription`,
+  );
+  return rows;
 }

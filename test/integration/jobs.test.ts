@@ -7,7 +7,9 @@ import { loadJob } from "../../src/jobs/state.js";
 import { runCli } from "../helpers/cli.js";
 import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
-import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { quietLog, startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { createMetrics } from "../../src/metrics/metrics.js";
+import { systemClock } from "../../src/clock.js";
 import { commercetoolsFake, fluentFake } from "../helpers/job-fakes.js";
 
 // Issue 15: a stock message is delivered only when the OMS's asynchronous import says done.
@@ -108,6 +110,15 @@ describeEachDb("import jobs", (t) => {
       rejected: [{ sku: "BAD-1", location: "S1", reason: "unknown product" }],
       responses: { open: { id: "J1" }, send: { id: "B1" } },
     });
+    // the metric: records rejected by the last finished job
+    const metrics = createMetrics(
+      { db: t().db, clock: systemClock, log: quietLog },
+      { defaultMetrics: false },
+    );
+    const scraped = (await metrics.scrape()).body;
+    expect(scraped, scraped.split("\n").filter((l) => l.includes("import")).join("\n")).toMatch(
+      /stock_sync_import_rejected_records\{subscription="fluent"\} 1\n/,
+    );
     // what `stock-sync deliveries --id` shows
     const shown = formatDetail(await deliveryDetail(t().db, first!.message_id), process.stdout);
     expect(shown).toMatch(/import job: done, 3 poll\(s\)/);

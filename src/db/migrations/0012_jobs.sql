@@ -4,6 +4,8 @@
 create table stock_sync.jobs (
   delivery_id bigint primary key references stock_sync.deliveries (id) on delete cascade,
   subscription text not null,
+  -- the run (full or delta) the part belongs to
+  snapshot_id text,
   -- sending (nothing accepted yet) | polling (the OMS accepted the part) | done | failed
   phase text not null,
   -- the JSON answers of open/send/close, by step name
