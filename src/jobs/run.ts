@@ -8,6 +8,7 @@
 import type { Clock } from "../clock.js";
 import type { Db } from "../db/db.js";
 import type { DeliveryRow } from "../outbox/queries.js";
+import { notifyOnce } from "../outbox/outcome.js";
 import { buildRequest } from "../outbox/request.js";
 import type { AttemptResult } from "../outbox/retry.js";
 import type { OutboundRequest, Sender, SendResult } from "../outbox/send.js";
@@ -31,6 +32,10 @@ export type JobContext = {
   signal: AbortSignal;
   /** False once the attempt must stop (pause, shutdown, lease): the job is resumed later. */
   mayGoOn: () => boolean;
+  /** For the ops.import.rejected_rows notification. */
+  all: readonly Subscription[];
+  notifyMinIntervalMs: number;
+  wake: (names: string[]) => void;
 };
 
 type Input = Record<string, unknown>;
@@ -118,11 +123,32 @@ async function pollUntilEnd(
     );
     if (verdict === "pending") continue;
     const rejected = rejectedRows(poll.errors ? await evaluate(poll.errors, scope) : undefined);
-    await endJob(db, row.id, verdict, rejected, clock.now());
+    await finish(ctx, verdict, rejected);
     if (verdict === "done") return { result: res.result, responseBody: null };
     const reason = `the OMS's job failed${rejected.total ? ` (${rejected.total} records rejected)` : ""}: ${(res.responseBody ?? "").slice(0, 300)}`;
     return { ...jobError(reason), responseBody: res.responseBody };
   }
+}
+
+/** The job's end, and news of what the OMS rejected (throttled like `failing`), together. */
+async function finish(
+  ctx: JobContext,
+  verdict: "done" | "failed",
+  rejected: ReturnType<typeof rejectedRows>,
+) {
+  const { db, sub, row, clock } = ctx;
+  const wake = await db.tx(async (tx) => {
+    await endJob(tx, row.id, verdict, rejected, clock.now());
+    if (rejected.total === 0) return [];
+    const first = rejected.rows
+      .slice(0, 5)
+      .map((r) => `${r.sku ?? "?"}@${r.location ?? "?"}: ${r.reason}`)
+      .join("; ");
+    const detail = `${rejected.total} record(s) rejected in delivery ${row.id} (webhook-id ${row.message_id}); first: ${first}`;
+    const notifyCtx = { all: ctx.all, now: clock.now(), notifyMinIntervalMs: ctx.notifyMinIntervalMs };
+    return notifyOnce(tx, notifyCtx, "import_rejected", { detail }, sub.name);
+  });
+  if (wake.length) ctx.wake(wake);
 }
 
 const ok = (r: AttemptResult) => r.kind === "response" && r.status >= 200 && r.status < 300;

@@ -83,7 +83,10 @@ describeEachDb("import jobs", (t) => {
   it("Fluent: opens one job per run, delivers each part when its batch is COMPLETE, in order, and keeps the rejected records", async () => {
     const fake = fluentFake({ reject: (sku) => (sku === "BAD-1" ? "unknown product" : null) });
     const r = await receiver(fake.respond);
-    const e = await engine(`subscriptions:\n  - name: fluent\n    subjects: [stock.full]${fluentJob(r.url)}`);
+    const alerts = await receiver(() => ({ status: 204 }));
+    const e = await engine(
+      `subscriptions:\n  - name: fluent\n    subjects: [stock.full]${fluentJob(r.url)}notifications:\n  on_failure: ["${alerts.url}"]\n`,
+    );
     await stock(e, "1/2", [
       { sku: "A", location: "S1", qty: 5 },
       { sku: "BAD-1", location: "S1", qty: 2 },
@@ -110,15 +113,26 @@ describeEachDb("import jobs", (t) => {
       rejected: [{ sku: "BAD-1", location: "S1", reason: "unknown product" }],
       responses: { open: { id: "J1" }, send: { id: "B1" } },
     });
+    // ops.import.rejected_rows, naming the record and the reason
+    const [alert] = await alerts.waitFor(1);
+    expect(JSON.parse(alert!.body.toString())).toMatchObject({
+      type: "ops.import.rejected_rows",
+      subscription: "fluent",
+      detail: expect.stringMatching(/1 record\(s\) rejected .*BAD-1@S1: unknown product/),
+    });
     // the metric: records rejected by the last finished job
     const metrics = createMetrics(
       { db: t().db, clock: systemClock, log: quietLog },
       { defaultMetrics: false },
     );
     const scraped = (await metrics.scrape()).body;
-    expect(scraped, scraped.split("\n").filter((l) => l.includes("import")).join("\n")).toMatch(
-      /stock_sync_import_rejected_records\{subscription="fluent"\} 1\n/,
-    );
+    expect(
+      scraped,
+      scraped
+        .split("\n")
+        .filter((l) => l.includes("import"))
+        .join("\n"),
+    ).toMatch(/stock_sync_import_rejected_records\{subscription="fluent"\} 1\n/);
     // what `stock-sync deliveries --id` shows
     const shown = formatDetail(await deliveryDetail(t().db, first!.message_id), process.stdout);
     expect(shown).toMatch(/import job: done, 3 poll\(s\)/);
