@@ -32,6 +32,8 @@ export type JobContext = {
   signal: AbortSignal;
   /** False once the attempt must stop (pause, shutdown, lease): the job is resumed later. */
   mayGoOn: () => boolean;
+  /** The delivery is still owed (not superseded), the subscription enabled and the lease ours, in the database. */
+  stillOwed: () => Promise<boolean>;
   /** For the ops.import.rejected_rows notification. */
   all: readonly Subscription[];
   notifyMinIntervalMs: number;
@@ -107,7 +109,8 @@ async function pollUntilEnd(
       );
     }
     await sleep(poll.interval, ctx.signal);
-    if (ctx.signal.aborted || !ctx.mayGoOn()) return null;
+    // a newer full superseded the part, a pause by any process, a lost lease: stop, keep the job
+    if (ctx.signal.aborted || !ctx.mayGoOn() || !(await ctx.stillOwed())) return null;
     const res = await request(ctx, "poll", await stepRequest(ctx, poll, input));
     if (ctx.signal.aborted) return null;
     if (!ok(res.result)) {

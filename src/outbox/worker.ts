@@ -371,6 +371,7 @@ export class SubscriptionWorker {
                 signal: abort.signal,
                 mayGoOn: () =>
                   !this.#stopped && this.#enabled && this.deps.leaseLeft(this.sub.name) > this.sub.timeout,
+                stillOwed: () => this.#checks.submit(row.id),
               })
             : await sender.send({ ...prepared.request, signal: abort.signal });
       if (!sent) return null;

@@ -252,4 +252,30 @@ describeEachDb("import jobs", (t) => {
     expect(fake.log.slice(polled).every((l) => l === "poll B1 RUNNING")).toBe(true);
     expect(fake.log.filter((l) => !l.startsWith("poll"))).toHaveLength(2);
   });
+  it("fifo: the next part waits while a job runs; a superseded part's job stops and the next one goes", async () => {
+    const fake = fluentFake({ final: (n) => (n === 1 ? "NEVER" : "COMPLETE") });
+    const r = await receiver(fake.respond);
+    const e = await engine(
+      `subscriptions:\n  - name: fluent-super\n    subjects: [stock.full]${fluentJob(r.url)}`,
+    );
+    await stock(e, "1/1", [{ sku: "A", location: "S1", qty: 1 }], "old");
+    await stock(e, "1/1", [{ sku: "A", location: "S1", qty: 2 }], "new");
+    await waitUntil(
+      async () => fake.log.filter((l) => l === "poll B1 RUNNING").length >= 3,
+      10_000,
+      "polling",
+    );
+    // while the first job runs, the second part is not sent (fifo)
+    expect(fake.log.filter((l) => l.startsWith("batch"))).toHaveLength(1);
+    const [first] = await deliveries("fluent-super");
+    // what a newer full does to undelivered older stock (export/state.ts supersedeStock)
+    await t().db.query("update stock_sync.deliveries set status = 'superseded' where id = $1", [first!.id]);
+    await waitUntil(
+      async () => (await deliveries("fluent-super"))[1]?.status === "delivered",
+      10_000,
+      "the newer part delivered",
+    );
+    expect((await deliveries("fluent-super")).map((d) => d.status)).toEqual(["superseded", "delivered"]);
+    expect(fake.applied.get("A|S1")).toBe(2);
+  });
 });
