@@ -15,7 +15,16 @@ import type { OutboundRequest, Sender, SendResult } from "../outbox/send.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { JobStep } from "./config.ts";
 import { evaluate, fill, parseJson, renderBody } from "./render.ts";
-import { endJob, loadJob, openedRun, recordPoll, saveOpenedRun, startJob, startPolling } from "./state.ts";
+import {
+  endJob,
+  loadJob,
+  markStopped,
+  openedRun,
+  recordPoll,
+  saveOpenedRun,
+  startJob,
+  startPolling,
+} from "./state.ts";
 import { gaveUp, judge, rejectedRows } from "./verdict.ts";
 
 /** Bytes read of a job step's reply: a poll may list many rejected records. */
@@ -110,7 +119,10 @@ async function pollUntilEnd(
     }
     await sleep(poll.interval, ctx.signal);
     // a newer full superseded the part, a pause by any process, a lost lease: stop, keep the job
-    if (ctx.signal.aborted || !ctx.mayGoOn() || !(await ctx.stillOwed())) return null;
+    if (ctx.signal.aborted || !ctx.mayGoOn() || !(await ctx.stillOwed())) {
+      await markStopped(db, row.id, clock.now());
+      return null;
+    }
     const res = await request(ctx, "poll", await stepRequest(ctx, poll, input));
     if (ctx.signal.aborted) return null;
     if (!ok(res.result)) {

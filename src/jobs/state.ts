@@ -14,6 +14,7 @@ export type JobRow = {
   responses: Record<string, unknown>;
   polling_since: Date | null;
   polls: number;
+  stopped_at: Date | null;
   last_poll: unknown;
   rejected: RejectedRow[];
   rejected_count: number;
@@ -58,6 +59,14 @@ export async function startPolling(
      where delivery_id = $1`,
     [deliveryId, JSON.stringify(responses), now],
   );
+}
+
+/** An attempt stopped polling before the job ended: the next one resumes it. */
+export async function markStopped(db: Queryable, deliveryId: number, now: Date) {
+  await db.query("update stock_sync.jobs set stopped_at = $2, updated_at = $2 where delivery_id = $1", [
+    deliveryId,
+    now,
+  ]);
 }
 
 export async function recordPoll(db: Queryable, deliveryId: number, answer: unknown, now: Date) {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deliveryDetail, formatDetail } from "../../src/commands/delivery-detail.js";
 import { loadJob } from "../../src/jobs/state.js";
+import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { runCli } from "../helpers/cli.js";
 import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
@@ -277,5 +278,33 @@ describeEachDb("import jobs", (t) => {
     );
     expect((await deliveries("fluent-super")).map((d) => d.status)).toEqual(["superseded", "delivered"]);
     expect(fake.applied.get("A|S1")).toBe(2);
+  });
+  it("a pause stops the job without a failed attempt; on resume the same job is polled to its end, not sent again", async () => {
+    let finish = false;
+    const fake = fluentFake({ final: () => (finish ? "COMPLETE" : "NEVER") });
+    const r = await receiver(fake.respond);
+    const e = await engine(
+      `subscriptions:\n  - name: fluent-pause\n    subjects: [stock.full]${fluentJob(r.url)}`,
+    );
+    const id = await stock(e, "1/1", [{ sku: "A", location: "S1", qty: 4 }]);
+    await waitUntil(async () => fake.log.includes("poll B1 RUNNING"), 10_000, "polling");
+    await setSubscriptionStatus(t().db, "fluent-pause", "paused", new Date(), "test");
+    e.engine.wake(["fluent-pause"]);
+    const [d] = await deliveries("fluent-pause");
+    // the attempt stops polling (and says so in the job row), recording no attempt
+    await waitUntil(
+      async () => (await loadJob(t().db, Number(d!.id)))?.stopped_at,
+      10_000,
+      "polling stopped",
+    );
+    const polls = fake.log.length;
+    expect(await attempts("fluent-pause")).toEqual([]);
+    finish = true;
+    await setSubscriptionStatus(t().db, "fluent-pause", "enabled", new Date(), "test");
+    e.engine.wake(["fluent-pause"]);
+    await allDelivered("fluent-pause", 1);
+    expect(fake.log.filter((l) => !l.startsWith("poll"))).toEqual(["open J1", `batch J1/B1 ${id}`]);
+    expect((await attempts("fluent-pause")).map((a) => a.outcome)).toEqual(["delivered"]);
+    expect(fake.log.slice(polls).every((l) => l.startsWith("poll B1"))).toBe(true);
   });
 });

@@ -12,6 +12,8 @@ create table stock_sync.jobs (
   responses jsonb not null default '{}',
   polling_since timestamptz,
   polls int not null default 0,
+  -- when an attempt last stopped polling without an end (pause, superseded, lease, shutdown)
+  stopped_at timestamptz,
   last_poll jsonb,
   -- the first rejected records ({sku, location, reason}) and how many there were in all
   rejected jsonb not null default '[]',
