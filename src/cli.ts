@@ -120,6 +120,7 @@ function buildProgram(program: Command, ctxOf: Ctx): Command {
     .option("--status <status>", `only messages in this state: ${STATUSES.join(" | ")}`, parseStatus)
     .option("--subscription <name>", "only this subscription")
     .option("--limit <n>", `at most this many (1 to ${MAX_LIMIT}), newest first`, parseLimit, "100")
+    .option("--id <id>", "one delivery (id or webhook-id): its attempts and import job")
     .option("--json", "machine-readable output")
     .action(async (opts) => (await deliveries()).deliveriesCommand(ctx(), opts));
   program

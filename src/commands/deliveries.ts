@@ -9,6 +9,7 @@ import type { Config } from "../config/index.js";
 import { nextFireTimes } from "../scheduler/next.js";
 import { buildSubscriptions } from "../subscriptions/subscriptions.js";
 import { type CommandContext, configAndLog } from "./context.js";
+import { deliveryDetail, formatDetail } from "./delivery-detail.js";
 import { table, when } from "./format.js";
 
 /**
@@ -111,11 +112,16 @@ export function pauseCommand(ctx: CommandContext, name: string, status: "enabled
 
 export function deliveriesCommand(
   ctx: CommandContext,
-  opts: { status?: string; subscription?: string; json?: boolean; limit?: string },
+  opts: { status?: string; subscription?: string; json?: boolean; limit?: string; id?: string },
 ) {
   return withApp(
     ctx,
     async (app) => {
+      if (opts.id) {
+        const detail = await deliveryDetail(app.db, opts.id);
+        const text = opts.json ? `${JSON.stringify(detail, null, 2)}\n` : formatDetail(detail, ctx.stdout);
+        return void ctx.stdout.write(text);
+      }
       const rows = await listDeliveries(app.db, { ...opts, limit: opts.limit ? Number(opts.limit) : 100 });
       if (opts.json) return void ctx.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
       ctx.stdout.write(

@@ -6,6 +6,7 @@
 import cron from "node-cron";
 import { z } from "zod";
 import { bodySchema, checkBody, mapSchema } from "../formats/config.ts";
+import { checkJob, jobSchema } from "../jobs/config.ts";
 import { DEFAULT_CAPTURE_TABLES } from "../inventory/queries.ts";
 import { isSftpUrl, SftpBlock, sftpIssues } from "../sftp/options.ts";
 import { durationMs, formatDuration, sizeBytes } from "./duration.ts";
@@ -257,6 +258,8 @@ const Subscription = z
     // per-subscription payloads and code mapping (src/formats/config.ts); absent = today's CSV
     body: bodySchema(size, integer).optional(),
     map: mapSchema.optional(),
+    // an OMS's asynchronous import, followed to its end (src/jobs/config.ts)
+    job: jobSchema(positiveDuration).optional(),
   })
   .superRefine((s, ctx) => {
     for (const issue of sftpIssues(s.url, s.sftp)) ctx.addIssue({ code: "custom", ...issue });
@@ -362,6 +365,7 @@ function checkAcrossSections(config: Config, ctx: z.RefinementCtx): void {
   const lease = config.delivery.lease;
   config.subscriptions.forEach((sub, i) => {
     checkBody(sub, ctx, ["subscriptions", i]);
+    checkJob(sub, ctx, ["subscriptions", i]);
     // a lease that ends mid-request lets a second worker deliver the same message concurrently
     if (sub.timeout >= lease) {
       const message = `must be shorter than delivery.lease (${formatDuration(lease)}), got ${formatDuration(sub.timeout)}`;

@@ -6,6 +6,7 @@
  * included.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { lastRejected } from "../jobs/state.js";
 import type { Clock } from "../clock.js";
 import type { Queryable } from "../db/db.js";
 import type { Logger } from "../log.js";
@@ -77,6 +78,20 @@ export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Met
     registers,
     async collect() {
       await collectBacklog(this, deps);
+    },
+  });
+  new Gauge({
+    name: "stock_sync_import_rejected_records",
+    help: "Records the OMS rejected in the subscription's last run whose import jobs finished (job: block).",
+    labelNames: ["subscription"],
+    registers,
+    async collect() {
+      this.reset();
+      try {
+        for (const r of await lastRejected(deps.db)) this.set({ subscription: r.subscription }, r.n);
+      } catch (err) {
+        deps.log.warn({ err }, "import jobs not measured");
+      }
     },
   });
   stockGauges(registers, deps);

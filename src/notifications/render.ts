@@ -9,7 +9,8 @@ export type NotificationKind =
   | "deactivated"
   | "recovered"
   | "snapshot_refused"
-  | "snapshot_failed";
+  | "snapshot_failed"
+  | "import_rejected";
 
 export type Notification = {
   kind: NotificationKind;
@@ -84,6 +85,17 @@ export function renderNotification(n: Notification): { title: string; text: stri
           "To do: check the inventory source. If the drop is real, run the command above with --force " +
             "or raise stock.guard.max_drop_ratio in the config; the next scheduled run is checked again " +
             "(a refused delta is held until then).",
+        ),
+      };
+    case "import_rejected":
+      return {
+        title: oneLine(`stock-sync: the OMS rejected records of ${name}'s import`),
+        text: lines(
+          `The OMS finished an import job of subscription ${name} but rejected some of its records.`,
+          detail,
+          "The other records were applied. The rejected ones stay as they were at the OMS until they " +
+            "change again or the next full stock snapshot sends them.",
+          "To do: `stock-sync deliveries --id <id>` lists the rejected records and the OMS's reasons.",
         ),
       };
     case "snapshot_failed":

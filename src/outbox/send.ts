@@ -18,6 +18,8 @@ export type OutboundRequest = {
   signal?: AbortSignal;
   /** sftp:// subscriptions: the credentials and limits of the subscription's connection. */
   sftp?: SftpTarget;
+  /** Bytes of the reply to read (default RESPONSE_BODY_CAP): an import job's poll reads more. */
+  responseCap?: number;
 };
 
 export type SendResult = { result: AttemptResult; responseBody: string | null; durationMs: number };
@@ -90,12 +92,12 @@ async function sendHttp(agent: Agent, req: OutboundRequest): Promise<Omit<SendRe
       dispatcher: agent,
       method: req.method as "POST",
       headers: req.headers,
-      body: req.body,
+      body: req.method === "GET" ? undefined : req.body,
       signal,
       headersTimeout: req.timeoutMs,
       bodyTimeout: req.timeoutMs,
     });
-    const responseBody = await readCapped(res.body, RESPONSE_BODY_CAP);
+    const responseBody = await readCapped(res.body, req.responseCap ?? RESPONSE_BODY_CAP);
     const retryAfter = res.headers["retry-after"];
     return {
       result: {

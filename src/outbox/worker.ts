@@ -7,6 +7,7 @@ import type { AttemptRecord } from "./outcome.js";
 import type { SharedBatches } from "./batches.js";
 import { backlogHead, type DeliveryRow, dueDeliveries, nextDueAt } from "./queries.js";
 import { prepareRequest } from "../formats/events.js";
+import { runJob } from "../jobs/run.js";
 import { SendLimiter } from "./limiter.js";
 import { type AttemptResult, type Decision, decide } from "./retry.js";
 import type { Sender } from "./send.js";
@@ -340,7 +341,20 @@ export class SubscriptionWorker {
       const sent =
         "failed" in prepared
           ? { result: prepared.failed, responseBody: null, durationMs: 0 }
-          : await sender.send({ ...prepared.request, signal: abort.signal });
+          : this.sub.job
+            ? // an import job (issue 15): the attempt lasts until the OMS applied it; null = cut short
+              await runJob({
+                ...this.deps,
+                sub: this.sub,
+                row,
+                request: prepared.request,
+                signal: abort.signal,
+                mayGoOn: () =>
+                  !this.#stopped && this.#enabled && this.deps.leaseLeft(this.sub.name) > this.sub.timeout,
+                stillOwed: () => this.deps.batches.check(row.id, this.sub.timeout),
+              })
+            : await sender.send({ ...prepared.request, signal: abort.signal });
+      if (!sent) return null;
       return { at, sent, interrupted: abort.signal.aborted };
     } finally {
       this.#requests.delete(abort);

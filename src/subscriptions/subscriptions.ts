@@ -19,6 +19,7 @@ export const NOTIFICATION_SUBJECTS = {
   recovered: "ops.subscription.recovered",
   snapshot_refused: "ops.snapshot.refused",
   snapshot_failed: "ops.snapshot.failed",
+  import_rejected: "ops.import.rejected_rows",
 } as const;
 export type NotificationKind = keyof typeof NOTIFICATION_SUBJECTS;
 
@@ -27,6 +28,7 @@ const TARGET_LISTS = {
     NOTIFICATION_SUBJECTS.failing,
     NOTIFICATION_SUBJECTS.snapshot_refused,
     NOTIFICATION_SUBJECTS.snapshot_failed,
+    NOTIFICATION_SUBJECTS.import_rejected,
   ],
   on_deactivation: [NOTIFICATION_SUBJECTS.deactivated],
   on_failure_recovered: [NOTIFICATION_SUBJECTS.recovered],

@@ -29,6 +29,7 @@ it("notification targets are named by what they are: list order does not matter,
   const both = targets(config([a], [a]));
   expect(both).toHaveLength(1);
   expect(both[0]!.subjects.sort()).toEqual([
+    "ops.import.rejected_rows",
     "ops.snapshot.failed",
     "ops.snapshot.refused",
     "ops.subscription.deactivated",

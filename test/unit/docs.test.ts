@@ -26,7 +26,8 @@ describe("docs/configuration.md", () => {
       "    body: { format: json, template: 'rows', rows_per_message: 1, max_bytes: 1mb }\n" +
       "    map: { location: { file: l.csv }, sku: { file: s.csv } }\n" +
       `  - { name: b, subjects: [x], url: "sftp://u@h/d", rate_limit: { requests: 1, per: 1s }, sftp: { host_key: "${PIN}", private_key: k, passphrase: p, marker: .done } }\n` +
-      '  - { name: c, subjects: [x], url: "sftp://u@h/d", rate_limit: { requests: 1, per: 1s }, sftp: { known_hosts: f, private_key_file: f, password: p } }\n',
+      '  - { name: c, subjects: [x], url: "sftp://u@h/d", rate_limit: { requests: 1, per: 1s }, sftp: { known_hosts: f, private_key_file: f, password: p } }\n' +
+      '  - { name: d, subjects: [stock.full], url: "http://h/", rate_limit: { requests: 1, per: 1s }, job: { open: { url: "http://h/open", method: POST, headers: {}, body: "{}" }, send: { url: "http://h/send", method: POST, headers: {}, body: "{}" }, close: { url: "http://h/close", method: POST, headers: {}, body: "{}" }, poll: { url: "http://h/p", method: GET, headers: {}, body: "{}", done_when: "true", failed_when: "false", errors: "[]", interval: 1s, give_up_after: 1h } } }\n',
     {},
   );
   const schemaKeys = keyPaths(config, "", new Set());
