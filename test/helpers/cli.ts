@@ -41,7 +41,8 @@ export async function startCli(
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`no start within timeout:\n${out().stderr}`)),
-      opts.timeoutMs ?? 20_000,
+      // a bound, not a speed check: an embedded start boots PGlite, which a loaded machine slows
+      opts.timeoutMs ?? 45_000,
     );
     const onData = () => {
       const m = /"url":"(http:\/\/[^"]+)".*stock-sync started/.exec(out().stderr);

@@ -155,7 +155,7 @@ describe("stock-sync start on the embedded default", () => {
     } finally {
       expect(await second.stop("SIGTERM")).toBe(0);
     }
-  });
+  }, 90_000); // two embedded starts (PGlite boots and loads the demo): slow on a loaded machine
 });
 
 describe.skipIf(!inject("pgTemplate"))("stock-sync start on real PostgreSQL", () => {

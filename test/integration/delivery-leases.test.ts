@@ -208,7 +208,7 @@ describeEachDb("delivery leases", (t) => {
           );
           return rows[0]!.n === 40 && ((await seen()) ?? 0) > (seenBefore ?? 0);
         },
-        30_000,
+        60_000,
         "all delivered, and the thawed process renewing again",
       );
       expect(
@@ -218,8 +218,8 @@ describeEachDb("delivery leases", (t) => {
       ).toEqual([]);
       expect(await leaseOwner(t().db)).toBe(b.engine.owner);
     },
-    // its waits are bounded one by one (15 + 20 + 30 s); a loaded machine needs more than the default
-    90_000,
+    // its waits are bounded one by one (15 + 20 + 60 s); a loaded machine needs more than the default
+    120_000,
   );
 
   it("the subscriptions are shared among live processes, and handed back when one stops", async () => {
