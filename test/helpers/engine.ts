@@ -31,6 +31,16 @@ export async function resetNotifications(db: Db): Promise<void> {
   await db.query("delete from stock_sync.notifications_sent");
 }
 
+/** What loading a YAML snippet says is wrong with it (the message users see), or "no error". */
+export function configError(yaml: string): string {
+  try {
+    loadConfig(yaml, {});
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return "no error";
+}
+
 export type TestEngine = {
   engine: DeliveryEngine;
   subs: Subscription[];

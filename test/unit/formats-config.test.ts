@@ -6,18 +6,10 @@ import { loadConfig } from "../../src/config/index.js";
 import { mapRow, type MapTally, parseCodeMap } from "../../src/formats/maps.js";
 import { loadFormats } from "../../src/formats/registry.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
+import { configError } from "../helpers/engine.js";
 
 const PLAIN = `  - name: plain\n    subjects: [stock.full]\n    url: "file:///tmp/x"\n`;
 const yaml = (sub: string) => `subscriptions:\n${PLAIN}${PLAIN.replace("plain", "other")}${sub}`;
-const error = (y: string) => {
-  try {
-    loadConfig(y, {});
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return "valid";
-};
-
 describe("body: and map: config", () => {
   it("without a body block a subscription is as before", () => {
     const { config } = loadConfig(yaml(""), {});
@@ -71,7 +63,7 @@ describe("body: and map: config", () => {
     ],
   ])("%s -> %s", (block, message) => {
     expect(
-      error(yaml(`  - name: x\n    subjects: [stock.full]\n    url: "https://h/"\n    ${block}\n`)),
+      configError(yaml(`  - name: x\n    subjects: [stock.full]\n    url: "https://h/"\n    ${block}\n`)),
     ).toContain(message);
   });
 
@@ -80,13 +72,15 @@ describe("body: and map: config", () => {
       yaml(
         `  - name: x\n    subjects: [stock.full]\n    url: "${url}"\n    headers: { x-part: "{{part}}" }\n${extra}`,
       );
-    expect(error(sub("https://h/{{sku}}"))).toContain("subscriptions[2].url: {{sku}}: unknown field");
-    expect(error(sub("https://h/{{skew}}", "    body: { rows_per_message: 1 }\n"))).toContain(
+    expect(configError(sub("https://h/{{sku}}"))).toContain("subscriptions[2].url: {{sku}}: unknown field");
+    expect(configError(sub("https://h/{{skew}}", "    body: { rows_per_message: 1 }\n"))).toContain(
       "{{skew}}: unknown field",
     );
-    expect(error(sub("https://h/{{sku}}/{{location}}", "    body: { rows_per_message: 1 }\n"))).toBe("valid");
+    expect(configError(sub("https://h/{{sku}}/{{location}}", "    body: { rows_per_message: 1 }\n"))).toBe(
+      "no error",
+    );
     const orders = yaml(`  - name: x\n    subjects: ["order.*"]\n    url: "https://h/{{kind}}"\n`);
-    expect(error(orders)).toContain(
+    expect(configError(orders)).toContain(
       "subscriptions[2].url: {{kind}}: placeholders are for stock subscriptions",
     );
   });
@@ -95,11 +89,11 @@ describe("body: and map: config", () => {
     const y = yaml(
       `  - name: x\n    subjects: ["order.*"]\n    url: "https://h/"\n    body: { format: json, template: '{"order": data.order_id}' }\n`,
     );
-    expect(error(y)).toBe("valid");
+    expect(configError(y)).toBe("no error");
     const mixed = yaml(
       `  - name: x\n    subjects: ["*"]\n    url: "https://h/"\n    body: { format: ndjson }\n`,
     );
-    expect(error(mixed)).toContain("subscriptions[2].body: a body applies to stock or to order events");
+    expect(configError(mixed)).toContain("subscriptions[2].body: a body applies to stock or to order events");
   });
 
   it("an unreadable or malformed map file is a config error naming the path", async () => {

@@ -3,20 +3,12 @@ import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/index.js";
 import { fill } from "../../src/jobs/render.js";
 import { judge, REJECTED_CAP, rejectedRows } from "../../src/jobs/verdict.js";
+import { configError } from "../helpers/engine.js";
 
 const PLAIN = `  - name: plain\n    subjects: [stock.full]\n    url: "file:///tmp/x"\n`;
 const withJob = (job: string, more = "") =>
   `subscriptions:\n${PLAIN}  - name: oms\n    subjects: [stock.full]\n    url: "https://oms/batch"\n${more}    job:\n${job}`;
 const POLL = `      poll: { url: "https://oms/x", done_when: 'response.status = "DONE"' }\n`;
-const error = (y: string) => {
-  try {
-    loadConfig(y, {});
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return "valid";
-};
-
 describe("job: config", () => {
   it("a poll alone is a job; defaults filled in", () => {
     const sub = loadConfig(withJob(POLL), {}).config.subscriptions[1]!;
@@ -27,26 +19,26 @@ describe("job: config", () => {
   });
 
   it("errors name the path of the broken expression", () => {
-    expect(error(withJob(`      poll: { url: "https://oms/x", done_when: 'response.status = ' }\n`))).toMatch(
-      /subscriptions\[1\]\.job\.poll\.done_when: JSONata syntax error/,
-    );
-    expect(error(withJob(`      send: { url: "https://oms/{{open.id = }}" }\n${POLL}`))).toMatch(
+    expect(
+      configError(withJob(`      poll: { url: "https://oms/x", done_when: 'response.status = ' }\n`)),
+    ).toMatch(/subscriptions\[1\]\.job\.poll\.done_when: JSONata syntax error/);
+    expect(configError(withJob(`      send: { url: "https://oms/{{open.id = }}" }\n${POLL}`))).toMatch(
       /subscriptions\[1\]\.job\.send\.url: JSONata syntax error/,
     );
-    expect(error(withJob(`      poll: { url: "https://oms/x" }\n`))).toMatch(
+    expect(configError(withJob(`      poll: { url: "https://oms/x" }\n`))).toMatch(
       /subscriptions\[1\]\.job\.poll\.done_when/,
     );
-    expect(error(withJob(`      open: { body: '{}' }\n${POLL}`))).toMatch(
+    expect(configError(withJob(`      open: { body: '{}' }\n${POLL}`))).toMatch(
       /subscriptions\[1\]\.job\.open\.url: required/,
     );
-    expect(error(withJob(`      open: { url: "https://oms/job" }\n${POLL}`, "    ordering: none\n"))).toMatch(
-      /subscriptions\[1\]\.job: open and close make one OMS job per run.*expected ordering: fifo/,
-    );
-    expect(error(withJob(POLL).replace("https://oms/batch", "file:///tmp/y"))).toMatch(
+    expect(
+      configError(withJob(`      open: { url: "https://oms/job" }\n${POLL}`, "    ordering: none\n")),
+    ).toMatch(/subscriptions\[1\]\.job: open and close make one OMS job per run.*expected ordering: fifo/);
+    expect(configError(withJob(POLL).replace("https://oms/batch", "file:///tmp/y"))).toMatch(
       /subscriptions\[1\]\.job: an import job talks HTTP/,
     );
     expect(
-      error(
+      configError(
         withJob(
           `      poll: { url: "https://oms/x", done_when: "true", interval: 1m, give_up_after: 10s }\n`,
         ),

@@ -2,15 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig, redactConfig, redactString } from "../../src/config/index.js";
 import { originOnly } from "../../src/config/redact.js";
-
-const configError = (yaml: string): string => {
-  try {
-    loadConfig(yaml, {});
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return "no error";
-};
+import { configError } from "../helpers/engine.js";
 
 describe("redaction (§8)", () => {
   it.each([
