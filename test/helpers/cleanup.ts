@@ -1,4 +1,7 @@
-import { afterEach } from "vitest";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, onTestFinished } from "vitest";
 import { type Receiver, startReceiver } from "./receiver.js";
 
 /**
@@ -45,4 +48,11 @@ export function maxInWindow(times: readonly number[], ms: number): number {
     best = Math.max(best, end - start + 1);
   }
   return best;
+}
+
+/** A temporary folder for the running test, removed when the test ends (passed or failed). */
+export async function testDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
 }

@@ -1,5 +1,4 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadFormats } from "../../src/formats/registry.js";
@@ -8,6 +7,7 @@ import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, testConfig } from "../helpers/engine.js";
 import { type Receiver, startReceiver } from "../helpers/receiver.js";
+import { testDir } from "../helpers/cleanup.js";
 
 // Issue 14: an order event reshaped by body.template, signed over what is sent; without a
 // template the event goes byte for byte.
@@ -56,7 +56,7 @@ describeEachDb("order events with body.template", (t) => {
 });
 
 it("SIGHUP's reload re-reads map files; a broken file keeps the maps in use", async () => {
-  const dir = await mkdtemp(join(tmpdir(), "stock-sync-reload-"));
+  const dir = await testDir("stock-sync-reload-");
   const file = join(dir, "loc.csv");
   await writeFile(file, "L1,A\n");
   const config = testConfig(

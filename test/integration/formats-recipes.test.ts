@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -81,6 +81,7 @@ type Recipe = {
 };
 
 let dir: string;
+afterAll(() => rm(dir, { recursive: true, force: true }));
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "stock-sync-recipes-"));
   // Shopify: GIDs from map files, ours -> theirs

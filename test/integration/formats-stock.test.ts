@@ -1,5 +1,4 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { expect, it } from "vitest";
@@ -7,6 +6,7 @@ import type { Db } from "../../src/db/db.js";
 import type { RunResult } from "../../src/export/run.js";
 import { describeEachDb } from "../helpers/db.js";
 import { stockFixture, stockMessages } from "../helpers/stock.js";
+import { testDir } from "../helpers/cleanup.js";
 
 // Issue 14: each subscription with a body gets its own messages, cut by rows and bytes, with its
 // own sequence; the plain CSV subscription beside it is unchanged.
@@ -131,7 +131,7 @@ describeEachDb("per-subscription bodies", (t) => {
   });
 
   it("code mapping: skip is counted in the run's detail, fail lists the first unmapped codes, keep sends ours", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "stock-sync-map-"));
+    const dir = await testDir("stock-sync-map-");
     const { rows: locs } = await db().query<{ location: string }>(
       "select distinct location from inventory.stock_on_hand order by location",
     );

@@ -1,5 +1,4 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/index.js";
@@ -7,6 +6,7 @@ import { mapRow, type MapTally, parseCodeMap } from "../../src/formats/maps.js";
 import { loadFormats } from "../../src/formats/registry.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { configError } from "../helpers/engine.js";
+import { testDir } from "../helpers/cleanup.js";
 
 const PLAIN = `  - name: plain\n    subjects: [stock.full]\n    url: "file:///tmp/x"\n`;
 const yaml = (sub: string) => `subscriptions:\n${PLAIN}${PLAIN.replace("plain", "other")}${sub}`;
@@ -97,7 +97,7 @@ describe("body: and map: config", () => {
   });
 
   it("an unreadable or malformed map file is a config error naming the path", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "stock-sync-maps-"));
+    const dir = await testDir("stock-sync-maps-");
     const y = (file: string) =>
       yaml(
         `  - name: x\n    subjects: [stock.full]\n    url: "https://h/"\n    map: { location: { file: ${file} } }\n`,
