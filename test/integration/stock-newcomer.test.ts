@@ -1,11 +1,9 @@
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { expect, it } from "vitest";
 import { createExporter } from "../../src/export/exporter.js";
 import { describeEachDb } from "../helpers/db.js";
 import { testConfig } from "../helpers/engine.js";
 import { exportDeps, STOCK_SUB, stockFixture, stockMessages } from "../helpers/stock.js";
+import { testDir } from "../helpers/cleanup.js";
 
 // Issue 12.12: a newly added stock subscription received deltas with no baseline.
 describeEachDb("a new stock subscription starts with a full", (t) => {
@@ -20,7 +18,7 @@ describeEachDb("a new stock subscription starts with a full", (t) => {
     // The config gains a second stock subscription; the process restarts with it.
     const yaml = `${STOCK_SUB}  - name: oms-new\n    subjects: [stock.full, stock.delta]\n    url: "file:///dev/null/unused"\n`;
     const config = testConfig(yaml);
-    const deps = await exportDeps(db(), config, await mkdtemp(join(tmpdir(), "stock-sync-export-")));
+    const deps = await exportDeps(db(), config, await testDir("stock-sync-export-"));
     const exporter = createExporter(deps);
     await db().query("update inventory.stock_on_hand set quantity = quantity + 1 where quantity > 20");
     const run = await exporter.run("delta", { trigger: "test" });

@@ -1,6 +1,3 @@
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { beforeEach, expect, it } from "vitest";
 import { createExporter } from "../../src/export/exporter.js";
 import { installCapture } from "../../src/inventory/capture-catalog.js";
@@ -8,6 +5,7 @@ import { describeEachDb } from "../helpers/db.js";
 import { testConfig } from "../helpers/engine.js";
 import { createShop, shopStockYaml } from "../helpers/shop.js";
 import { exportDeps, STOCK_SUB } from "../helpers/stock.js";
+import { testDir } from "../helpers/cleanup.js";
 
 // Issue 12.7, 12.8, 17.7 against shop.stock_levels(sku, store, qty numeric(12,3)).
 describeEachDb("stock from one's own schema", (t) => {
@@ -15,7 +13,7 @@ describeEachDb("stock from one's own schema", (t) => {
   async function exporterFor(stockYaml: string) {
     const config = testConfig(`${stockYaml}${STOCK_SUB}`);
     await installCapture(db(), config.stock.capture);
-    const deps = await exportDeps(db(), config, await mkdtemp(join(tmpdir(), "stock-sync-export-")));
+    const deps = await exportDeps(db(), config, await testDir("stock-sync-export-"));
     return createExporter(deps);
   }
   /** The CSV text of every stock message so far, by kind, oldest first. */
