@@ -88,26 +88,21 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
   let offsetMs = 0;
   const dbClock = { now: () => new Date(deps.clock.now().getTime() + offsetMs) };
 
-  const random = deps.random ?? Math.random;
-  const workerDeps: WorkerDeps = {
+  // what recording needs, for the workers and for the batches they share
+  const recording = {
     db: deps.db,
     clock: dbClock,
     log: deps.log,
-    sender: deps.sender,
-    random,
+    random: deps.random ?? Math.random,
     owner,
     all: opts.subscriptions,
     notifyMinIntervalMs: opts.notifyMinIntervalMs,
+  };
+  const workerDeps: WorkerDeps = {
+    ...recording,
+    sender: deps.sender,
     wake,
-    batches: createSharedBatches({
-      db: deps.db,
-      clock: dbClock,
-      log: deps.log,
-      random,
-      owner,
-      all: opts.subscriptions,
-      notifyMinIntervalMs: opts.notifyMinIntervalMs,
-    }),
+    batches: createSharedBatches(recording),
     leaseLeft: (name) => (leaseUntil.get(name) ?? 0) - performance.now(),
     onAttempt: deps.onAttempt,
   };

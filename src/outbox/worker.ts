@@ -321,12 +321,7 @@ export class SubscriptionWorker {
     let go = false;
     try {
       // The wait for a rate slot can be long: check again, holding the slot.
-      go =
-        !this.#stopped &&
-        (!slot || (await recheck())) &&
-        this.#enabled &&
-        now() >= this.#holdUntil &&
-        this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
+      go = !this.#stopped && (!slot || (await recheck())) && now() >= this.#holdUntil && this.#stillOurs();
     } finally {
       if (!go) slot?.cancel();
     }
@@ -349,8 +344,7 @@ export class SubscriptionWorker {
                 row,
                 request: prepared.request,
                 signal: abort.signal,
-                mayGoOn: () =>
-                  !this.#stopped && this.#enabled && this.deps.leaseLeft(this.sub.name) > this.sub.timeout,
+                mayGoOn: () => this.#stillOurs(),
                 stillOwed: () => this.deps.batches.check(row.id, this.sub.timeout),
               })
             : await sender.send({ ...prepared.request, signal: abort.signal });
@@ -360,6 +354,11 @@ export class SubscriptionWorker {
       this.#requests.delete(abort);
       slot?.answered();
     }
+  }
+
+  /** In memory: not stopping, enabled, and our lease good for a whole request more. */
+  #stillOurs(): boolean {
+    return !this.#stopped && this.#enabled && this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
   }
 
   #wakeAt(at: number): void {
