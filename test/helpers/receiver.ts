@@ -8,6 +8,8 @@ export type Recorded = {
   headers: Record<string, string>;
   body: Buffer;
   at: number;
+  /** Set when the request ends: answered, or given up by the sender (a test holding a slot open). */
+  endedAt?: number;
 };
 
 export type Reply = {
@@ -49,6 +51,9 @@ export async function startReceiver(responder: Responder = () => ({ status: 204 
       body: Buffer.concat(chunks),
       at,
     };
+    res.on("close", () => {
+      rec.endedAt = Date.now();
+    });
     const index = requests.push(rec) - 1;
     for (const w of waiters.filter((w) => requests.length >= w.n)) w.resolve();
     const reply = respond(rec, index);
