@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { PGlite } from "@electric-sql/pglite";
 import { afterAll, afterEach, beforeAll, describe, inject } from "vitest";
 import type { Db } from "../../src/db/db.js";
@@ -22,9 +23,13 @@ export async function createTestDb(
   backend: Backend,
 ): Promise<TestDb & { drop(keep?: boolean): Promise<void> }> {
   if (backend === "pglite") {
-    const pg = await PGlite.create();
+    // the migrated template of global-setup, or (a run without it) a new database migrated here
+    const template = inject("pgliteTemplate");
+    const pg = template
+      ? await PGlite.create({ loadDataDir: new Blob([await readFile(template)]) })
+      : await PGlite.create();
     const db = pgliteDb(pg, new SessionLock(), () => pg.close());
-    await migrate(db);
+    await migrate(db); // a no-op on the template
     return { backend, db, url: null, drop: () => db.close() };
   }
   const template = inject("pgTemplate");

@@ -1,6 +1,12 @@
+import { readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
 import type { TestProject } from "vitest/node";
 import { loadMigrations, migrate } from "../../src/db/migrate.js";
 import { openPostgres } from "../../src/db/pg.js";
+import { pgliteDb } from "../../src/db/pglite.js";
+import { SessionLock } from "../../src/db/session-lock.js";
 import {
   postgresRequired,
   quoteIdent,
@@ -15,15 +21,18 @@ declare module "vitest" {
     /** A migrated template database to clone per test file, or null with the reason in pgSkipReason. */
     pgTemplate: string | null;
     pgSkipReason: string;
+    /** A migrated PGlite data directory (a tar file) to load per test database. */
+    pgliteTemplate: string;
   }
 }
 
 /** Migrates a template database once per run (named by the migrations' hash, so reruns reuse it). */
 export default async function setup(project: TestProject) {
   const where = new URL(TEST_DATABASE_URL).host;
+  const migrations = await loadMigrations();
+  const name = templateName(migrations.map((m) => m.name + m.sql).join("\n"));
+  project.provide("pgliteTemplate", await ensurePgliteTemplate(name));
   try {
-    const migrations = await loadMigrations();
-    const name = templateName(migrations.map((m) => m.name + m.sql).join("\n"));
     await ensureTemplate(name);
     project.provide("pgTemplate", name);
     project.provide("pgSkipReason", "");
@@ -58,4 +67,34 @@ async function ensureTemplate(name: string): Promise<void> {
       await c.query(`drop database if exists ${quoteIdent(tmp)}`); // another run built it first
     }
   });
+}
+
+/**
+ * The same for PGlite: a migrated data directory, dumped once and loaded by each test database.
+ * Loading it takes a quarter to a half of creating a database and migrating it, which every
+ * test file with a PGlite back end did. Named like the PostgreSQL template; older ones go.
+ */
+async function ensurePgliteTemplate(name: string): Promise<string> {
+  const file = join(tmpdir(), `${name}.pglite.tar`);
+  const exists = await stat(file).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
+    const pg = await PGlite.create();
+    const db = pgliteDb(pg, new SessionLock(), () => pg.close());
+    try {
+      await migrate(db);
+      const dump = await pg.dumpDataDir("none");
+      const tmp = `${file}.${process.pid}`;
+      await writeFile(tmp, Buffer.from(await dump.arrayBuffer()));
+      await rename(tmp, file); // never half-written under the final name
+    } finally {
+      await db.close();
+    }
+  }
+  for (const f of await readdir(tmpdir()))
+    if (f.startsWith("stock_sync_tpl_") && f.endsWith(".pglite.tar") && join(tmpdir(), f) !== file)
+      await rm(join(tmpdir(), f), { force: true });
+  return file;
 }
