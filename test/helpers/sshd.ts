@@ -53,7 +53,12 @@ export type Sshd = {
   close(): Promise<void>;
 };
 
-export async function startSshd(): Promise<Sshd> {
+export type SshdOptions = {
+  /** Flags for the server's SFTP subsystem (internal-sftp takes sftp-server's), e.g. `-P req,…`. */
+  sftpFlags?: string[];
+};
+
+export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   const dir = await mkdtemp(join(tmpdir(), "stock-sync-sshd-"));
   await chmod(dir, 0o755);
   const asRoot = process.getuid?.() === 0;
@@ -86,7 +91,7 @@ export async function startSshd(): Promise<Sshd> {
   await mkdir(root);
   if (owner) await chown(root, owner.uid, owner.gid);
   const port = await freePort();
-  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot));
+  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot, options.sftpFlags ?? []));
   // sshd insists on its privilege separation folder when it runs as root
   if (asRoot) await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
 
@@ -167,7 +172,7 @@ export async function startSshd(): Promise<Sshd> {
   };
 }
 
-function sshdConfig(dir: string, port: number, user: string, asRoot: boolean): string {
+function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, sftpFlags: string[]): string {
   return `${[
     `Port ${port}`,
     "ListenAddress 127.0.0.1",
@@ -181,7 +186,7 @@ function sshdConfig(dir: string, port: number, user: string, asRoot: boolean): s
     "PubkeyAuthentication yes",
     "PermitRootLogin yes",
     `AllowUsers ${user}`,
-    "Subsystem sftp internal-sftp",
+    `Subsystem sftp ${["internal-sftp", ...sftpFlags].join(" ")}`,
     "LogLevel ERROR",
   ].join("\n")}\n`;
 }
