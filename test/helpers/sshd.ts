@@ -29,6 +29,10 @@ export type Sshd = {
   root: string;
   /** "SHA256:…" of the server's host key, as `ssh-keygen -lf` prints it. */
   hostKey: string;
+  /** The server's host key as a known_hosts line names it ("ssh-ed25519 AAAA…"). */
+  hostPublicKey: string;
+  /** Another key of the same type, not the server's ("ssh-ed25519 AAAA…"). */
+  otherPublicKey: string;
   clientKey: string;
   clientKeyFile: string;
   /** A client key encrypted with KEY_PASSPHRASE (also authorized). */
@@ -132,6 +136,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     passwordLogin: asRoot,
     root,
     hostKey,
+    hostPublicKey: publicKey(await read("host_key.pub")),
+    otherPublicKey: publicKey(await read("stranger_key.pub")),
     clientKey: await read("client_key"),
     clientKeyFile: join(dir, "client_key"),
     passphraseKey: await read("pass_key"),
@@ -201,6 +207,9 @@ function ensureTestUser(): string {
   execFileSync("chpasswd", { input: `${TEST_USER}:${TEST_PASSWORD}\n` });
   return TEST_USER;
 }
+
+/** "type base64" of a .pub file, without its comment. */
+const publicKey = (pub: string) => pub.trim().split(/\s+/).slice(0, 2).join(" ");
 
 function idsOf(user: string): { uid: number; gid: number } {
   const [uid, gid] = ["-u", "-g"].map((f) =>
