@@ -52,6 +52,12 @@ const WRONG_HOST_KEY = `SHA256:${"A".repeat(43)}`;
 /** How a fault is made and mended; `broken` is the setup while it lasts. */
 type Fault = {
   errorClass: string;
+  /**
+   * Mended with no attempt under way (the engine stopped, then started again): a disk freed
+   * while an attempt's write fails is then seen free by its statvfs, and that attempt's class
+   * is the plain "sftp" the server's bare failure is (seen once with two test files at once).
+   */
+  quiesce?: boolean;
   /** Why it cannot run here, if it cannot. */
   skip?: () => string | null;
   broken(dir: string): Promise<Setup>;
@@ -102,6 +108,7 @@ const FAULTS: Record<string, Fault> = {
   },
   "disk full": {
     errorClass: "disk_full",
+    quiesce: true,
     skip: () => (sshd.passwordLogin ? null : "mounting a small disk needs root"),
     broken: async (dir) => {
       // a 1 MB disk, nearly filled: the first 300 KB file does not fit
@@ -175,10 +182,11 @@ describeEachDb("sftp:// faults", (t) => {
           20_000,
           "a failing notification naming the class",
         );
+        if (fault.quiesce) await engine.stop();
         const fixed = await fault.fix(base);
-        if (fixed) {
-          await engine.stop();
-          engine = await startEngine(db, testConfig(yaml(name, fixed)));
+        if (fixed || fault.quiesce) {
+          if (!fault.quiesce) await engine.stop();
+          engine = await startEngine(db, testConfig(yaml(name, fixed ?? setup)));
         }
         const files = await expectedFiles(db, name);
         await waitUntil(
