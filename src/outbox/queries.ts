@@ -202,6 +202,33 @@ export const backlogHead = async (db: Queryable, subscription: string) =>
     )
   ).rows;
 
+/** backlogHead without the message's payload (the worker read it ahead: backlogPayloadAfter). */
+export const backlogHeadMeta = async (db: Queryable, subscription: string) =>
+  (
+    await db.query<Omit<DeliveryRow, "payload">>(
+      `select ${DELIVERY_COLUMNS.replace("m.payload, ", "")} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+       where d.id = (select id from stock_sync.deliveries
+                     where subscription >= $1 and subscription <= $1 and ${BACKLOG}
+                     order by subscription, id limit 1)`,
+      [subscription],
+    )
+  ).rows;
+
+/**
+ * fifo, read ahead: the payload of the message behind delivery `afterId` in the backlog, read
+ * while `afterId` is being sent (a stock part's megabyte then does not wait between two parts).
+ */
+export const backlogPayloadAfter = async (db: Queryable, subscription: string, afterId: number) =>
+  (
+    await db.query<{ message_id: string; payload: Uint8Array }>(
+      `select m.id as message_id, m.payload from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+       where d.id = (select id from stock_sync.deliveries
+                     where subscription >= $1 and subscription <= $1 and ${BACKLOG} and id > $2
+                     order by subscription, id limit 1)`,
+      [subscription, afterId],
+    )
+  ).rows[0];
+
 /** Who may send, and for how long (ms, on the database's clock) the lease must still hold. */
 export type SendingLease = { owner: string; forMs: number };
 

@@ -5,7 +5,14 @@ import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { AttemptRecord } from "./outcome.js";
 import type { SharedBatches } from "./batches.js";
-import { backlogHead, type DeliveryRow, dueDeliveries, nextDueAt } from "./queries.js";
+import {
+  backlogHead,
+  backlogHeadMeta,
+  backlogPayloadAfter,
+  type DeliveryRow,
+  dueDeliveries,
+  nextDueAt,
+} from "./queries.js";
 import { prepareRequest } from "../formats/events.js";
 import { runJob } from "../jobs/run.js";
 import { SendLimiter } from "./limiter.js";
@@ -72,6 +79,8 @@ export class SubscriptionWorker {
   #backoffUntil = 0;
   /** The receiver asked for a pause (429/503 with Retry-After): nothing starts before this time. */
   #holdUntil = 0;
+  /** fifo: the payload of the message behind the one being sent, read meanwhile (see #fifoHead). */
+  #ahead: Promise<{ message_id: string; payload: Uint8Array } | undefined> | null = null;
 
   constructor(
     readonly sub: Subscription,
@@ -155,12 +164,14 @@ export class SubscriptionWorker {
     const { db } = this.deps;
     if (this.sub.ordering === "fifo") {
       if (this.#inFlight.size > 0) return [];
-      const [head] = await backlogHead(db, this.sub.name);
+      const head = await this.#fifoHead();
       if (!head) return [];
       if (head.next_attempt_at > now) {
         this.#wakeAt(head.next_attempt_at.getTime());
         return [];
       }
+      this.#ahead = backlogPayloadAfter(db, this.sub.name, head.id);
+      this.#ahead.catch(() => undefined); // a failed read ahead only means reading it whole later
       return [head];
     }
     const room = this.#room();
@@ -173,6 +184,26 @@ export class SubscriptionWorker {
       if (next) this.#wakeAt(next.getTime());
     }
     return rows;
+  }
+
+  /**
+   * fifo's head. While it is sent, the next message's payload is read (a stock part is a
+   * megabyte: reading it took longer than uploading it over SFTP, issue 13), so the head after
+   * this one is read without it (#due starts the read ahead when a head goes out). A message's payload never changes; the row itself (status,
+   * attempts, lease checks) is always read fresh, and a head that is not the message read ahead
+   * (a failed attempt, a replay) is read whole.
+   */
+  async #fifoHead(): Promise<DeliveryRow | undefined> {
+    const { db } = this.deps;
+    const ahead = this.#ahead && (await this.#ahead.catch(() => undefined));
+    this.#ahead = null;
+    let head: DeliveryRow | undefined;
+    if (ahead) {
+      const [meta] = await backlogHeadMeta(db, this.sub.name);
+      if (meta?.message_id === ahead.message_id) head = { ...meta, payload: ahead.payload };
+      else if (!meta) return undefined;
+    }
+    return head ?? (await backlogHead(db, this.sub.name))[0];
   }
 
   /** Queue only what can start soon, so a pause or a lost lease leaves little queued. */

@@ -7,6 +7,7 @@ import type { AttemptResult } from "../outbox/retry.js";
 import { classifySftpError, isStatusReply, sftpFault } from "./classify.js";
 import { openSession, type SftpSession } from "./connection.js";
 import { parseSftpUrl, type SftpOptions, type SftpUrl } from "./options.js";
+import { traced } from "./trace.js";
 import { ensureDir, uploadFile } from "./upload.js";
 
 export type SftpMessage = {
@@ -41,7 +42,7 @@ export class SftpDestination {
     try {
       await this.#slot(stop);
       try {
-        await abortable(this.#deliver(msg, stop), stop, () => this.#drop());
+        await traced("send", () => abortable(this.#deliver(msg, stop), stop, () => this.#drop()));
       } finally {
         this.#release();
       }
@@ -73,7 +74,7 @@ export class SftpDestination {
   }
 
   async #upload(msg: SftpMessage, stop: AbortSignal): Promise<void> {
-    const session = await this.#connect(msg.timeoutMs);
+    const session = await traced("connect", () => this.#connect(msg.timeoutMs));
     stop.throwIfAborted();
     try {
       if (this.opts.mkdir && !this.#dirReady) {

@@ -7,6 +7,7 @@ import type { SFTPWrapper } from "ssh2";
 import { looksFull, sftpFault, sftpReply } from "./classify.js";
 import type { SftpSession } from "./connection.js";
 import type { SftpOptions } from "./options.js";
+import { traced } from "./trace.js";
 
 /**
  * The names one message uses. The temporary name is the same at every attempt (no random part),
@@ -40,18 +41,31 @@ export async function uploadFile(
 ): Promise<void> {
   const { sftp } = session;
   const names = remoteNames(dir, name, opts);
-  const handle = await call<Buffer>("open", (cb) => sftp.open(names.temp, "w", cb)).catch((err) => {
+  const handle = await traced("open", () =>
+    call<Buffer>("open", (cb) => sftp.open(names.temp, "w", cb)),
+  ).catch((err) => {
     throw missingDir(err, dir);
   });
   try {
-    await writeAll(sftp, handle, body).catch(async (err) => {
+    await traced("write", () => writeAll(sftp, handle, body)).catch(async (err) => {
       throw await asDiskFull(session, dir, err, body.length);
     });
-    if (session.fsync) await call("fsync", (cb) => sftp.ext_openssh_fsync(handle, cb));
-  } finally {
+  } catch (err) {
     await call("close", (cb) => sftp.close(handle, cb)).catch(() => undefined);
+    throw err;
   }
-  await renameOver(session, names.temp, names.final);
+  // The fsync is not for our own crash (a re-delivery truncates the same temporary name and
+  // renames over the same final name) but for the server's: the rename is only sent once the
+  // data is on its disk, because once we record the part delivered nobody sends it again, and a
+  // server that lost power after a rename journaled before the data (ext4 does not flush a new
+  // name's data on rename) would leave the importer a short or empty stock file: zero stock for
+  // everything after it. The close goes out with it (one round trip, answered in order).
+  const synced = session.fsync
+    ? traced("fsync", () => call("fsync", (cb) => sftp.ext_openssh_fsync(handle, cb)))
+    : Promise.resolve();
+  const closed = traced("close", () => call("close", (cb) => sftp.close(handle, cb)));
+  await Promise.all([synced, closed.catch(() => undefined)]);
+  await traced("rename", () => renameOver(session, names.temp, names.final));
   if (names.marker) {
     const marker = await call<Buffer>("open", (cb) => sftp.open(names.marker!, "w", cb));
     await call("close", (cb) => sftp.close(marker, cb));

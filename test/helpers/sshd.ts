@@ -4,18 +4,23 @@
  * authorized_keys, `internal-sftp`, its pid file and everything else in a temp folder that close()
  * removes. No system sshd or its config is touched.
  *
- * As root (CI), logins go to a dedicated user, `stocksync-sftp` (created once, with a known
- * password), because root ignores file permissions and the read-only folder test needs them to hold.
+ * As root (CI), logins go to a user of the server's own, `stocksync-sftp-<pid>-<random>` (created with
+ * a known password when it starts, removed by close(); one left by a test process that died is
+ * removed by the next start), because root ignores file permissions and the read-only folder test
+ * needs them to hold. A user per server lets test files run side by side (vitest workers): with
+ * one shared user they shared its processes and logins.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
 
 export const SSHD = "/usr/sbin/sshd";
-const TEST_USER = "stocksync-sftp";
+const USER_PREFIX = "stocksync-sftp-";
 export const TEST_PASSWORD = "stock-sync-test-password";
 export const KEY_PASSPHRASE = "stock-sync test passphrase";
 
@@ -29,6 +34,10 @@ export type Sshd = {
   root: string;
   /** "SHA256:…" of the server's host key, as `ssh-keygen -lf` prints it. */
   hostKey: string;
+  /** The server's host key as a known_hosts line names it ("ssh-ed25519 AAAA…"). */
+  hostPublicKey: string;
+  /** Another key of the same type, not the server's ("ssh-ed25519 AAAA…"). */
+  otherPublicKey: string;
   clientKey: string;
   clientKeyFile: string;
   /** A client key encrypted with KEY_PASSPHRASE (also authorized). */
@@ -53,11 +62,16 @@ export type Sshd = {
   close(): Promise<void>;
 };
 
-export async function startSshd(): Promise<Sshd> {
+export type SshdOptions = {
+  /** Flags for the server's SFTP subsystem (internal-sftp takes sftp-server's), e.g. `-P req,…`. */
+  sftpFlags?: string[];
+};
+
+export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   const dir = await mkdtemp(join(tmpdir(), "stock-sync-sshd-"));
   await chmod(dir, 0o755);
   const asRoot = process.getuid?.() === 0;
-  const user = asRoot ? ensureTestUser() : userInfo().username;
+  const user = asRoot ? await createTestUser() : userInfo().username;
   const owner = asRoot ? idsOf(user) : null;
   const keygen = (file: string, passphrase = "") =>
     execFileSync("ssh-keygen", [
@@ -86,7 +100,7 @@ export async function startSshd(): Promise<Sshd> {
   await mkdir(root);
   if (owner) await chown(root, owner.uid, owner.gid);
   const port = await freePort();
-  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot));
+  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot, options.sftpFlags ?? []));
   // sshd insists on its privilege separation folder when it runs as root
   if (asRoot) await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
 
@@ -127,6 +141,8 @@ export async function startSshd(): Promise<Sshd> {
     passwordLogin: asRoot,
     root,
     hostKey,
+    hostPublicKey: publicKey(await read("host_key.pub")),
+    otherPublicKey: publicKey(await read("stranger_key.pub")),
     clientKey: await read("client_key"),
     clientKeyFile: join(dir, "client_key"),
     passphraseKey: await read("pass_key"),
@@ -134,8 +150,24 @@ export async function startSshd(): Promise<Sshd> {
     url: (path) => `sftp://${user}@127.0.0.1:${port}${path}`,
     async folder(name) {
       const path = join(root, name);
-      await mkdir(path, { recursive: true });
-      if (owner) await chown(path, owner.uid, owner.gid);
+      if (!owner) {
+        await mkdir(path, { recursive: true });
+        return path;
+      }
+      // Made under another name, handed to the login user, then renamed into place: a client
+      // retrying meanwhile (the 'missing folder' test) must never find it there but root's.
+      const ready = await stat(path).then(
+        () => true,
+        () => false,
+      );
+      if (!ready) {
+        await mkdir(dirname(path), { recursive: true });
+        const making = `${path}.making-${randomBytes(3).toString("hex")}`;
+        await mkdir(making);
+        await chown(making, owner.uid, owner.gid);
+        await rename(making, path);
+      }
+      await chown(path, owner.uid, owner.gid);
       return path;
     },
     async smallDisk(name, bytes) {
@@ -163,11 +195,12 @@ export async function startSshd(): Promise<Sshd> {
       await stop();
       for (const path of mounts.splice(0)) execFileSync("umount", [path]);
       await rm(dir, { recursive: true, force: true });
+      if (asRoot) await removeTestUser(user);
     },
   };
 }
 
-function sshdConfig(dir: string, port: number, user: string, asRoot: boolean): string {
+function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, sftpFlags: string[]): string {
   return `${[
     `Port ${port}`,
     "ListenAddress 127.0.0.1",
@@ -181,21 +214,60 @@ function sshdConfig(dir: string, port: number, user: string, asRoot: boolean): s
     "PubkeyAuthentication yes",
     "PermitRootLogin yes",
     `AllowUsers ${user}`,
-    "Subsystem sftp internal-sftp",
+    `Subsystem sftp ${["internal-sftp", ...sftpFlags].join(" ")}`,
     "LogLevel ERROR",
   ].join("\n")}\n`;
 }
 
-/** The test user, created on first use (idempotent), with TEST_PASSWORD. */
-function ensureTestUser(): string {
-  try {
-    execFileSync("id", [TEST_USER], { stdio: "ignore" });
-  } catch {
-    execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER]);
+/** A user for one server, with TEST_PASSWORD; first removes those of test processes now gone. */
+async function createTestUser(): Promise<string> {
+  const passwd = await readFile("/etc/passwd", "utf8");
+  for (const line of passwd.split("\n")) {
+    const name = line.split(":")[0]!;
+    const pid = name.startsWith(USER_PREFIX) ? Number(name.slice(USER_PREFIX.length).split("-")[0]) : 0;
+    if (pid > 0 && pid !== process.pid && !alive(pid)) await removeTestUser(name);
   }
-  execFileSync("chpasswd", { input: `${TEST_USER}:${TEST_PASSWORD}\n` });
-  return TEST_USER;
+  const name = `${USER_PREFIX}${process.pid}-${randomBytes(3).toString("hex")}`;
+  await shadowTool("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]);
+  await shadowTool("chpasswd", [], `${name}:${TEST_PASSWORD}\n`);
+  return name;
 }
+
+async function removeTestUser(name: string): Promise<void> {
+  // -f: a session process still exiting does not keep the user
+  await shadowTool("userdel", ["-f", name]).catch(() => undefined);
+}
+
+/**
+ * useradd, chpasswd or userdel; another test process holding the lock on /etc/passwd (they run
+ * side by side) is waited for, as their "try again later" says.
+ */
+async function shadowTool(tool: string, args: string[], input?: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const child = promisify(execFile)(tool, args);
+      if (input !== undefined) child.child.stdin!.end(input);
+      await child;
+      return;
+    } catch (err) {
+      const locked = /lock|try again/i.test(String((err as { stderr?: unknown }).stderr ?? ""));
+      if (!locked || attempt >= 100) throw err;
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** "type base64" of a .pub file, without its comment. */
+const publicKey = (pub: string) => pub.trim().split(/\s+/).slice(0, 2).join(" ");
 
 function idsOf(user: string): { uid: number; gid: number } {
   const [uid, gid] = ["-u", "-g"].map((f) =>

@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Queryable, Row } from "../../src/db/db.js";
-import { backlogHead, dueDeliveries, nextDueAt } from "../../src/outbox/queries.js";
+import {
+  backlogHead,
+  backlogHeadMeta,
+  backlogPayloadAfter,
+  dueDeliveries,
+  nextDueAt,
+} from "../../src/outbox/queries.js";
 import { createTestDb, type TestDb } from "../helpers/db.js";
 import { buildOutage, dueNow } from "../helpers/outage.js";
 import { inject } from "vitest";
@@ -76,6 +82,10 @@ const pgSkip = !inject("pgTemplate");
       "nextDueAt, key": (db: Queryable) => nextDueAt(db, "keyed", now()),
       "nextDueAt, none": (db: Queryable) => nextDueAt(db, "plain", now()),
       "fifo head": (db: Queryable) => backlogHead(db, "keyed"),
+      "fifo head without payload": (db: Queryable) => backlogHeadMeta(db, "keyed"),
+      // read ahead behind a head in the middle of the backlog (the delivery held by the worker)
+      "fifo payload after the head": (db: Queryable) =>
+        backlogPayloadAfter(db, "keyed", Math.max(0, ...(skip.get("keyed") ?? [0]))),
       "due, idle subscription": (db: Queryable) => dueDeliveries(db, "idle", "none", now(), LIMIT, [], LEASE),
       "nextDueAt, idle subscription": (db: Queryable) => nextDueAt(db, "idle", now()),
     };

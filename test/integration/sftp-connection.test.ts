@@ -1,14 +1,17 @@
 /**
  * An sftp:// destination's connection on a real sshd (issue 13): one connection reused across
- * messages, a new one after the server dropped it, `timeout` over connect + upload.
+ * messages, a new one after the server dropped it, `timeout` over connect + upload; the rename
+ * fallback of a server without posix-rename.
  */
 import { once } from "node:events";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { SftpDestination } from "../../src/sftp/destination.js";
 import { SftpBlock } from "../../src/sftp/options.js";
 import { waitUntil } from "../helpers/engine.js";
+import { watchDrop } from "../helpers/sftp-drop.js";
 import { type Sshd, startSshd } from "../helpers/sshd.js";
 
 let sshd: Sshd;
@@ -93,5 +96,38 @@ it("timeout bounds the connection: a server that never speaks SSH is a timeout, 
     dest.close();
     for (const s of sockets) s.destroy();
     silent.close();
+  }
+});
+
+it("without posix-rename (denied by the server), a re-delivery still replaces the file, never seen partial", async () => {
+  // Denied, OpenSSH leaves the extension out of its version reply, as a server without it does
+  // (`sftp-server -Q requests` names it "posix-rename"; "posix-rename@openssh.com" is not denied)
+  const plain = await startSshd({ sftpFlags: ["-P", "posix-rename"] });
+  try {
+    const dir = await plain.folder("plain-rename");
+    const opts = SftpBlock.parse({ private_key: plain.clientKey, host_key: plain.hostKey });
+    const dest = new SftpDestination(plain.url(dir), opts, 1);
+    const first = Buffer.alloc(6 * 1024 * 1024, "SKU-1,L,1\n");
+    const second = Buffer.alloc(7 * 1024 * 1024, "SKU-2,L,2\n");
+    const watch = watchDrop(dir, () => [first.length, second.length]);
+    const send = (name: string, body: Buffer) =>
+      dest.send({ url: plain.url(dir), fileName: name, body, timeoutMs: 60_000 });
+    try {
+      expect(await send("000001-full.csv", first)).toEqual({ kind: "response", status: 200 });
+      await waitUntil(async () => watch.seen.includes("000001-full.csv"), 10_000, "the first copy seen");
+      // the same message again (a re-delivery after a crash): the same name, replaced whole
+      expect(await send("000001-full.csv", second)).toEqual({ kind: "response", status: 200 });
+      expect(await send("000002-full.csv", first)).toEqual({ kind: "response", status: 200 });
+      await waitUntil(async () => watch.seen.includes("000002-full.csv"), 10_000, "the next file seen");
+    } finally {
+      await watch.stop();
+      dest.close();
+    }
+    expect(watch.partial).toEqual([]);
+    expect((await readdir(dir)).sort()).toEqual(["000001-full.csv", "000002-full.csv"]); // no temp left
+    expect((await readFile(join(dir, "000001-full.csv"))).equals(second)).toBe(true);
+    expect((await readFile(join(dir, "000002-full.csv"))).equals(first)).toBe(true);
+  } finally {
+    await plain.close();
   }
 });

@@ -25,7 +25,8 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-type Setup = { hostKey?: string; key?: string; dir: string };
+/** `knownHosts`: a known_hosts file checked instead of the pinned fingerprint. */
+type Setup = { hostKey?: string; knownHosts?: string; key?: string; dir: string };
 
 function yaml(name: string, s: Setup): string {
   return [
@@ -37,7 +38,7 @@ function yaml(name: string, s: Setup): string {
     `    retry_intervals: [${Array(30).fill("100ms").join(", ")}]`,
     "    retries_until_failure: 2",
     "    sftp:",
-    `      host_key: "${s.hostKey ?? sshd.hostKey}"`,
+    s.knownHosts ? `      known_hosts: ${s.knownHosts}` : `      host_key: "${s.hostKey ?? sshd.hostKey}"`,
     `      private_key: ${JSON.stringify(s.key ?? sshd.clientKey)}`,
     "notifications:",
     `  on_failure: ["${receiver.url}/failing"]`,
@@ -51,6 +52,12 @@ const WRONG_HOST_KEY = `SHA256:${"A".repeat(43)}`;
 /** How a fault is made and mended; `broken` is the setup while it lasts. */
 type Fault = {
   errorClass: string;
+  /**
+   * Mended with no attempt under way (the engine stopped, then started again): a disk freed
+   * while an attempt's write fails is then seen free by its statvfs, and that attempt's class
+   * is the plain "sftp" the server's bare failure is (seen once with two test files at once).
+   */
+  quiesce?: boolean;
   /** Why it cannot run here, if it cannot. */
   skip?: () => string | null;
   broken(dir: string): Promise<Setup>;
@@ -62,6 +69,18 @@ const FAULTS: Record<string, Fault> = {
     errorClass: "host_key_mismatch",
     broken: async (dir) => ({ dir, hostKey: WRONG_HOST_KEY }),
     fix: async (dir) => ({ dir }),
+  },
+  "known_hosts with another key for the host:port": {
+    errorClass: "host_key_mismatch",
+    broken: async (dir) => {
+      await writeFile(`${dir}.known_hosts`, `[${sshd.host}]:${sshd.port} ${sshd.otherPublicKey}\n`);
+      return { dir, knownHosts: `${dir}.known_hosts` };
+    },
+    // the file is read at each connection: mended in place, without a restart
+    fix: async (dir) => {
+      await writeFile(`${dir}.known_hosts`, `[${sshd.host}]:${sshd.port} ${sshd.hostPublicKey}\n`);
+      return undefined;
+    },
   },
   "wrong client key": {
     errorClass: "auth_failed",
@@ -89,6 +108,7 @@ const FAULTS: Record<string, Fault> = {
   },
   "disk full": {
     errorClass: "disk_full",
+    quiesce: true,
     skip: () => (sshd.passwordLogin ? null : "mounting a small disk needs root"),
     broken: async (dir) => {
       // a 1 MB disk, nearly filled: the first 300 KB file does not fit
@@ -132,7 +152,7 @@ describeEachDb("sftp:// faults", (t) => {
       const why = fault.skip?.();
       if (why) return skip(why);
       const { db } = t();
-      const name = `f-${fault.errorClass.replaceAll("_", "-")}`;
+      const name = `f-${what.replaceAll(/[^a-z0-9]+/g, "-")}`.slice(0, 40);
       const base = await sshd.folder(`${name}-${t().backend}`);
       const setup = await fault.broken(base);
       let engine: TestEngine = await startEngine(db, testConfig(yaml(name, setup)));
@@ -162,10 +182,11 @@ describeEachDb("sftp:// faults", (t) => {
           20_000,
           "a failing notification naming the class",
         );
+        if (fault.quiesce) await engine.stop();
         const fixed = await fault.fix(base);
-        if (fixed) {
-          await engine.stop();
-          engine = await startEngine(db, testConfig(yaml(name, fixed)));
+        if (fixed || fault.quiesce) {
+          if (!fault.quiesce) await engine.stop();
+          engine = await startEngine(db, testConfig(yaml(name, fixed ?? setup)));
         }
         const files = await expectedFiles(db, name);
         await waitUntil(
