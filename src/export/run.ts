@@ -8,6 +8,7 @@ import { sharedSubscriptions } from "../formats/run.js";
 import { enqueue, targetsOf } from "../outbox/enqueue.js";
 import { matchesAny } from "../subscriptions/subjects.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
+import type { Phases } from "./phases.js";
 import { finishRun, type RunKind, type RunStatus } from "./state.js";
 
 /** Everything a stock run needs, passed in. */
@@ -61,6 +62,8 @@ export type RunResult = {
   parts: number;
   durationMs: number;
   detail?: string;
+  /** Where the time went, phase by phase (ms): a full's read, enqueue, sent state, commit. */
+  phases?: Phases;
 };
 
 export const newSnapshotId = (kind: RunKind, now: Date) =>

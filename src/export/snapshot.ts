@@ -12,6 +12,7 @@ import { renderRun } from "../formats/run.js";
 import { fileStore, skippedText } from "../formats/stock.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
 import { guardFull, guardZeroed, Refused, refuseRun } from "./guard.js";
+import { phaseTimer } from "./phases.js";
 import {
   type ExportDeps,
   enqueueParts,
@@ -45,6 +46,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
   const snapshotId = newSnapshotId("full", started);
   const dir = join(deps.tmpDir, snapshotId);
   await mkdir(dir, { recursive: true, mode: 0o700 }); // parts in progress: this user only
+  const timer = phaseTimer();
   try {
     if (!opts.out && !opts.dryRun) await holdCapture(deps);
     // --out --subscription: that subscription's bodies, rendered from the parts read as usual
@@ -53,6 +55,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
         ? opts.out
         : undefined;
     const read = await readFull(deps, own ? { ...opts, out: undefined } : opts, dir);
+    timer.mark("read");
     const result = (status: RunResult["status"], runId: number | null, detail?: string): RunResult => ({
       kind: "full",
       status,
@@ -62,6 +65,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       parts: read.parts.length,
       durationMs: deps.clock.now().getTime() - started.getTime(),
       ...(detail ? { detail } : {}),
+      phases: timer.phases,
     });
     if (own) {
       const run = { kind: "full" as const, snapshotId, takenAt: read.readAt };
@@ -82,7 +86,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       const runId = await refuseRun(deps, run, refusal, opts.fence);
       return result("refused", runId, refusal);
     }
-    const published = await publishFull(deps, { snapshotId, started, opts, dir, ...read });
+    const published = await publishFull(deps, { snapshotId, started, opts, dir, ...read }, timer);
     if (published.refused) {
       const run = { kind: "full" as const, snapshotId, started, rows: read.rows, runId: published.runId };
       const runId = await refuseRun(deps, run, published.refused, opts.fence);
@@ -103,6 +107,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
 async function publishFull(
   deps: ExportDeps,
   run: FullRead & { snapshotId: string; started: Date; opts: RunOptions; dir: string },
+  timer: ReturnType<typeof phaseTimer>,
 ): Promise<{ runId: number; refused: string | null; detail: string | null }> {
   const runId = await startRun(deps.db, "full", run.opts.trigger, run.snapshotId, run.started);
   const now = deps.clock.now();
@@ -119,6 +124,7 @@ async function publishFull(
       fileStore(run.dir),
     );
     detail = skippedText(rendered);
+    timer.mark("render");
     return deps.db
       .tx(async (tx) => {
         await run.opts.fence?.(tx);
@@ -127,7 +133,8 @@ async function publishFull(
         await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
         const info = { kind: "full" as const, snapshotId: run.snapshotId, runId, now, takenAt: run.readAt };
         await enqueueRendered(tx, rendered, info);
-        const zeroed = await loadSent(tx, run.sent);
+        timer.mark("enqueue");
+        const zeroed = await loadSent(tx, run.sent, timer);
         const refusal = run.opts.force ? null : await guardZeroed(deps, tx, zeroed);
         if (refusal) throw new Refused(refusal);
         await applySent(tx, runId);
@@ -141,7 +148,12 @@ async function publishFull(
           sourceSnapshot: run.snapshot,
           ...(detail ? { detail } : {}),
         });
+        timer.mark("sentApply");
         return null;
+      })
+      .then((ok) => {
+        timer.mark("commit");
+        return ok;
       })
       .catch((err: unknown) => {
         if (err instanceof Refused) return err.detail;
@@ -152,10 +164,13 @@ async function publishFull(
 }
 
 /** The full's rows, COPYed part by part into a temporary table and compared with the sent state. */
-async function loadSent(tx: Tx, sent: SentFiles): Promise<number> {
+async function loadSent(tx: Tx, sent: SentFiles, timer: ReturnType<typeof phaseTimer>): Promise<number> {
   await createFullRows(tx, sent.columns);
   for (const file of sent.files) await tx.copyFrom(FULL_ROWS, sent.columns, readPart(file.path, sent.gzip));
-  return diffSent(tx);
+  timer.mark("sentCopy");
+  const zeroed = await diffSent(tx);
+  timer.mark("sentDiff");
+  return zeroed;
 }
 
 function readPart(path: string, gzip: boolean): AsyncIterable<Buffer> {
