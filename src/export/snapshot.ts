@@ -27,6 +27,7 @@ import {
   createFullRows,
   diffSent,
   FULL_ROWS,
+  fastToast,
   finishRun,
   startRun,
   supersedeStock,
@@ -129,6 +130,7 @@ async function publishFull(
       .tx(async (tx) => {
         await run.opts.fence?.(tx);
         await supersedeStock(tx, subscriptions, now);
+        await fastToast(tx);
         const bodies = run.parts.map((p) => () => readFile(p.path));
         await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
         const info = { kind: "full" as const, snapshotId: run.snapshotId, runId, now, takenAt: run.readAt };
