@@ -22,6 +22,11 @@ export type ExportDeps = {
   /** Where a full snapshot's part files wait between reading the source and enqueueing. */
   tmpDir: string;
   notifyMinIntervalMs: number;
+  /**
+   * The state database's pool size (PostgreSQL): with room to spare, a full holds one connection
+   * through its read to load the sent state meanwhile (sent-load.ts). Absent: it does not.
+   */
+  statePoolSize?: number;
   /** Per-subscription bodies and code maps (src/formats/); loaded on first use when absent. */
   formats?: Formats;
 };

@@ -13,6 +13,7 @@ import { fileStore, skippedText } from "../formats/stock.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
 import { guardFull, guardZeroed, Refused, refuseRun } from "./guard.js";
 import { phaseTimer } from "./phases.js";
+import { canLoadWhileReading, openSentLoad, type SentLoad } from "./sent-load.js";
 import {
   type ExportDeps,
   enqueueParts,
@@ -48,6 +49,12 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
   const dir = join(deps.tmpDir, snapshotId);
   await mkdir(dir, { recursive: true, mode: 0o700 }); // parts in progress: this user only
   const timer = phaseTimer();
+  let load: SentLoad | null = null;
+  // Stateful runs on a real server load the sent state while reading (sent-load.ts).
+  const openLoad =
+    !opts.out && !opts.dryRun && canLoadWhileReading(deps)
+      ? async (columns: readonly string[]) => (load = await openSentLoad(deps.db, columns))
+      : undefined;
   try {
     if (!opts.out && !opts.dryRun) await holdCapture(deps);
     // --out --subscription: that subscription's bodies, rendered from the parts read as usual
@@ -55,7 +62,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       opts.out && opts.subscription && (await ownsBody(deps, opts.subscription, "full"))
         ? opts.out
         : undefined;
-    const read = await readFull(deps, own ? { ...opts, out: undefined } : opts, dir);
+    const read = await readFull(deps, own ? { ...opts, out: undefined } : opts, dir, openLoad);
     timer.mark("read");
     const result = (status: RunResult["status"], runId: number | null, detail?: string): RunResult => ({
       kind: "full",
@@ -96,6 +103,8 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
     await pruneCapture(deps, read.snapshot, read.generation);
     return result("enqueued", published.runId, published.detail ?? undefined);
   } finally {
+    // a run that did not publish (refused, failed) rolls the loading transaction back
+    await (load as SentLoad | null)?.abandon();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -126,33 +135,33 @@ async function publishFull(
     );
     detail = skippedText(rendered);
     timer.mark("render");
-    return deps.db
-      .tx(async (tx) => {
-        await run.opts.fence?.(tx);
-        await supersedeStock(tx, subscriptions, now);
-        await fastToast(tx);
-        const bodies = run.parts.map((p) => () => readFile(p.path));
-        await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
-        const info = { kind: "full" as const, snapshotId: run.snapshotId, runId, now, takenAt: run.readAt };
-        await enqueueRendered(tx, rendered, info);
-        timer.mark("enqueue");
-        const zeroed = await loadSent(tx, run.sent, timer);
-        const refusal = run.opts.force ? null : await guardZeroed(deps, tx, zeroed);
-        if (refusal) throw new Refused(refusal);
-        await applySent(tx, runId);
-        await writeWatermark(tx, run.snapshot, run.readAt, runId);
-        await writeSourceIdentity(tx, run.identity);
-        await finishRun(tx, runId, {
-          status: "enqueued",
-          now: deps.clock.now(),
-          rows: run.rows,
-          parts: run.parts.length,
-          sourceSnapshot: run.snapshot,
-          ...(detail ? { detail } : {}),
-        });
-        timer.mark("sentApply");
-        return null;
-      })
+    const inTx = <T>(fn: (tx: Tx) => Promise<T>) => (run.load ? run.load.commit(fn) : deps.db.tx(fn));
+    return inTx(async (tx) => {
+      await run.opts.fence?.(tx);
+      await supersedeStock(tx, subscriptions, now);
+      await fastToast(tx);
+      const bodies = run.parts.map((p) => () => readFile(p.path));
+      await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
+      const info = { kind: "full" as const, snapshotId: run.snapshotId, runId, now, takenAt: run.readAt };
+      await enqueueRendered(tx, rendered, info);
+      timer.mark("enqueue");
+      const zeroed = run.load ? await diffLoaded(tx, timer) : await loadSent(tx, run.sent, timer);
+      const refusal = run.opts.force ? null : await guardZeroed(deps, tx, zeroed);
+      if (refusal) throw new Refused(refusal);
+      await applySent(tx, runId);
+      await writeWatermark(tx, run.snapshot, run.readAt, runId);
+      await writeSourceIdentity(tx, run.identity);
+      await finishRun(tx, runId, {
+        status: "enqueued",
+        now: deps.clock.now(),
+        rows: run.rows,
+        parts: run.parts.length,
+        sourceSnapshot: run.snapshot,
+        ...(detail ? { detail } : {}),
+      });
+      timer.mark("sentApply");
+      return null;
+    })
       .then((ok) => {
         timer.mark("commit");
         return ok;
@@ -163,6 +172,13 @@ async function publishFull(
       });
   });
   return { runId, refused, detail };
+}
+
+/** The full's rows, COPYed into stock_full_rows while they were read, compared with the sent state. */
+async function diffLoaded(tx: Tx, timer: ReturnType<typeof phaseTimer>): Promise<number> {
+  const zeroed = await diffSent(tx);
+  timer.mark("sentDiff");
+  return zeroed;
 }
 
 /** The full's rows, COPYed part by part into a temporary table and compared with the sent state. */
