@@ -196,8 +196,9 @@ export const createFullRows = (db: Queryable, columns: readonly string[]) =>
  * from a positive quantity to 0 or removes (the shrink guard's measure).
  */
 export async function diffSent(db: Queryable): Promise<number> {
-  // A temporary table has no statistics until analysed, and the planner needs them to hash.
-  await db.query(`analyze ${FULL_ROWS}`);
+  // No `analyze` of stock_full_rows (0.25-0.4 s per 1M rows): a full join is a hash or a merge
+  // join whatever the statistics, and the size the planner reads from the table's pages is
+  // enough to hash the sent state and probe it with the full's rows.
   await db.query(`create temp table stock_sent_diff on commit drop as
     select coalesce(f.sku, s.sku) as sku, coalesce(f.location, s.location) as location,
            f.quantity::int8 as quantity, s.sku is not null as known, s.quantity as before
