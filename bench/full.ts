@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../src/config/index.js";
 import { startEngine, type TestEngine } from "../test/helpers/engine.js";
-import { runStockSync } from "./lib/child.js";
+import { ROOT, runStockSync } from "./lib/child.js";
 import { type BenchDb, createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { startSink } from "./lib/sink.js";
@@ -39,6 +39,8 @@ type Run = {
    * from the client) and compared with stock_sent by the same full join; rolled back.
    */
   floorMs: number;
+  /** bench/lib/copy-floor.mjs: a bare Node process COPYing the same rows to a file. */
+  bareMs: number;
   /** The snapshot process's own phases (ms, from its log line), and its start and exit around them. */
   phases: Record<string, number>;
 };
@@ -87,9 +89,10 @@ export async function runFullBench(o: { rows: number; partRows: number; gzip: bo
         copyRowsPerSec: await copy(),
         exportMs: await exportOnce(),
         floorMs: await floorMs(bench.url),
+        bareMs: await bareNodeMs(bench.url, join(dir, "bare.csv")),
       },
       gzip: o.gzip
-        ? { ...(await snapshot(true)), copyRowsPerSec: await copy(), exportMs: 0, floorMs: 0 }
+        ? { ...(await snapshot(true)), copyRowsPerSec: await copy(), exportMs: 0, floorMs: 0, bareMs: 0 }
         : null,
     }));
     const plain = runs.map((r) => r.plain);
@@ -97,6 +100,7 @@ export async function runFullBench(o: { rows: number; partRows: number; gzip: bo
     return [
       ...throughputRows(plain, rows, "plain"),
       exportRow(plain, rows),
+      bareRow(plain, rows),
       floorRow(plain, rows),
       ...(gzip.length ? throughputRows(gzip, rows, "gzip") : []),
       rssRow(`full ${label(rows)}: peak RSS of \`stock-sync snapshot\``, [
@@ -190,6 +194,36 @@ function floorRow(runs: Run[], rows: number): Row {
     met: null,
     note: `load and compare ${(summarize(runs.map((r) => r.floorMs)).median / 1000).toFixed(2)} s in psql`,
   };
+}
+
+/** The export half's floor for any Node process: what `snapshot --out` is held to, at best. */
+function bareRow(runs: Run[], rows: number): Row {
+  const ratio = summarize(runs.map((r) => rows / (r.bareMs / 1000) / r.copyRowsPerSec));
+  return {
+    figure: `full ${label(rows)}: bare Node COPY to a file (the export half's floor)`,
+    unit: "rows/s",
+    value: summarize(runs.map((r) => rows / (r.bareMs / 1000))),
+    baseline: { label: "psql COPY", unit: "rows/s", value: summarize(runs.map((r) => r.copyRowsPerSec)) },
+    ratio,
+    goal: "(info: the ceiling of the export ratio)",
+    met: null,
+    note: "node + pg + pg-copy-streams into a file, nothing else (bench/lib/copy-floor.mjs)",
+  };
+}
+
+async function bareNodeMs(url: string, file: string): Promise<number> {
+  const sql = `COPY (${SELLABLE.replace("$1", "0")}) TO STDOUT WITH CSV`;
+  const started = performance.now();
+  const child = spawn(process.execPath, [join(ROOT, "bench/lib/copy-floor.mjs"), url, sql, file], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const [code] = await once(child, "exit");
+  if (code !== 0) throw new Error(`copy-floor failed: ${stderr}`);
+  const ms = performance.now() - started;
+  await rm(file, { force: true });
+  return ms;
 }
 
 async function floorMs(url: string): Promise<number> {
