@@ -123,6 +123,7 @@ export function exportDeps(app: App, formats?: Formats): ExportDeps {
     stock: app.config.stock,
     tmpDir: join(app.config.database.data_dir, "tmp"),
     notifyMinIntervalMs: app.config.notifications.min_interval,
+    statePoolSize: app.config.database.pool_size,
     ...(formats ? { formats } : {}),
   };
 }

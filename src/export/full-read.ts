@@ -17,6 +17,7 @@ import {
   wholeQuantitySql,
 } from "./quantity.js";
 import { type ExportDeps, inSourceSnapshot, type RunOptions, readSourceSnapshot } from "./run.js";
+import type { SentLoad } from "./sent-load.js";
 
 const PROGRESS_EVERY = 10_000;
 const STREAM_BATCH = 250;
@@ -34,25 +35,41 @@ export type FullRead = {
   /** Which database was read, and the capture install generation it saw (delta-read.ts). */
   identity: string;
   generation: number | null;
+  /** The rows, already COPYed into the state database's transaction while read (sent-load.ts). */
+  load: SentLoad | null;
 };
+
+/** Opens a SentLoad; called only when the read takes the COPY path into parts. */
+export type OpenLoad = (columns: readonly string[]) => Promise<SentLoad>;
 
 /**
  * Every key's sellable quantity, read in one repeatable-read snapshot of the source into part
  * files (or `opts.out`), never all in memory. On PostgreSQL the server writes the CSV (COPY TO
  * STDOUT, ~5x faster than a cursor and fast-csv) when that gives the same bytes; else a cursor.
  */
-export async function readFull(deps: ExportDeps, opts: RunOptions, dir: string): Promise<FullRead> {
+export async function readFull(
+  deps: ExportDeps,
+  opts: RunOptions,
+  dir: string,
+  openLoad?: OpenLoad,
+): Promise<FullRead> {
   return inSourceSnapshot(deps.source, async (tx) => {
     // A fractional quantity stops the COPY with a cast error: said in the query's words.
     try {
-      return await readIn(deps, tx, opts, dir);
+      return await readIn(deps, tx, opts, dir, openLoad);
     } catch (err) {
       throw copyFractionError(err, SELLABLE) ?? err;
     }
   });
 }
 
-async function readIn(deps: ExportDeps, tx: Tx, opts: RunOptions, dir: string): Promise<FullRead> {
+async function readIn(
+  deps: ExportDeps,
+  tx: Tx,
+  opts: RunOptions,
+  dir: string,
+  openLoad?: OpenLoad,
+): Promise<FullRead> {
   const { columns, gzip, part_rows: partRows } = deps.stock.format;
   const { snapshot, now } = await readSourceSnapshot(tx);
   const seen = { identity: await sourceIdentity(tx), generation: await captureGeneration(deps, tx) };
@@ -62,7 +79,15 @@ async function readIn(deps: ExportDeps, tx: Tx, opts: RunOptions, dir: string): 
     const rows = copy
       ? await copyOut(tx, copy, columns, opts.out, progress)
       : await cursorOut(deps, tx, opts.out, progress);
-    return { rows, parts: [], sent: { files: [], columns, gzip }, snapshot, readAt: now, ...seen };
+    return {
+      rows,
+      parts: [],
+      sent: { files: [], columns, gzip },
+      snapshot,
+      readAt: now,
+      ...seen,
+      load: null,
+    };
   }
   const writer = new PartWriter(dir, { columns, gzip, partRows, csvRows: copy !== null });
   // The sent state is loaded from the parts when they carry the key and quantity; else from
@@ -70,18 +95,36 @@ async function readIn(deps: ExportDeps, tx: Tx, opts: RunOptions, dir: string): 
   const keys = carriesKeys(columns)
     ? null
     : new PartWriter(dir, { columns: KEY_COLUMNS, gzip: false, partRows, name: "keys" });
-  if (copy) await copyRows(tx, copy, (rows) => writer.writeCsv(rows), progress);
-  else
-    for await (const row of cursor(deps, tx)) {
-      await writer.write(row);
-      await keys?.write(row);
-      progress.add(1);
+  if (copy) {
+    const load = openLoad ? await openLoad(columns) : null;
+    try {
+      await copyRows(tx, copy, (rows) => teed(writer, load, rows), progress);
+      const parts = await writer.finish();
+      const loaded = await load?.finish();
+      const rows = progress.done();
+      if (load && loaded !== rows) throw new Error(`the sent state's COPY took ${loaded} of ${rows} rows`);
+      return { rows, parts, sent: { files: parts, columns, gzip }, snapshot, readAt: now, ...seen, load };
+    } catch (err) {
+      await load?.abandon();
+      throw err;
     }
+  }
+  for await (const row of cursor(deps, tx)) {
+    await writer.write(row);
+    await keys?.write(row);
+    progress.add(1);
+  }
   const parts = await writer.finish();
   const sent = keys
     ? { files: await keys.finish(), columns: KEY_COLUMNS, gzip: false }
     : { files: parts, columns, gzip };
-  return { rows: progress.done(), parts, sent, snapshot, readAt: now, ...seen };
+  return { rows: progress.done(), parts, sent, snapshot, readAt: now, ...seen, load: null };
+}
+
+/** Rows to their part and, when loading while reading, to the state database, side by side. */
+async function teed(writer: PartWriter, load: SentLoad | null, rows: CsvRows): Promise<void> {
+  if (!load) return writer.writeCsv(rows);
+  await Promise.all([writer.writeCsv(rows), load.write(rows.data)]);
 }
 
 /** The capture install's generation in this snapshot (trigger mode, when installed). */

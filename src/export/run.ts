@@ -8,6 +8,7 @@ import { sharedSubscriptions } from "../formats/run.js";
 import { enqueue, targetsOf } from "../outbox/enqueue.js";
 import { matchesAny } from "../subscriptions/subjects.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
+import type { Phases } from "./phases.js";
 import { finishRun, type RunKind, type RunStatus } from "./state.js";
 
 /** Everything a stock run needs, passed in. */
@@ -21,6 +22,11 @@ export type ExportDeps = {
   /** Where a full snapshot's part files wait between reading the source and enqueueing. */
   tmpDir: string;
   notifyMinIntervalMs: number;
+  /**
+   * The state database's pool size (PostgreSQL): with room to spare, a full holds one connection
+   * through its read to load the sent state meanwhile (sent-load.ts). Absent: it does not.
+   */
+  statePoolSize?: number;
   /** Per-subscription bodies and code maps (src/formats/); loaded on first use when absent. */
   formats?: Formats;
 };
@@ -61,6 +67,8 @@ export type RunResult = {
   parts: number;
   durationMs: number;
   detail?: string;
+  /** Where the time went, phase by phase (ms): a full's read, enqueue, sent state, commit. */
+  phases?: Phases;
 };
 
 export const newSnapshotId = (kind: RunKind, now: Date) =>

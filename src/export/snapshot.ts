@@ -12,6 +12,8 @@ import { renderRun } from "../formats/run.js";
 import { fileStore, skippedText } from "../formats/stock.js";
 import { type FullRead, readFull, type SentFiles } from "./full-read.js";
 import { guardFull, guardZeroed, Refused, refuseRun } from "./guard.js";
+import { phaseTimer } from "./phases.js";
+import { canLoadWhileReading, openSentLoad, type SentLoad } from "./sent-load.js";
 import {
   type ExportDeps,
   enqueueParts,
@@ -26,6 +28,7 @@ import {
   createFullRows,
   diffSent,
   FULL_ROWS,
+  fastToast,
   finishRun,
   startRun,
   supersedeStock,
@@ -45,6 +48,13 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
   const snapshotId = newSnapshotId("full", started);
   const dir = join(deps.tmpDir, snapshotId);
   await mkdir(dir, { recursive: true, mode: 0o700 }); // parts in progress: this user only
+  const timer = phaseTimer();
+  let load: SentLoad | null = null;
+  // Stateful runs on a real server load the sent state while reading (sent-load.ts).
+  const openLoad =
+    !opts.out && !opts.dryRun && canLoadWhileReading(deps)
+      ? async (columns: readonly string[]) => (load = await openSentLoad(deps.db, columns))
+      : undefined;
   try {
     if (!opts.out && !opts.dryRun) await holdCapture(deps);
     // --out --subscription: that subscription's bodies, rendered from the parts read as usual
@@ -52,7 +62,8 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       opts.out && opts.subscription && (await ownsBody(deps, opts.subscription, "full"))
         ? opts.out
         : undefined;
-    const read = await readFull(deps, own ? { ...opts, out: undefined } : opts, dir);
+    const read = await readFull(deps, own ? { ...opts, out: undefined } : opts, dir, openLoad);
+    timer.mark("read");
     const result = (status: RunResult["status"], runId: number | null, detail?: string): RunResult => ({
       kind: "full",
       status,
@@ -62,6 +73,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       parts: read.parts.length,
       durationMs: deps.clock.now().getTime() - started.getTime(),
       ...(detail ? { detail } : {}),
+      phases: timer.phases,
     });
     if (own) {
       const run = { kind: "full" as const, snapshotId, takenAt: read.readAt };
@@ -82,7 +94,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
       const runId = await refuseRun(deps, run, refusal, opts.fence);
       return result("refused", runId, refusal);
     }
-    const published = await publishFull(deps, { snapshotId, started, opts, dir, ...read });
+    const published = await publishFull(deps, { snapshotId, started, opts, dir, ...read }, timer);
     if (published.refused) {
       const run = { kind: "full" as const, snapshotId, started, rows: read.rows, runId: published.runId };
       const runId = await refuseRun(deps, run, published.refused, opts.fence);
@@ -91,6 +103,8 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
     await pruneCapture(deps, read.snapshot, read.generation);
     return result("enqueued", published.runId, published.detail ?? undefined);
   } finally {
+    // a run that did not publish (refused, failed) rolls the loading transaction back
+    await (load as SentLoad | null)?.abandon();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -103,6 +117,7 @@ export async function runFull(deps: ExportDeps, opts: RunOptions): Promise<RunRe
 async function publishFull(
   deps: ExportDeps,
   run: FullRead & { snapshotId: string; started: Date; opts: RunOptions; dir: string },
+  timer: ReturnType<typeof phaseTimer>,
 ): Promise<{ runId: number; refused: string | null; detail: string | null }> {
   const runId = await startRun(deps.db, "full", run.opts.trigger, run.snapshotId, run.started);
   const now = deps.clock.now();
@@ -119,29 +134,37 @@ async function publishFull(
       fileStore(run.dir),
     );
     detail = skippedText(rendered);
-    return deps.db
-      .tx(async (tx) => {
-        await run.opts.fence?.(tx);
-        await supersedeStock(tx, subscriptions, now);
-        const bodies = run.parts.map((p) => () => readFile(p.path));
-        await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
-        const info = { kind: "full" as const, snapshotId: run.snapshotId, runId, now, takenAt: run.readAt };
-        await enqueueRendered(tx, rendered, info);
-        const zeroed = await loadSent(tx, run.sent);
-        const refusal = run.opts.force ? null : await guardZeroed(deps, tx, zeroed);
-        if (refusal) throw new Refused(refusal);
-        await applySent(tx, runId);
-        await writeWatermark(tx, run.snapshot, run.readAt, runId);
-        await writeSourceIdentity(tx, run.identity);
-        await finishRun(tx, runId, {
-          status: "enqueued",
-          now: deps.clock.now(),
-          rows: run.rows,
-          parts: run.parts.length,
-          sourceSnapshot: run.snapshot,
-          ...(detail ? { detail } : {}),
-        });
-        return null;
+    timer.mark("render");
+    const inTx = <T>(fn: (tx: Tx) => Promise<T>) => (run.load ? run.load.commit(fn) : deps.db.tx(fn));
+    return inTx(async (tx) => {
+      await run.opts.fence?.(tx);
+      await supersedeStock(tx, subscriptions, now);
+      await fastToast(tx);
+      const bodies = run.parts.map((p) => () => readFile(p.path));
+      await enqueueParts(tx, deps, { kind: "full", snapshotId: run.snapshotId, runId, now }, bodies);
+      const info = { kind: "full" as const, snapshotId: run.snapshotId, runId, now, takenAt: run.readAt };
+      await enqueueRendered(tx, rendered, info);
+      timer.mark("enqueue");
+      const zeroed = run.load ? await diffLoaded(tx, timer) : await loadSent(tx, run.sent, timer);
+      const refusal = run.opts.force ? null : await guardZeroed(deps, tx, zeroed);
+      if (refusal) throw new Refused(refusal);
+      await applySent(tx, runId);
+      await writeWatermark(tx, run.snapshot, run.readAt, runId);
+      await writeSourceIdentity(tx, run.identity);
+      await finishRun(tx, runId, {
+        status: "enqueued",
+        now: deps.clock.now(),
+        rows: run.rows,
+        parts: run.parts.length,
+        sourceSnapshot: run.snapshot,
+        ...(detail ? { detail } : {}),
+      });
+      timer.mark("sentApply");
+      return null;
+    })
+      .then((ok) => {
+        timer.mark("commit");
+        return ok;
       })
       .catch((err: unknown) => {
         if (err instanceof Refused) return err.detail;
@@ -151,11 +174,21 @@ async function publishFull(
   return { runId, refused, detail };
 }
 
+/** The full's rows, COPYed into stock_full_rows while they were read, compared with the sent state. */
+async function diffLoaded(tx: Tx, timer: ReturnType<typeof phaseTimer>): Promise<number> {
+  const zeroed = await diffSent(tx);
+  timer.mark("sentDiff");
+  return zeroed;
+}
+
 /** The full's rows, COPYed part by part into a temporary table and compared with the sent state. */
-async function loadSent(tx: Tx, sent: SentFiles): Promise<number> {
+async function loadSent(tx: Tx, sent: SentFiles, timer: ReturnType<typeof phaseTimer>): Promise<number> {
   await createFullRows(tx, sent.columns);
   for (const file of sent.files) await tx.copyFrom(FULL_ROWS, sent.columns, readPart(file.path, sent.gzip));
-  return diffSent(tx);
+  timer.mark("sentCopy");
+  const zeroed = await diffSent(tx);
+  timer.mark("sentDiff");
+  return zeroed;
 }
 
 function readPart(path: string, gzip: boolean): AsyncIterable<Buffer> {

@@ -51,6 +51,7 @@ const exporter = createExporter(
     stock: config.stock,
     tmpDir: tmpDir!,
     notifyMinIntervalMs: config.notifications.min_interval,
+    statePoolSize: 4,
   },
   { lockMs: 2000 },
 );

@@ -61,6 +61,8 @@ export async function exportDeps(db: Db, config: Config, tmpDir: string): Promis
     stock: config.stock,
     tmpDir,
     notifyMinIntervalMs: config.notifications.min_interval,
+    // as the product's: on PostgreSQL a full loads the sent state while reading (sent-load.ts)
+    statePoolSize: 5,
   };
 }
 
