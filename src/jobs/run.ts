@@ -63,9 +63,18 @@ async function runSteps(ctx: JobContext): Promise<Omit<SendResult, "durationMs">
   const input: Input = { message: messageFields(row), body: payloadJson(row) };
   const stored = await loadJob(db, row.id);
   let since: number;
+  let reported = false;
   if (stored?.phase === "polling" && stored.polling_since) {
     Object.assign(input, stored.responses);
     since = new Date(stored.polling_since).getTime();
+  } else if (stored?.phase === "done" && stored.polling_since) {
+    // The OMS finished this job but the outcome was not recorded (the fence dropped it: the lease
+    // was lost meanwhile). Sending again would import the part twice: ask the OMS about the job it
+    // has, with a fresh give_up_after, and record what it says. Its rejected records were
+    // reported when it ended.
+    Object.assign(input, stored.responses);
+    since = clock.now().getTime();
+    reported = true;
   } else {
     await startJob(db, row.id, sub.name, row.headers["stock-sync-snapshot-id"] ?? null, clock.now());
     const failed = await sendSteps(ctx, input);
@@ -74,7 +83,7 @@ async function runSteps(ctx: JobContext): Promise<Omit<SendResult, "durationMs">
     const { open, send, close } = input;
     await startPolling(db, row.id, { open, send, close }, new Date(since));
   }
-  return pollUntilEnd(ctx, input, since);
+  return pollUntilEnd(ctx, input, since, reported);
 }
 
 /** open (unless this run's job is open already), send, close after the last part. */
@@ -107,6 +116,7 @@ async function pollUntilEnd(
   ctx: JobContext,
   input: Input,
   since: number,
+  reported: boolean,
 ): Promise<Omit<SendResult, "durationMs"> | null> {
   const { db, sub, row, clock } = ctx;
   const poll = sub.job!.poll;
@@ -138,7 +148,7 @@ async function pollUntilEnd(
     );
     if (verdict === "pending") continue;
     const rejected = rejectedRows(poll.errors ? await evaluate(poll.errors, scope) : undefined);
-    await finish(ctx, verdict, rejected);
+    await finish(ctx, verdict, rejected, reported);
     if (verdict === "done") return { result: res.result, responseBody: null };
     const reason = `the OMS's job failed${rejected.total ? ` (${rejected.total} records rejected)` : ""}: ${(res.responseBody ?? "").slice(0, 300)}`;
     return { ...jobError(reason), responseBody: res.responseBody };
@@ -150,11 +160,12 @@ async function finish(
   ctx: JobContext,
   verdict: "done" | "failed",
   rejected: ReturnType<typeof rejectedRows>,
+  reported: boolean,
 ) {
   const { db, sub, row, clock } = ctx;
   const wake = await db.tx(async (tx) => {
     await endJob(tx, row.id, verdict, rejected, clock.now());
-    if (rejected.total === 0) return [];
+    if (rejected.total === 0 || reported) return [];
     const first = rejected.rows
       .slice(0, 5)
       .map((r) => `${r.sku ?? "?"}@${r.location ?? "?"}: ${r.reason}`)

@@ -279,6 +279,39 @@ describeEachDb("import jobs", (t) => {
     expect((await deliveries("fluent-super")).map((d) => d.status)).toEqual(["superseded", "delivered"]);
     expect(fake.applied.get("A|S1")).toBe(2);
   });
+  it("an outcome fenced after the OMS finished the job: the next owner polls the known job and records delivered, sending nothing again", async () => {
+    const fake = fluentFake({ reject: (sku) => (sku === "BAD-1" ? "unknown product" : null) });
+    const r = await receiver(fake.respond);
+    const alerts = await receiver(() => ({ status: 204 }));
+    const e = await engine(
+      `subscriptions:\n  - name: fluent-fenced\n    subjects: [stock.full]${fluentJob(r.url)}notifications:\n  on_failure: ["${alerts.url}"]\n`,
+    );
+    const id = await stock(e, "1/1", [
+      { sku: "A", location: "S1", qty: 4 },
+      { sku: "BAD-1", location: "S1", qty: 1 },
+    ]);
+    await allDelivered("fluent-fenced", 1);
+    await alerts.waitFor(1);
+    const [d] = await deliveries("fluent-fenced");
+    // What a lost lease leaves when the fence drops the outcome of a finished job: the job's end
+    // is stored (phase done), the delivery is still owed and no attempt is recorded.
+    await t().db.query("delete from stock_sync.attempts where delivery_id = $1", [d!.id]);
+    await t().db.query(
+      `update stock_sync.deliveries set status = 'pending', attempts = 0, delivered_at = null, next_attempt_at = now()
+       where id = $1`,
+      [d!.id],
+    );
+    const before = fake.log.length;
+    e.engine.wake(["fluent-fenced"]);
+    await allDelivered("fluent-fenced", 1);
+    // the OMS is asked about the batch it already has; nothing is opened or sent again
+    expect(fake.log.slice(before)).toEqual(["poll B1 COMPLETE"]);
+    expect(fake.log.filter((l) => !l.startsWith("poll"))).toEqual(["open J1", `batch J1/B1 ${id}`]);
+    expect((await attempts("fluent-fenced")).map((a) => a.outcome)).toEqual(["delivered"]);
+    expect(await loadJob(t().db, Number(d!.id))).toMatchObject({ phase: "done", rejected_count: 1 });
+    // the rejected records were reported once: the last alert is still the first one
+    expect(alerts.requests).toHaveLength(1);
+  });
   it("a pause stops the job without a failed attempt; on resume the same job is polled to its end, not sent again", async () => {
     let finish = false;
     const fake = fluentFake({ final: () => (finish ? "COMPLETE" : "NEVER") });
