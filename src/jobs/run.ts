@@ -10,6 +10,7 @@ import type { Db } from "../db/db.js";
 import type { DeliveryRow } from "../outbox/queries.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import { buildRequest } from "../outbox/request.js";
+import type { Slot } from "../outbox/limiter.js";
 import type { AttemptResult } from "../outbox/retry.js";
 import type { OutboundRequest, Sender, SendResult } from "../outbox/send.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
@@ -47,14 +48,30 @@ export type JobContext = {
   all: readonly Subscription[];
   notifyMinIntervalMs: number;
   wake: (names: string[]) => void;
+  /**
+   * A rate slot for each request of the job (open, send, close, every poll), so the receiver
+   * never sees more than the subscription's rate_limit: the attempt's own slot for the first,
+   * then one each. Undefined without a limit; null when the limiter closed (stopping).
+   */
+  takeSlot?: () => Promise<Slot | undefined | null>;
 };
+
+/** Thrown when the job must stop between requests (a rate slot refused while stopping). */
+class Stopped extends Error {}
 
 type Input = Record<string, unknown>;
 
 /** The attempt's result (a failure names the step), or null when cut short: nothing to record. */
 export async function runJob(ctx: JobContext): Promise<SendResult | null> {
   const started = performance.now();
-  const out = await runSteps(ctx);
+  let out: Omit<SendResult, "durationMs"> | null;
+  try {
+    out = await runSteps(ctx);
+  } catch (err) {
+    if (!(err instanceof Stopped)) throw err;
+    await markStopped(ctx.db, ctx.row.id, ctx.clock.now());
+    out = null;
+  }
   return out && { ...out, durationMs: performance.now() - started };
 }
 
@@ -190,8 +207,20 @@ function failedStep(step: string, res: Omit<SendResult, "durationMs">): Omit<Sen
   return { ...res, result: { ...res.result, message: `import job ${step}: ${res.result.message}` } };
 }
 
-function request(ctx: JobContext, step: string, req: OutboundRequest) {
-  return ctx.sender.send({ ...req, signal: ctx.signal, responseCap: JOB_REPLY_CAP, fileName: step });
+async function request(ctx: JobContext, step: string, req: OutboundRequest) {
+  const slot = ctx.takeSlot ? await ctx.takeSlot() : undefined;
+  if (slot === null) throw new Stopped();
+  // the wait for a slot can be long: a pause or a lost lease meanwhile stops the job
+  if (slot && (ctx.signal.aborted || !ctx.mayGoOn())) {
+    slot.cancel();
+    throw new Stopped();
+  }
+  slot?.sent();
+  try {
+    return await ctx.sender.send({ ...req, signal: ctx.signal, responseCap: JOB_REPLY_CAP, fileName: step });
+  } finally {
+    slot?.answered();
+  }
 }
 
 /** The subscription's own request, with what `send` overrides (a body template is signed anew). */

@@ -6,7 +6,7 @@ import { deliveryDetail, formatDetail } from "../../src/commands/delivery-detail
 import { loadJob } from "../../src/jobs/state.js";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { runCli } from "../helpers/cli.js";
-import { useCleanup } from "../helpers/cleanup.js";
+import { maxInWindow, useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { quietLog, startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { createMetrics } from "../../src/metrics/metrics.js";
@@ -311,6 +311,25 @@ describeEachDb("import jobs", (t) => {
     expect(await loadJob(t().db, Number(d!.id))).toMatchObject({ phase: "done", rejected_count: 1 });
     // the rejected records were reported once: the last alert is still the first one
     expect(alerts.requests).toHaveLength(1);
+  });
+  it("polls count against the subscription's rate_limit: no window holds more requests (open, send, polls) than it allows", async () => {
+    const fake = fluentFake();
+    const r = await receiver(fake.respond);
+    // polls every 10 ms, a limit of 3 requests per 500 ms: without the limit, ~50 polls would arrive per window
+    const e = await engine(
+      `subscriptions:\n  - name: fluent-limited\n    subjects: [stock.full]\n    rate_limit: { requests: 3, per: 500ms }${fluentJob(r.url)}`,
+    );
+    await stock(e, "1/2", [{ sku: "A", location: "S1", qty: 1 }]);
+    await stock(e, "2/2", [{ sku: "B", location: "S1", qty: 2 }]);
+    await allDelivered("fluent-limited", 2);
+    const got = await r.waitFor(8);
+    expect(fake.log.filter((l) => l.startsWith("poll"))).toHaveLength(6);
+    expect(
+      maxInWindow(
+        got.map((q) => q.at),
+        500,
+      ),
+    ).toBeLessThanOrEqual(3);
   });
   it("a pause stops the job without a failed attempt; on resume the same job is polled to its end, not sent again", async () => {
     let finish = false;
