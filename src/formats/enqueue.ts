@@ -2,6 +2,7 @@ import type { Queryable } from "../db/db.js";
 import { newMessageId } from "../outbox/ids.js";
 import { notifyOutbox } from "../outbox/queries.js";
 import type { MessageFields } from "./fields.ts";
+import { collector } from "./gc.ts";
 import { wire } from "./multipart.ts";
 import { FIELDS_HEADER } from "./placeholders.ts";
 import { insertOwnMessages, type OwnMessage, takeSequences } from "./queries.ts";
@@ -19,6 +20,7 @@ export async function enqueueRendered(
   rendered: readonly Rendered[],
   run: RunInfo,
 ): Promise<void> {
+  const sent = collector(); // bounds a full's garbage (gc.ts)
   for (const r of rendered) {
     const parts = r.messages.length;
     if (!parts) continue;
@@ -44,6 +46,7 @@ export async function enqueueRendered(
         sequence: msg.sequence,
       });
       bytes += body.length;
+      sent(body.length);
       if (batch.length >= BATCH_MESSAGES || bytes >= BATCH_BYTES) {
         await insertOwnMessages(tx, r.format.name, batch);
         batch = [];
