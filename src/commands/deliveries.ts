@@ -1,6 +1,6 @@
 import type { Queryable } from "../db/db.js";
 import { deliveryStatuses, listDeliveries, replay, setSubscriptionStatus } from "../outbox/admin.js";
-import { describeDelivery, runLabel, stockStatus } from "../export/status.js";
+import { describeDelivery, describeRejected, runLabel, stockStatus } from "../export/status.js";
 import { fullOverdueAfterMs } from "../scheduler/full-due.js";
 import { subscriptionOverview } from "../outbox/status.js";
 import { ConnectorError } from "../errors.js";
@@ -85,6 +85,14 @@ export function statusCommand(ctx: CommandContext, opts: { json?: boolean }) {
         ctx.stdout,
       )}`,
     );
+    // what the OMS refused in these runs' import jobs (issue 15), the first few per subscription
+    for (const [label, r] of [
+      ["last full", stock.last_full],
+      ["last delta sent", stock.last_delta_sent],
+    ] as const)
+      for (const line of describeRejected(r?.delivery ?? [])) ctx.stdout.write(`\n${label}: ${line}`);
+    if ([stock.last_full, stock.last_delta_sent].some((r) => describeRejected(r?.delivery ?? []).length))
+      ctx.stdout.write("\n");
     if (stock.full_overdue)
       ctx.stdout.write(
         `\nFULL OVERDUE: the last successful full snapshot ${stock.last_successful_full_at ? `started ${when(stock.last_successful_full_at)}` : "never ran"} (full overdue)\n`,

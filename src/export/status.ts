@@ -9,7 +9,14 @@ export type RunDelivery = {
   failed: number;
   dead: number;
   superseded: number;
+  /** Records the OMS rejected in this run's finished import jobs (issue 15; 0 without a job). */
+  rejected: number;
+  /** The first few of them ("sku@location: reason"), for people. */
+  rejected_first: string[];
 };
+
+/** Rejected records listed per run and subscription on /status and by `stock-sync status`. */
+const REJECTED_SHOWN = 3;
 
 export type StockRunView = {
   id: number;
@@ -56,21 +63,30 @@ async function latest(db: Queryable, where: string): Promise<Omit<StockRunView, 
 async function deliveryProgress(db: Queryable, runIds: number[]): Promise<Map<number, RunDelivery[]>> {
   const byRun = new Map<number, RunDelivery[]>();
   if (!runIds.length) return byRun;
-  const { rows } = await db.query<RunDelivery & { run_id: string }>(
+  const { rows } = await db.query<
+    Omit<RunDelivery, "rejected_first"> & { run_id: string; rejected_lists: unknown }
+  >(
     `select m.run_id, d.subscription, count(*)::int as parts,
             count(*) filter (where d.status = 'delivered')::int as delivered,
             count(*) filter (where d.status = 'pending')::int as pending,
             count(*) filter (where d.status = 'failed')::int as failed,
             count(*) filter (where d.status = 'dead')::int as dead,
-            count(*) filter (where d.status = 'superseded')::int as superseded
+            count(*) filter (where d.status = 'superseded')::int as superseded,
+            coalesce(sum(j.rejected_count) filter (where j.phase in ('done', 'failed')), 0)::int as rejected,
+            coalesce(jsonb_agg(j.rejected order by d.id) filter (where j.phase in ('done', 'failed') and j.rejected_count > 0), '[]') as rejected_lists
      from stock_sync.messages m join stock_sync.deliveries d on d.message_id = m.id
+     left join stock_sync.jobs j on j.delivery_id = d.id
      where m.run_id = any($1::bigint[])
      group by m.run_id, d.subscription order by d.subscription`,
     [runIds],
   );
-  for (const { run_id, ...r } of rows) {
+  for (const { run_id, rejected_lists, ...r } of rows) {
     const list = byRun.get(Number(run_id)) ?? [];
-    list.push(r);
+    const first = (rejected_lists as { sku: string | null; location: string | null; reason: string }[][])
+      .flat()
+      .slice(0, REJECTED_SHOWN)
+      .map((x) => `${x.sku ?? "?"}@${x.location ?? "?"}: ${x.reason}`);
+    list.push({ ...r, rejected_first: first });
     byRun.set(Number(run_id), list);
   }
   return byRun;
@@ -86,9 +102,22 @@ export function describeDelivery(list: readonly RunDelivery[]): string {
       const other = (["failed", "dead", "superseded"] as const)
         .filter((s) => d[s] > 0)
         .map((s) => `${d[s]} ${s}`);
+      if (d.rejected > 0) other.push(`${d.rejected} rejected by the OMS`);
       return `${d.subscription} ${d.delivered}/${d.parts}${other.length ? ` (${other.join(", ")})` : ""}`;
     })
     .join(", ");
+}
+
+/**
+ * "fluent: 12 rejected by the OMS, first: A@S1: unknown product; …" per subscription that had
+ * any, one line each (empty when none).
+ */
+export function describeRejected(list: readonly RunDelivery[]): string[] {
+  return list
+    .filter((d) => d.rejected > 0)
+    .map(
+      (d) => `${d.subscription}: ${d.rejected} rejected by the OMS, first: ${d.rejected_first.join("; ")}`,
+    );
 }
 
 /** A run's status for people: an enqueued run whose every part reached every subscription is "delivered". */

@@ -43,9 +43,18 @@ export function bodySchema<T extends z.ZodType<number | null>, I extends z.ZodTy
       template: z.string().min(1).nullable().optional(),
       rows_per_message: integer(1, MAX_ROWS_PER_MESSAGE).nullable().optional(),
       max_bytes: size.nullable().optional(),
+      // the body as one file part of a multipart/form-data request (Salesforce OCI's uploads)
+      multipart: z
+        .strictObject({
+          field: z.string().regex(/^[A-Za-z0-9_.-]+$/, "expected a form field name"),
+          filename: z.string().regex(/^[^"\r\n\\/]+$/, "expected a file name without quotes or slashes"),
+        })
+        .nullable()
+        .optional(),
     })
     .transform((b) => ({
       ...b,
+      multipart: b.multipart ?? null,
       columns: b.columns ?? ["sku", "location", "quantity"],
       template: b.template ?? null,
       rows_per_message: b.rows_per_message ?? null,
@@ -75,6 +84,7 @@ export type BodyConfig = {
   template: string | null;
   rows_per_message: number | null;
   max_bytes: number | null;
+  multipart?: { field: string; filename: string } | null;
 };
 export type MapConfig = z.output<typeof mapSchema>;
 

@@ -2,6 +2,8 @@ import type { Queryable } from "../db/db.js";
 import { newMessageId } from "../outbox/ids.js";
 import { notifyOutbox } from "../outbox/queries.js";
 import type { MessageFields } from "./fields.ts";
+import { collector } from "./gc.ts";
+import { wire } from "./multipart.ts";
 import { FIELDS_HEADER } from "./placeholders.ts";
 import { insertOwnMessages, type OwnMessage, takeSequences } from "./queries.ts";
 import { finalBody, type Rendered } from "./stock.ts";
@@ -18,6 +20,7 @@ export async function enqueueRendered(
   rendered: readonly Rendered[],
   run: RunInfo,
 ): Promise<void> {
+  const sent = collector(); // bounds a full's garbage (gc.ts)
   for (const r of rendered) {
     const parts = r.messages.length;
     if (!parts) continue;
@@ -26,12 +29,12 @@ export async function enqueueRendered(
     let bytes = 0;
     for (const [i, m] of r.messages.entries()) {
       const msg = fieldsOf(run, first + i, i + 1, parts);
-      const body = await finalBody(r, m, msg);
+      const { payload: body, contentType } = wire(r.format.body, await finalBody(r, m, msg));
       batch.push({
         id: newMessageId(run.now),
         subject: `stock.${run.kind}`,
         payload: body,
-        contentType: r.format.body.contentType,
+        contentType,
         headers: {
           "stock-sync-kind": run.kind,
           "stock-sync-snapshot-id": run.snapshotId,
@@ -43,6 +46,7 @@ export async function enqueueRendered(
         sequence: msg.sequence,
       });
       bytes += body.length;
+      sent(body.length);
       if (batch.length >= BATCH_MESSAGES || bytes >= BATCH_BYTES) {
         await insertOwnMessages(tx, r.format.name, batch);
         batch = [];
@@ -80,7 +84,8 @@ export async function writeBodies(
   firstSequence: number,
 ): Promise<void> {
   for (const [i, m] of r.messages.entries()) {
-    const body = await finalBody(r, m, fieldsOf(run, firstSequence + i, i + 1, r.messages.length));
+    const rendered = await finalBody(r, m, fieldsOf(run, firstSequence + i, i + 1, r.messages.length));
+    const body = wire(r.format.body, rendered).payload;
     if (!out.write(body)) await new Promise((resolve) => out.once("drain", resolve));
   }
 }

@@ -3,7 +3,7 @@ import { buildRequest } from "../outbox/request.js";
 import type { AttemptResult } from "../outbox/retry.js";
 import type { OutboundRequest } from "../outbox/send.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
-import { compileTemplate, evaluateTemplate, type Template } from "./template.ts";
+import { compileTemplate, evaluateTemplate, type Template, TemplateError } from "./template.ts";
 
 const compiled = new WeakMap<Subscription, Template | null>();
 
@@ -43,8 +43,15 @@ export async function prepareRequest(sub: Subscription, row: DeliveryRow, now: D
     const body = Buffer.from(await evaluateTemplate(template, input));
     return { request: buildRequest(sub, { ...row, payload: body, content_type: "application/json" }, now) };
   } catch (err) {
+    // Bad data for the template (or an event that is not JSON): retried like any failure, so a
+    // fixed template (restart) or a replay sends it; the stored event is never touched.
+    const why = err instanceof TemplateError ? err.where : `the event is not JSON: ${(err as Error).message}`;
     return {
-      failed: { kind: "error", errorClass: "other", message: `body.template: ${(err as Error).message}` },
+      failed: {
+        kind: "error",
+        errorClass: "template",
+        message: `subscription ${sub.name}: body.template failed on this event ${why}`,
+      },
     };
   }
 }

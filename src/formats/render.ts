@@ -19,6 +19,8 @@ export type StockBody = {
   late: boolean;
   /** The row's fields are also message fields (rows_per_message: 1). */
   perRow: boolean;
+  /** Sent as one file part of a multipart/form-data body (multipart.ts); null: as it is. */
+  multipart: { field: string; filename: string } | null;
   render(rows: readonly Row[], msg: MessageFields): Promise<Buffer>;
   /** Additive bodies: the bytes of one row and of the rest, for cutting as rows arrive. */
   additive: Additive | null;
@@ -49,6 +51,7 @@ export function compileBody(cfg: BodyConfig, fallbackRows: number): StockBody {
     needsRecordId: fields.has("record_id"),
     late: envelopeLate || lateFields.some((f) => fields.has(f)),
     perRow: rowsPerMessage === 1,
+    multipart: cfg.multipart ?? null,
     additive,
     render: template
       ? (rows, msg) => renderTemplate(template, rows, msg, rowsPerMessage === 1)

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { ConnectorError } from "../errors.ts";
 import { type CutMessage, Cutter, type RunFields } from "./cut.ts";
 import { type MessageFields, type Row, recordId } from "./fields.ts";
+import { collector } from "./gc.ts";
 import { mapRow, type MapTally, unmappedText } from "./maps.ts";
 import type { StockFormat } from "./registry.ts";
 
@@ -34,11 +35,13 @@ export const memoryStore: Store = {
  */
 export function fileStore(dir: string): Store {
   const sizes = new Map<string, number>();
+  const rendered = collector(); // bounds a full's garbage (gc.ts)
   return {
     async put(sub, _i, m) {
       const path = join(dir, `bodies-${sub.replace(/[^a-z0-9_.-]/g, "_")}`);
       if (!sizes.has(path)) await mkdir(dir, { recursive: true });
       const data = m.body ?? Buffer.from(JSON.stringify(m.pending));
+      rendered(data.length);
       const offset = sizes.get(path) ?? 0;
       await appendFile(path, data);
       sizes.set(path, offset + data.length);

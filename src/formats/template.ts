@@ -54,11 +54,19 @@ export async function evaluateTemplate(t: Template, input: Record<string, unknow
     out = t.fast ? fastOr(t, input) : await t.expr.evaluate(input);
     if (out === RETRY) out = await t.expr.evaluate(input);
   } catch (err) {
-    const e = err as { message?: string; position?: number };
-    throw new Error(`template failed at character ${e.position ?? "?"}: ${e.message ?? String(err)}`);
+    const e = err as { message?: string; position?: number; token?: unknown };
+    const near = typeof e.token === "string" && e.token ? ` (${e.token})` : "";
+    throw new TemplateError(`at character ${e.position ?? "?"}${near}: ${e.message ?? String(err)}`);
   }
-  if (out === undefined) throw new Error("template produced nothing (undefined) for this message");
+  if (out === undefined) throw new TemplateError("produced nothing (undefined)");
   return JSON.stringify(out);
+}
+
+/** The template could not render this input (bad data for it): `where` is position and reason. */
+export class TemplateError extends Error {
+  constructor(readonly where: string) {
+    super(`template failed ${where}`);
+  }
 }
 
 const RETRY = Symbol("jsonata");

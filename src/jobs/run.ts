@@ -10,6 +10,7 @@ import type { Db } from "../db/db.js";
 import type { DeliveryRow } from "../outbox/queries.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import { buildRequest } from "../outbox/request.js";
+import type { Slot } from "../outbox/limiter.js";
 import type { AttemptResult } from "../outbox/retry.js";
 import type { OutboundRequest, Sender, SendResult } from "../outbox/send.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
@@ -47,14 +48,30 @@ export type JobContext = {
   all: readonly Subscription[];
   notifyMinIntervalMs: number;
   wake: (names: string[]) => void;
+  /**
+   * A rate slot for each request of the job (open, send, close, every poll), so the receiver
+   * never sees more than the subscription's rate_limit: the attempt's own slot for the first,
+   * then one each. Undefined without a limit; null when the limiter closed (stopping).
+   */
+  takeSlot?: () => Promise<Slot | undefined | null>;
 };
+
+/** Thrown when the job must stop between requests (a rate slot refused while stopping). */
+class Stopped extends Error {}
 
 type Input = Record<string, unknown>;
 
 /** The attempt's result (a failure names the step), or null when cut short: nothing to record. */
 export async function runJob(ctx: JobContext): Promise<SendResult | null> {
   const started = performance.now();
-  const out = await runSteps(ctx);
+  let out: Omit<SendResult, "durationMs"> | null;
+  try {
+    out = await runSteps(ctx);
+  } catch (err) {
+    if (!(err instanceof Stopped)) throw err;
+    await markStopped(ctx.db, ctx.row.id, ctx.clock.now());
+    out = null;
+  }
   return out && { ...out, durationMs: performance.now() - started };
 }
 
@@ -63,9 +80,18 @@ async function runSteps(ctx: JobContext): Promise<Omit<SendResult, "durationMs">
   const input: Input = { message: messageFields(row), body: payloadJson(row) };
   const stored = await loadJob(db, row.id);
   let since: number;
+  let reported = false;
   if (stored?.phase === "polling" && stored.polling_since) {
     Object.assign(input, stored.responses);
     since = new Date(stored.polling_since).getTime();
+  } else if (stored?.phase === "done" && stored.polling_since) {
+    // The OMS finished this job but the outcome was not recorded (the fence dropped it: the lease
+    // was lost meanwhile). Sending again would import the part twice: ask the OMS about the job it
+    // has, with a fresh give_up_after, and record what it says. Its rejected records were
+    // reported when it ended.
+    Object.assign(input, stored.responses);
+    since = clock.now().getTime();
+    reported = true;
   } else {
     await startJob(db, row.id, sub.name, row.headers["stock-sync-snapshot-id"] ?? null, clock.now());
     const failed = await sendSteps(ctx, input);
@@ -74,7 +100,7 @@ async function runSteps(ctx: JobContext): Promise<Omit<SendResult, "durationMs">
     const { open, send, close } = input;
     await startPolling(db, row.id, { open, send, close }, new Date(since));
   }
-  return pollUntilEnd(ctx, input, since);
+  return pollUntilEnd(ctx, input, since, reported);
 }
 
 /** open (unless this run's job is open already), send, close after the last part. */
@@ -107,6 +133,7 @@ async function pollUntilEnd(
   ctx: JobContext,
   input: Input,
   since: number,
+  reported: boolean,
 ): Promise<Omit<SendResult, "durationMs"> | null> {
   const { db, sub, row, clock } = ctx;
   const poll = sub.job!.poll;
@@ -138,7 +165,7 @@ async function pollUntilEnd(
     );
     if (verdict === "pending") continue;
     const rejected = rejectedRows(poll.errors ? await evaluate(poll.errors, scope) : undefined);
-    await finish(ctx, verdict, rejected);
+    await finish(ctx, verdict, rejected, reported);
     if (verdict === "done") return { result: res.result, responseBody: null };
     const reason = `the OMS's job failed${rejected.total ? ` (${rejected.total} records rejected)` : ""}: ${(res.responseBody ?? "").slice(0, 300)}`;
     return { ...jobError(reason), responseBody: res.responseBody };
@@ -150,11 +177,12 @@ async function finish(
   ctx: JobContext,
   verdict: "done" | "failed",
   rejected: ReturnType<typeof rejectedRows>,
+  reported: boolean,
 ) {
   const { db, sub, row, clock } = ctx;
   const wake = await db.tx(async (tx) => {
     await endJob(tx, row.id, verdict, rejected, clock.now());
-    if (rejected.total === 0) return [];
+    if (rejected.total === 0 || reported) return [];
     const first = rejected.rows
       .slice(0, 5)
       .map((r) => `${r.sku ?? "?"}@${r.location ?? "?"}: ${r.reason}`)
@@ -179,8 +207,20 @@ function failedStep(step: string, res: Omit<SendResult, "durationMs">): Omit<Sen
   return { ...res, result: { ...res.result, message: `import job ${step}: ${res.result.message}` } };
 }
 
-function request(ctx: JobContext, step: string, req: OutboundRequest) {
-  return ctx.sender.send({ ...req, signal: ctx.signal, responseCap: JOB_REPLY_CAP, fileName: step });
+async function request(ctx: JobContext, step: string, req: OutboundRequest) {
+  const slot = ctx.takeSlot ? await ctx.takeSlot() : undefined;
+  if (slot === null) throw new Stopped();
+  // the wait for a slot can be long: a pause or a lost lease meanwhile stops the job
+  if (slot && (ctx.signal.aborted || !ctx.mayGoOn())) {
+    slot.cancel();
+    throw new Stopped();
+  }
+  slot?.sent();
+  try {
+    return await ctx.sender.send({ ...req, signal: ctx.signal, responseCap: JOB_REPLY_CAP, fileName: step });
+  } finally {
+    slot?.answered();
+  }
 }
 
 /** The subscription's own request, with what `send` overrides (a body template is signed anew). */

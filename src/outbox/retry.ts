@@ -12,6 +12,8 @@ export type ErrorClass =
   | "file"
   | "mail"
   | "other"
+  // an order event's body.template could not render this event (src/formats/events.ts)
+  | "template"
   // sftp:// destinations (src/sftp/classify.ts); "sftp" is an SFTP failure of no known kind
   | "auth_failed"
   | "host_key_mismatch"

@@ -15,7 +15,7 @@ import {
 } from "./queries.js";
 import { prepareRequest } from "../formats/events.js";
 import { runJob } from "../jobs/run.js";
-import { SendLimiter } from "./limiter.js";
+import { SendLimiter, type Slot } from "./limiter.js";
 import { type AttemptResult, type Decision, decide } from "./retry.js";
 import type { Sender } from "./send.js";
 
@@ -377,6 +377,7 @@ export class SubscriptionWorker {
                 signal: abort.signal,
                 mayGoOn: () => this.#stillOurs(),
                 stillOwed: () => this.deps.batches.check(row.id, this.sub.timeout),
+                takeSlot: this.#jobSlots(slot),
               })
             : await sender.send({ ...prepared.request, signal: abort.signal });
       if (!sent) return null;
@@ -385,6 +386,19 @@ export class SubscriptionWorker {
       this.#requests.delete(abort);
       slot?.answered();
     }
+  }
+
+  /** An import job's rate slots: this attempt's (already sent) for its first request, then new ones. */
+  #jobSlots(first: Slot | undefined): () => Promise<Slot | undefined | null> {
+    let own = first;
+    return async () => {
+      if (own) {
+        const s = own;
+        own = undefined;
+        return { sent: () => {}, answered: () => s.answered(), cancel: () => s.answered() };
+      }
+      return this.#limiter ? this.#limiter.acquire() : undefined;
+    };
   }
 
   /** In memory: not stopping, enabled, and our lease good for a whole request more. */

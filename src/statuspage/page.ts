@@ -1,6 +1,6 @@
 import { chartSvg } from "./chart.js";
 import type { StatusPageData, SubscriptionRow } from "./data.js";
-import { describeDelivery, runLabel, type StockRunView } from "../export/status.js";
+import { describeDelivery, describeRejected, runLabel, type StockRunView } from "../export/status.js";
 import { SCRIPT, STYLE } from "./assets.js";
 
 const esc = (v: unknown) =>
@@ -53,7 +53,11 @@ function subscriptionRow(s: SubscriptionRow, d: StatusPageData): string {
 /** Parts delivered of parts, per subscription: whether the OMS has the run yet. */
 const deliveryLine = (r: StockRunView, prefix = "delivered") =>
   r.delivery.length
-    ? `<div class="small" data-field="delivery">${esc(prefix)}: ${esc(describeDelivery(r.delivery))}</div>`
+    ? `<div class="small" data-field="delivery">${esc(prefix)}: ${esc(describeDelivery(r.delivery))}</div>${describeRejected(
+        r.delivery,
+      )
+        .map((line) => `<div class="small err" data-field="rejected">${esc(line)}</div>`)
+        .join("")}`
     : "";
 
 function runCell(

@@ -18,6 +18,23 @@ const json = (status: number, body: unknown): Reply => ({
   body: JSON.stringify(body),
 });
 
+/**
+ * A bad day at the OMS: `fail()` true answers 500 before the request does anything (the caller
+ * retries), and every answer waits `delayMs()`. Both default to a good day.
+ */
+export type Weather = { fail?: () => boolean; delayMs?: () => number };
+
+function withWeather(respond: (req: Recorded) => Reply, log: string[], w: Weather = {}) {
+  return (req: Recorded): Reply => {
+    const delayMs = w.delayMs?.() ?? 0;
+    if (w.fail?.()) {
+      log.push(`500 ${req.method} ${req.path.split("?")[0]}`);
+      return { status: 500, body: "internal error", delayMs };
+    }
+    return { ...respond(req), delayMs };
+  };
+}
+
 type Entity = { ref: string; skuRef: string; locationRef: string; qty: number };
 
 /**
@@ -29,6 +46,7 @@ export function fluentFake(
   opts: {
     final?: (batch: number) => "COMPLETE" | "FAILED" | "NEVER";
     reject?: (sku: string) => string | null;
+    weather?: Weather;
   } = {},
 ): JobFake {
   const applied = new Map<string, number>();
@@ -79,7 +97,7 @@ export function fluentFake(
     }
     return json(404, { message: `no route ${req.method} ${path}` });
   };
-  return { respond, applied, log };
+  return { respond: withWeather(respond, log, opts.weather), applied, log };
 }
 
 /**
@@ -87,7 +105,9 @@ export function fluentFake(
  * resources answers one operation per resource (`processing`); GET
  * /{project}/import-operations?ids=a,b lists them, `imported` or `rejected` after one more poll.
  */
-export function commercetoolsFake(opts: { reject?: (sku: string) => string | null } = {}): JobFake {
+export function commercetoolsFake(
+  opts: { reject?: (sku: string) => string | null; weather?: Weather } = {},
+): JobFake {
   const applied = new Map<string, number>();
   const log: string[] = [];
   type Op = { id: string; key: string; sku: string; channel: string; qty: number; polls: number };
@@ -137,5 +157,5 @@ export function commercetoolsFake(opts: { reject?: (sku: string) => string | nul
     }
     return json(404, { message: `no route ${req.method} ${url.pathname}` });
   };
-  return { respond, applied, log };
+  return { respond: withWeather(respond, log, opts.weather), applied, log };
 }

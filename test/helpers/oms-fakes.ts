@@ -89,8 +89,9 @@ export function salesforceOci(recordIds: Set<string>): OmsFake {
     const v = "salesforce oci";
     if (req.method !== "POST" || req.path !== "/commerce/oci/availability-records/uploads")
       fail(v, `expected POST …/uploads, got ${req.path}`);
-    if (req.body.length > OCI_MAX_BYTES) fail(v, `file over 10 MB (${req.body.length} bytes)`);
-    const text = req.body.toString("utf8");
+    const file = fileUpload(v, req);
+    if (file.length > OCI_MAX_BYTES) fail(v, `file over 10 MB (${file.length} bytes)`);
+    const text = file.toString("utf8");
     if (!text.endsWith("\n")) fail(v, "entries end with a line feed");
     return text
       .slice(0, -1)
@@ -112,6 +113,27 @@ export function salesforceOci(recordIds: Set<string>): OmsFake {
         return { sku: String(r.sku), location: String(r.location), quantity: r.onHand };
       });
   };
+}
+
+/**
+ * OCI's upload takes the NDJSON as the `fileUpload` part of a multipart/form-data body (the
+ * Connect API's documented request): the one part, with a file name, parsed by its boundary.
+ */
+function fileUpload(v: string, req: Recorded): Buffer {
+  const m = /^multipart\/form-data;\s*boundary=("?)([^";]+)\1$/i.exec(req.headers["content-type"] ?? "");
+  if (!m) fail(v, `expected multipart/form-data with a boundary, got ${req.headers["content-type"]}`);
+  const boundary = m![2]!;
+  const text = req.body.toString("latin1");
+  const open = `--${boundary}\r\n`;
+  const close = `\r\n--${boundary}--\r\n`;
+  if (!text.startsWith(open) || !text.endsWith(close)) fail(v, "one part between the boundaries");
+  const inner = text.slice(open.length, -close.length);
+  if (inner.includes(`--${boundary}`)) fail(v, "exactly one part");
+  const split = inner.indexOf("\r\n\r\n");
+  const headers = inner.slice(0, split);
+  if (!/^content-disposition: form-data; name="fileUpload"; filename="[^"]+"/im.test(headers))
+    fail(v, `the part is form field fileUpload with a file name, got ${headers}`);
+  return Buffer.from(inner.slice(split + 4), "latin1");
 }
 
 /** VTEX logistics: PUT /api/logistics/pvt/inventory/skus/{skuId}/warehouses/{warehouseId} {quantity, unlimitedQuantity}. */

@@ -6,7 +6,7 @@ import { deliveryDetail, formatDetail } from "../../src/commands/delivery-detail
 import { loadJob } from "../../src/jobs/state.js";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { runCli } from "../helpers/cli.js";
-import { useCleanup } from "../helpers/cleanup.js";
+import { maxInWindow, useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { quietLog, startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { createMetrics } from "../../src/metrics/metrics.js";
@@ -171,7 +171,7 @@ describeEachDb("import jobs", (t) => {
     const e = await engine(
       `subscriptions:\n  - name: fluent-slow\n    subjects: [stock.full]\n    retries_until_failure: 1${fluentJob(
         r.url,
-        "        give_up_after: 200ms\n",
+        "        give_up_after: 1s\n", // room for the retry's three polls on a loaded machine
       )}notifications:\n  on_failure: ["${alerts.url}"]\n`,
     );
     await stock(e, "1/1", [{ sku: "A", location: "S1", qty: 5 }]);
@@ -278,6 +278,58 @@ describeEachDb("import jobs", (t) => {
     );
     expect((await deliveries("fluent-super")).map((d) => d.status)).toEqual(["superseded", "delivered"]);
     expect(fake.applied.get("A|S1")).toBe(2);
+  });
+  it("an outcome fenced after the OMS finished the job: the next owner polls the known job and records delivered, sending nothing again", async () => {
+    const fake = fluentFake({ reject: (sku) => (sku === "BAD-1" ? "unknown product" : null) });
+    const r = await receiver(fake.respond);
+    const alerts = await receiver(() => ({ status: 204 }));
+    const e = await engine(
+      `subscriptions:\n  - name: fluent-fenced\n    subjects: [stock.full]${fluentJob(r.url)}notifications:\n  on_failure: ["${alerts.url}"]\n`,
+    );
+    const id = await stock(e, "1/1", [
+      { sku: "A", location: "S1", qty: 4 },
+      { sku: "BAD-1", location: "S1", qty: 1 },
+    ]);
+    await allDelivered("fluent-fenced", 1);
+    await alerts.waitFor(1);
+    const [d] = await deliveries("fluent-fenced");
+    // What a lost lease leaves when the fence drops the outcome of a finished job: the job's end
+    // is stored (phase done), the delivery is still owed and no attempt is recorded.
+    await t().db.query("delete from stock_sync.attempts where delivery_id = $1", [d!.id]);
+    await t().db.query(
+      `update stock_sync.deliveries set status = 'pending', attempts = 0, delivered_at = null, next_attempt_at = now()
+       where id = $1`,
+      [d!.id],
+    );
+    const before = fake.log.length;
+    e.engine.wake(["fluent-fenced"]);
+    await allDelivered("fluent-fenced", 1);
+    // the OMS is asked about the batch it already has; nothing is opened or sent again
+    expect(fake.log.slice(before)).toEqual(["poll B1 COMPLETE"]);
+    expect(fake.log.filter((l) => !l.startsWith("poll"))).toEqual(["open J1", `batch J1/B1 ${id}`]);
+    expect((await attempts("fluent-fenced")).map((a) => a.outcome)).toEqual(["delivered"]);
+    expect(await loadJob(t().db, Number(d!.id))).toMatchObject({ phase: "done", rejected_count: 1 });
+    // the rejected records were reported once: the last alert is still the first one
+    expect(alerts.requests).toHaveLength(1);
+  });
+  it("polls count against the subscription's rate_limit: no window holds more requests (open, send, polls) than it allows", async () => {
+    const fake = fluentFake();
+    const r = await receiver(fake.respond);
+    // polls every 10 ms, a limit of 3 requests per 500 ms: without the limit, ~50 polls would arrive per window
+    const e = await engine(
+      `subscriptions:\n  - name: fluent-limited\n    subjects: [stock.full]\n    rate_limit: { requests: 3, per: 500ms }${fluentJob(r.url)}`,
+    );
+    await stock(e, "1/2", [{ sku: "A", location: "S1", qty: 1 }]);
+    await stock(e, "2/2", [{ sku: "B", location: "S1", qty: 2 }]);
+    await allDelivered("fluent-limited", 2);
+    const got = await r.waitFor(8);
+    expect(fake.log.filter((l) => l.startsWith("poll"))).toHaveLength(6);
+    expect(
+      maxInWindow(
+        got.map((q) => q.at),
+        500,
+      ),
+    ).toBeLessThanOrEqual(3);
   });
   it("a pause stops the job without a failed attempt; on resume the same job is polled to its end, not sent again", async () => {
     let finish = false;

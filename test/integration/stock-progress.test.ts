@@ -41,7 +41,7 @@ describeEachDb("stock delivery progress in status (issue 12.13)", (t) => {
     }
 
     const stock = await stockStatus(t().db);
-    const zero = { failed: 0, dead: 0, superseded: 0 };
+    const zero = { failed: 0, dead: 0, superseded: 0, rejected: 0, rejected_first: [] };
     expect(stock.last_full?.delivery).toEqual([
       { subscription: "oms", parts: 3, delivered: 3, pending: 0, ...zero },
       { subscription: "oms-b", parts: 3, delivered: 0, pending: 3, ...zero },

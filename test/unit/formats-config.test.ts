@@ -28,6 +28,7 @@ describe("body: and map: config", () => {
       template: null,
       rows_per_message: null,
       max_bytes: null,
+      multipart: null,
     });
   });
 
