@@ -141,7 +141,8 @@ type Shape = "none" | "key" | "spread";
 
 /** A fresh backlog each run, as the outbox holds it after a burst of events. */
 async function freshBacklog(db: Db, n: number, shape: Shape): Promise<void> {
-  await db.query("truncate stock_sync.attempts, stock_sync.deliveries, stock_sync.messages");
+  // cascade: the import jobs (0012) refer to deliveries too
+  await db.query("truncate stock_sync.attempts, stock_sync.deliveries, stock_sync.messages cascade");
   if (shape === "spread") {
     // each message to one of the subscriptions, in turns: n in all, as in the other figures
     for (const [i, name] of subscriptionNames(shape).entries()) {

@@ -69,7 +69,8 @@ export function timedDb(db: Db, clock: BusyClock): Db {
       clock.end(at);
     }
   };
-  const query: Queryable["query"] = (text, values) => timed(() => db.query(text, values));
+  // the options too: the engine's named (prepared) statements must stay prepared when timed
+  const query: Queryable["query"] = (text, values, opts) => timed(() => db.query(text, values, opts));
   return {
     kind: db.kind,
     query,
