@@ -5,7 +5,7 @@ import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { AttemptRecord } from "./outcome.js";
 import type { SharedBatches } from "./batches.js";
-import { backlogHead, type DeliveryRow, dueDeliveries, nextDueAt } from "./queries.js";
+import { backlogHead, type DeliveryRow } from "./queries.js";
 import { prepareRequest } from "../formats/events.js";
 import { runJob } from "../jobs/run.js";
 import { SendLimiter } from "./limiter.js";
@@ -138,41 +138,52 @@ export class SubscriptionWorker {
     const now = clock.now();
     if (now.getTime() < this.#backoffUntil) return this.#wakeAt(this.#backoffUntil);
     if (now.getTime() < this.#holdUntil) return this.#wakeAt(this.#holdUntil);
-    const status = await this.deps.batches.status(this.sub.name);
-    this.#enabled = status === "enabled";
-    if (!this.#enabled || this.#stopped) return;
     // fifo's head is read without the checks (see backlogHead), so it is checked before it starts
     const checkedAt = this.sub.ordering === "fifo" ? Number.NEGATIVE_INFINITY : now.getTime();
     const rows = await this.#due(now);
+    if (!this.#enabled || this.#stopped) return;
     for (const row of rows) {
       this.#inFlight.add(row.id);
       void this.#queue.add(() => this.#attempt(row, checkedAt)).catch(() => undefined);
     }
   }
 
-  /** What may start now under this subscription's ordering; sets a timer for what is not due yet. */
+  /**
+   * What may start now under this subscription's ordering; sets a timer for what is not due yet.
+   * Reads the subscription's status too (a pause wakes the worker, which reads it here).
+   */
   async #due(now: Date): Promise<DeliveryRow[]> {
-    const { db } = this.deps;
-    if (this.sub.ordering === "fifo") {
-      if (this.#inFlight.size > 0) return [];
-      const [head] = await backlogHead(db, this.sub.name);
-      if (!head) return [];
-      if (head.next_attempt_at > now) {
-        this.#wakeAt(head.next_attempt_at.getTime());
-        return [];
-      }
-      return [head];
-    }
+    if (this.sub.ordering === "fifo") return this.#fifoHead(now);
     const room = this.#room();
-    if (room <= 0) return [];
-    const skip = [...this.#inFlight];
-    const lease = { owner: this.deps.owner, forMs: this.sub.timeout };
-    const rows = await dueDeliveries(db, this.sub.name, this.sub.ordering, now, room, skip, lease);
-    if (rows.length < room) {
-      const next = await nextDueAt(db, this.sub.name, now);
-      if (next) this.#wakeAt(next.getTime());
+    if (room <= 0) {
+      this.#enabled = (await this.deps.batches.status(this.sub.name)) === "enabled";
+      return [];
     }
-    return rows;
+    // status, due rows (with the last checks) and the next due time in one read (shared with
+    // the other subscriptions reading theirs at the same time)
+    const due = await this.deps.batches.due({
+      subscription: this.sub.name,
+      ordering: this.sub.ordering,
+      limit: room,
+      skip: [...this.#inFlight],
+      forMs: this.sub.timeout,
+    });
+    this.#enabled = due.status === "enabled";
+    if (due.rows.length < room && due.nextDueAt) this.#wakeAt(due.nextDueAt.getTime());
+    return due.rows;
+  }
+
+  /** fifo: the head of the backlog, when nothing is in flight and it is due. */
+  async #fifoHead(now: Date): Promise<DeliveryRow[]> {
+    this.#enabled = (await this.deps.batches.status(this.sub.name)) === "enabled";
+    if (!this.#enabled || this.#stopped || this.#inFlight.size > 0) return [];
+    const [head] = await backlogHead(this.deps.db, this.sub.name);
+    if (!head) return [];
+    if (head.next_attempt_at > now) {
+      this.#wakeAt(head.next_attempt_at.getTime());
+      return [];
+    }
+    return [head];
   }
 
   /** Queue only what can start soon, so a pause or a lost lease leaves little queued. */
