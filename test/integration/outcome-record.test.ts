@@ -218,7 +218,9 @@ describeEachDb("recording outcomes under faults", (t) => {
   it("an attempt goes with its delivery: retention, a deleted message, a truncate (no foreign key since 0013)", async () => {
     const db = t().db;
     const [sub] = buildSubscriptions(
-      testConfig(`subscriptions:\n  - name: gone\n    subjects: ["order.*"]\n    url: "http://127.0.0.1:9/x"\n`),
+      testConfig(
+        `subscriptions:\n  - name: gone\n    subjects: ["order.*"]\n    url: "http://127.0.0.1:9/x"\n`,
+      ),
     );
     await syncSubscriptions(db, [{ name: "gone", status: "enabled" }]);
     await insertBacklog(db, { tag: "gone", n: 4, subscriptions: ["gone"] });
