@@ -16,7 +16,7 @@ import { insertBacklog } from "../test/helpers/backlog.js";
 import { startEngine } from "../test/helpers/engine.js";
 import type { Sender } from "../src/outbox/send.js";
 import { createBenchDb } from "./lib/db.js";
-import { type Breakdown, BusyClock, describe, timedDb, watch } from "./lib/timing.js";
+import { type Breakdown, BusyClock, cpuSince, describe, serverCpu, timedDb, watch } from "./lib/timing.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { startSink, type Sink } from "./lib/sink.js";
 import { progress, repeat, summarize } from "./lib/stats.js";
@@ -65,7 +65,7 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
       const n = i < 0 ? Math.ceil(total / 25) : total;
       return {
         engine: await engineRun(bench.db, sink, n, "none"),
-        pgboss: await pgBossRun(boss, sink, n),
+        pgboss: await pgBossRun(boss, bench.db, sink, n),
         ceiling: await ceilingRun(sink, n),
         key: await engineRun(bench.db, sink, n, "key"),
         spread: await engineRun(bench.db, sink, n, "spread"),
@@ -141,7 +141,8 @@ type Shape = "none" | "key" | "spread";
 
 /** A fresh backlog each run, as the outbox holds it after a burst of events. */
 async function freshBacklog(db: Db, n: number, shape: Shape): Promise<void> {
-  await db.query("truncate stock_sync.attempts, stock_sync.deliveries, stock_sync.messages");
+  // cascade: the import jobs (0012) refer to deliveries too
+  await db.query("truncate stock_sync.attempts, stock_sync.deliveries, stock_sync.messages cascade");
   if (shape === "spread") {
     // each message to one of the subscriptions, in turns: n in all, as in the other figures
     for (const [i, name] of subscriptionNames(shape).entries()) {
@@ -196,6 +197,8 @@ async function engineRun(db: Db, sink: Sink, n: number, shape: Shape): Promise<R
   let delivered = 0;
   let finished: () => void = () => undefined;
   const done = new Promise<void>((r) => (finished = r));
+  const server = await serverCpu(db);
+  const cpu0 = process.cpuUsage();
   const watching = watch(clocks);
   const started = performance.now();
   const engine = await startEngine(
@@ -209,11 +212,9 @@ async function engineRun(db: Db, sink: Sink, n: number, shape: Shape): Promise<R
     },
   );
   await Promise.race([done, sleep(CAP_MS)]);
-  const result = {
-    rate: delivered / ((performance.now() - started) / 1000),
-    delivered,
-    where: watching.stop(),
-  };
+  const rate = delivered / ((performance.now() - started) / 1000);
+  const cpu = { processMs: cpuSince(cpu0), serverMs: await server.stop() };
+  const result = { rate, delivered, where: { ...watching.stop(), cpu, items: delivered } };
   await engine.stop();
   return result;
 }
@@ -234,7 +235,7 @@ function notes(runs: Run[], side: Side, total: number, extra = ""): string {
 
 let queues = 0;
 
-async function pgBossRun(boss: PgBoss, sink: Sink, n: number): Promise<Result> {
+async function pgBossRun(boss: PgBoss, db: Db, sink: Sink, n: number): Promise<Result> {
   // a fresh queue (its own partition) per run, as the engine gets a fresh backlog
   const queue = `bulk_${++queues}`;
   await boss.createQueue(queue);
@@ -247,6 +248,8 @@ async function pgBossRun(boss: PgBoss, sink: Sink, n: number): Promise<Result> {
   }
   sink.reset();
   const { post, agent } = poster(sink);
+  const server = await serverCpu(db);
+  const cpu0 = process.cpuUsage();
   const watching = watch({ http: clocks.http });
   const started = performance.now();
   const workers: string[] = [];
@@ -266,11 +269,9 @@ async function pgBossRun(boss: PgBoss, sink: Sink, n: number): Promise<Result> {
     await sleep(sink.count < n ? 50 : 5);
     delivered = await completed(boss, queue);
   }
-  const result = {
-    rate: delivered / ((performance.now() - started) / 1000),
-    delivered,
-    where: watching.stop(),
-  };
+  const rate = delivered / ((performance.now() - started) / 1000);
+  const cpu = { processMs: cpuSince(cpu0), serverMs: await server.stop() };
+  const result = { rate, delivered, where: { ...watching.stop(), cpu, items: delivered } };
   for (const id of workers) await boss.offWork({ id, wait: true } as never);
   await agent.close();
   return result;
@@ -303,10 +304,13 @@ function poster(sink: Sink) {
 async function ceilingRun(sink: Sink, n: number): Promise<Result> {
   sink.reset();
   const { post, agent } = poster(sink);
+  const cpu0 = process.cpuUsage();
   const watching = watch({ http: clocks.http });
   const started = performance.now();
   await Promise.all(Array.from({ length: n }, (_, i) => post(JSON.stringify({ n: i + 1 }))));
-  const result = { rate: n / ((performance.now() - started) / 1000), delivered: n, where: watching.stop() };
+  const rate = n / ((performance.now() - started) / 1000);
+  const cpu = { processMs: cpuSince(cpu0), serverMs: null };
+  const result = { rate, delivered: n, where: { ...watching.stop(), cpu, items: n } };
   await agent.close();
   return result;
 }

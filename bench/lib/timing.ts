@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import type { Db, Queryable } from "../../src/db/db.js";
 
@@ -12,6 +13,10 @@ export type Breakdown = {
   db: Busy | null;
   http: Busy | null;
   loop: { utilization: number; lagP99Ms: number };
+  /** CPU time in ms: this process (the sender, and the bench's receiver), PostgreSQL's backends. */
+  cpu?: { processMs: number; serverMs: number | null };
+  /** Items (messages) the run handled, for the CPU per item. */
+  items?: number;
 };
 
 export type Busy = { count: number; meanMs: number; busyShare: number };
@@ -69,7 +74,8 @@ export function timedDb(db: Db, clock: BusyClock): Db {
       clock.end(at);
     }
   };
-  const query: Queryable["query"] = (text, values) => timed(() => db.query(text, values));
+  // the options too: the engine's named (prepared) statements must stay prepared when timed
+  const query: Queryable["query"] = (text, values, opts) => timed(() => db.query(text, values, opts));
   return {
     kind: db.kind,
     query,
@@ -104,6 +110,48 @@ export function watch(clocks: { db?: BusyClock; http?: BusyClock }) {
   };
 }
 
+/**
+ * CPU time of the PostgreSQL backends connected to `db`'s database (pg-boss's too, when it uses
+ * the same database), read from /proc: the server runs on this host. What one message costs the
+ * server, beside what it costs this process, is what says how far two cores can go (#16).
+ * Backends that exit during the run are not counted (the pools keep theirs for 10 s idle). `stop`
+ * resolves to null where /proc cannot be read (another host, another OS).
+ */
+export async function serverCpu(db: Queryable): Promise<{ stop(): Promise<number | null> }> {
+  const read = async () => {
+    const { rows } = await db.query<{ pid: number }>(
+      "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+    );
+    const cpu = new Map<number, number>();
+    for (const { pid } of rows) {
+      // fields after "(comm)": state is the 1st, utime the 12th, stime the 13th (clock ticks)
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+      const f = stat?.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (f) cpu.set(pid, (Number(f[11]) + Number(f[12])) * TICK_MS);
+    }
+    return cpu;
+  };
+  const before = await read().catch(() => null);
+  return {
+    async stop() {
+      const after = await read().catch(() => null);
+      if (!before || !after || after.size === 0) return null;
+      let ms = 0;
+      for (const [pid, t] of after) ms += t - (before.get(pid) ?? 0);
+      return ms;
+    },
+  };
+}
+
+/** Linux's clock tick (USER_HZ) is 100 per second on every common build. */
+const TICK_MS = 10;
+
+/** This process's CPU (user + system) since `from` (process.cpuUsage()), in ms. */
+export const cpuSince = (from: NodeJS.CpuUsage) => {
+  const d = process.cpuUsage(from);
+  return (d.user + d.system) / 1000;
+};
+
 const pct = (x: number) => `${Math.round(100 * x)}%`;
 const ms = (x: number) => (x >= 10 ? x.toFixed(0) : x.toFixed(1));
 
@@ -115,7 +163,15 @@ export function describe(b: Breakdown): string {
     busy("database", b.db),
     busy("HTTP", b.http),
     `event loop ${pct(b.loop.utilization)} busy, lag p99 ${ms(b.loop.lagP99Ms)} ms`,
+    b.cpu && b.items ? cpuPerItem(b.cpu, b.items) : "",
   ]
     .filter(Boolean)
     .join(", ");
+}
+
+/** CPU per message, in µs: where two cores go. */
+function cpuPerItem(cpu: NonNullable<Breakdown["cpu"]>, items: number): string {
+  const us = (x: number) => `${Math.round((1000 * x) / items)} µs`;
+  const server = cpu.serverMs === null ? "" : `, PostgreSQL ${us(cpu.serverMs)}`;
+  return `CPU per message: this process ${us(cpu.processMs)}${server}`;
 }

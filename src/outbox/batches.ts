@@ -1,13 +1,19 @@
 import { type Coalescer, createCoalescer } from "../db/coalesce.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { AttemptRecord } from "./outcome.js";
-import { mayAttempt, subscriptionStatuses } from "./queries.js";
+import {
+  type DueAnswer,
+  type DueRequest,
+  dueForSubscriptions,
+  mayAttempt,
+  subscriptionStatuses,
+} from "./queries.js";
 import { type Recorded, type RecordDeps, recordGroups } from "./record.js";
 
 /**
  * The statements every subscription's worker makes, shared by all the workers of one engine:
- * status reads, last checks before a request, and outcome records each go through one group
- * commit (db/coalesce.ts), so twenty busy subscriptions make about as many statements as one
+ * status reads, reads of the backlog, last checks before a request, and outcome records each go
+ * through one group commit (db/coalesce.ts), so twenty busy subscriptions make about as many statements as one
  * (#16: each with its own made 0.9 statements per message, and the PostgreSQL round trips, not
  * the HTTP, filled the two cores). Per subscription nothing changes: the same checks, the same
  * fenced writes, its outcomes in the order they finished.
@@ -15,6 +21,11 @@ import { type Recorded, type RecordDeps, recordGroups } from "./record.js";
 export type SharedBatches = {
   /** The subscription's status as stored now (undefined: no row). */
   status(name: string): Promise<string | undefined>;
+  /**
+   * Its status, what may start now and when the next delivery is due, read with the backlogs of
+   * the other subscriptions that want rows at the same time (queries.ts dueForSubscriptions).
+   */
+  due(req: DueRequest): Promise<DueAnswer>;
   /** Still owed, enabled, and leased to us for at least `forMs` more (queries.ts mayAttempt). */
   check(deliveryId: number, forMs: number): Promise<boolean>;
   /** Records one finished attempt with the others of its batch (record.ts recordGroups). */
@@ -43,6 +54,10 @@ export function createSharedBatches(deps: RecordDeps & { owner: string }): Share
   const statuses: Coalescer<string, string | undefined> = createCoalescer(async (names) => {
     const found = await subscriptionStatuses(deps.db, [...new Set(names)]);
     return names.map((n) => ({ status: "fulfilled", value: found.get(n) }));
+  });
+  const dues: Coalescer<DueRequest, DueAnswer> = createCoalescer(async (items) => {
+    const answers = await dueForSubscriptions(deps.db, deps.clock.now(), deps.owner, items);
+    return answers.map((value) => ({ status: "fulfilled", value }));
   });
   const checks: Coalescer<Check, boolean> = createCoalescer(async (items) => {
     // one query per lease length asked (subscriptions' timeouts): usually one
@@ -74,6 +89,7 @@ export function createSharedBatches(deps: RecordDeps & { owner: string }): Share
   }, RECORDS);
   return {
     status: (name) => statuses.submit(name),
+    due: (req) => dues.submit(req),
     check: (id, forMs) => checks.submit({ id, forMs }),
     record: (sub, rec, onFenced) => records.submit({ sub, rec, onFenced }),
   };

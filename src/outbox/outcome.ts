@@ -156,12 +156,14 @@ export async function recordSuccessGroups(
            -- the fence (see fence()): still owed, and the lease still ours
            join stock_sync.deliveries f on f.id = u.id and f.subscription = u.sub and f.status in ('pending', 'failed')
            join stock_sync.subscriptions l on l.name = f.subscription and ($9::text is null or l.lease_owner = $9)),
-     a as (insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, response_body, outcome)
-           select id, started_at, duration_ms, http_status, null, 'delivered' from u),
      d as (update stock_sync.deliveries d set status = 'delivered', attempts = d.attempts + 1,
              updated_at = u.at, delivered_at = u.at, last_status = u.http_status, last_error = null
            from u where d.id = u.id and d.status in ('pending', 'failed')
            returning d.id),
+     -- only for the deliveries updated (locked, still owed): the attempt rows have no foreign
+     -- key (0013), so one is never written for a delivery that is gone or no longer owed
+     a as (insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, response_body, outcome)
+           select u.id, u.started_at, u.duration_ms, u.http_status, null, 'delivered' from d join u on u.id = d.id),
      -- as countFailure's success path: the time of the last success, at most once a second
      t as (update stock_sync.subscriptions x set last_success_at = $7, last_status = g.last_status
            from unnest($6::text[], $8::int[]) as g(name, last_status) join s on s.name = g.name and s.ok

@@ -249,6 +249,11 @@ const sendable = (owner: string, forMs: string) =>
 const KEY_NOT_HELD = `(d.ordering_key is null or not exists (select 1 from stock_sync.deliveries x
   where x.subscription = d.subscription and x.ordering_key = d.ordering_key and x.status = 'dead' and x.id < d.id))`;
 
+/** The placeholders (or expressions) one due query reads its values from. */
+type DueParams = { sub: string; now: string; limit: string; skip: string; owner: string; forMs: string };
+
+const SINGLE: DueParams = { sub: "$1", now: "$2", limit: "$3", skip: "$4", owner: "$5", forMs: "$6" };
+
 /**
  * What may start now, earliest due first, skipping what this process already holds. `key`: the
  * head of each key's backlog, when due and not held by a dead delivery; `none`: any due delivery. (`fifo` reads `backlogHead`.)
@@ -264,48 +269,116 @@ export async function dueDeliveries(
   skip: number[],
   lease: SendingLease,
 ): Promise<DeliveryRow[]> {
-  const { rows } = await db.query<DeliveryRow>(
-    `select ${DELIVERY_COLUMNS} from (${ordering === "key" ? DUE_HEADS : DUE_ANY}) due
-     join stock_sync.deliveries d on d.id = due.id join stock_sync.messages m on m.id = d.message_id
-     where d.${BACKLOG} and d.next_attempt_at <= $2 and ${sendable("$5", "$6")}${ordering === "key" ? ` and ${KEY_NOT_HELD}` : ""}
-     order by d.next_attempt_at, d.id limit $3`,
-    [subscription, now, limit, skip, lease.owner, lease.forMs],
-  );
+  const { rows } = await db.query<DeliveryRow>(dueQuery(ordering, SINGLE), [
+    subscription,
+    now,
+    limit,
+    skip,
+    lease.owner,
+    lease.forMs,
+  ]);
   return rows;
 }
+
+const dueQuery = (ordering: "key" | "none", p: DueParams) =>
+  `select ${DELIVERY_COLUMNS} from (${ordering === "key" ? dueHeads(p) : dueAny(p)}) due
+     join stock_sync.deliveries d on d.id = due.id join stock_sync.messages m on m.id = d.message_id
+     where d.${BACKLOG} and d.next_attempt_at <= ${p.now} and ${sendable(p.owner, p.forMs)}${ordering === "key" ? ` and ${KEY_NOT_HELD}` : ""}
+     order by d.next_attempt_at, d.id limit ${p.limit}`;
 
 /**
  * Due deliveries with (`keyed`) or without an ordering key, earliest first. Each has its own
  * partial index, which is the only one that returns them in this order: a planner that
  * misjudges how the backlog lies in the history cannot pick a walk over the primary key.
  */
-const dueRows = (keyed: boolean) => `(select id from stock_sync.deliveries
-    where subscription = $1 and ${BACKLOG} and ordering_key is ${keyed ? "not " : ""}null
-      and next_attempt_at <= $2 and id <> all($4::int8[])
-    order by next_attempt_at, id limit $3)`;
+const dueRows = (keyed: boolean, p: DueParams) => `(select id from stock_sync.deliveries
+    where subscription = ${p.sub} and ${BACKLOG} and ordering_key is ${keyed ? "not " : ""}null
+      and next_attempt_at <= ${p.now} and id <> all(${p.skip}::int8[])
+    order by next_attempt_at, id limit ${p.limit})`;
 
 /** `none`: every due delivery, both indexes merged. */
-const DUE_ANY = `${dueRows(false)} union all ${dueRows(true)}`;
+const dueAny = (p: DueParams) => `${dueRows(false, p)} union all ${dueRows(true, p)}`;
 
 /**
  * `key`: due heads of the keys (delivery_heads, kept by triggers) and due deliveries without a
  * key (each its own key). A head in flight is skipped, so its key sends nothing meanwhile.
  */
-const DUE_HEADS = `(select delivery_id as id from stock_sync.delivery_heads
-    where subscription = $1 and due_at <= $2 and delivery_id <> all($4::int8[])
-    order by due_at, delivery_id limit $3)
-  union all ${dueRows(false)}`;
+const dueHeads = (p: DueParams) => `(select delivery_id as id from stock_sync.delivery_heads
+    where subscription = ${p.sub} and due_at <= ${p.now} and delivery_id <> all(${p.skip}::int8[])
+    order by due_at, delivery_id limit ${p.limit})
+  union all ${dueRows(false, p)}`;
 
 /** When the next not-yet-due delivery of the backlog becomes due (to set a timer). */
 export async function nextDueAt(db: Queryable, subscription: string, now: Date): Promise<Date | null> {
-  // one index probe each (min() reads the first entry after `now`)
-  const next = (keyed: boolean) => `(select min(next_attempt_at) from stock_sync.deliveries
-    where subscription = $1 and ${BACKLOG} and ordering_key is ${keyed ? "not " : ""}null and next_attempt_at > $2)`;
-  const { rows } = await db.query<{ at: Date | null }>(`select least(${next(false)}, ${next(true)}) as at`, [
+  const { rows } = await db.query<{ at: Date | null }>(`select ${nextDue("$1", "$2")} as at`, [
     subscription,
     now,
   ]);
   return rows[0]?.at ?? null;
+}
+
+// one index probe each (min() reads the first entry after `now`)
+const nextDue = (sub: string, now: string) => {
+  const next = (keyed: boolean) => `(select min(next_attempt_at) from stock_sync.deliveries
+    where subscription = ${sub} and ${BACKLOG} and ordering_key is ${keyed ? "not " : ""}null and next_attempt_at > ${now})`;
+  return `least(${next(false)}, ${next(true)})`;
+};
+
+/** One subscription's read of its backlog, for `dueForSubscriptions`. */
+export type DueRequest = {
+  subscription: string;
+  ordering: "key" | "none";
+  limit: number;
+  /** Deliveries this process holds already (not fetched again). */
+  skip: number[];
+  /** How long (ms) the lease must still hold for a fetched row to start at once. */
+  forMs: number;
+};
+
+/** Its answer: the subscription's status (undefined: no row), what may start, the next due time. */
+export type DueAnswer = { status: string | undefined; rows: DeliveryRow[]; nextDueAt: Date | null };
+
+/**
+ * For every subscription that wants rows, in one statement (#16: twenty workers each reading
+ * their backlog made half the statements of a run): its status, what `dueDeliveries` returns for
+ * it, and what `nextDueAt` does. Each subscription is one branch of a `union all` holding
+ * `dueDeliveries`' own query, so each reads the same index ranges with the same plan; the status
+ * is read in the same snapshot, so one round trip serves what took three.
+ */
+export async function dueForSubscriptions(
+  db: Queryable,
+  now: Date,
+  owner: string,
+  requests: readonly DueRequest[],
+): Promise<DueAnswer[]> {
+  if (requests.length === 0) return [];
+  // $1 now, $2 owner, then four per request
+  const values: unknown[] = [now, owner];
+  const branches = requests.map((r, i) => {
+    values.push(r.subscription, r.limit, r.skip, r.forMs);
+    const at = (k: number) => `$${3 + 4 * i + k}`;
+    const p: DueParams = { sub: at(0), now: "$1", limit: at(1), skip: at(2), owner: "$2", forMs: at(3) };
+    return `(select ${i} as want, st.sub_status, st.next_due, x.* from
+       (select s.status as sub_status, ${nextDue(p.sub, p.now)} as next_due from stock_sync.subscriptions s
+        where s.name = ${p.sub}::text) st
+       left join (${dueQuery(r.ordering, p)}) x on true)`;
+  });
+  const { rows } = await db.query<DeliveryRow & { want: number; sub_status: string; next_due: Date | null }>(
+    branches.join("\n     union all "),
+    values,
+  );
+  const answers: DueAnswer[] = requests.map(() => ({ status: undefined, rows: [], nextDueAt: null }));
+  for (const row of rows) {
+    const a = answers[row.want]!;
+    a.status = row.sub_status;
+    a.nextDueAt = row.next_due;
+    if (row.id === null) continue;
+    // (`want`, `sub_status` and `next_due` travel with the row: harmless, not worth a copy)
+    a.rows.push(row);
+  }
+  // each branch in its own order; the union does not promise to keep it
+  for (const a of answers) a.rows.sort((x, y) => +x.next_attempt_at - +y.next_attempt_at || x.id - y.id);
+  return answers;
 }
 
 /**

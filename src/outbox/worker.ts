@@ -5,14 +5,7 @@ import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { AttemptRecord } from "./outcome.js";
 import type { SharedBatches } from "./batches.js";
-import {
-  backlogHead,
-  backlogHeadMeta,
-  backlogPayloadAfter,
-  type DeliveryRow,
-  dueDeliveries,
-  nextDueAt,
-} from "./queries.js";
+import { backlogHead, backlogHeadMeta, backlogPayloadAfter, type DeliveryRow } from "./queries.js";
 import { prepareRequest } from "../formats/events.js";
 import { runJob } from "../jobs/run.js";
 import { SendLimiter, type Slot } from "./limiter.js";
@@ -147,49 +140,60 @@ export class SubscriptionWorker {
     const now = clock.now();
     if (now.getTime() < this.#backoffUntil) return this.#wakeAt(this.#backoffUntil);
     if (now.getTime() < this.#holdUntil) return this.#wakeAt(this.#holdUntil);
-    const status = await this.deps.batches.status(this.sub.name);
-    this.#enabled = status === "enabled";
-    if (!this.#enabled || this.#stopped) return;
     // fifo's head is read without the checks (see backlogHead), so it is checked before it starts
     const checkedAt = this.sub.ordering === "fifo" ? Number.NEGATIVE_INFINITY : now.getTime();
     const rows = await this.#due(now);
+    if (!this.#enabled || this.#stopped) return;
     for (const row of rows) {
       this.#inFlight.add(row.id);
       void this.#queue.add(() => this.#attempt(row, checkedAt)).catch(() => undefined);
     }
   }
 
-  /** What may start now under this subscription's ordering; sets a timer for what is not due yet. */
+  /**
+   * What may start now under this subscription's ordering; sets a timer for what is not due yet.
+   * Reads the subscription's status too (a pause wakes the worker, which reads it here).
+   */
   async #due(now: Date): Promise<DeliveryRow[]> {
-    const { db } = this.deps;
-    if (this.sub.ordering === "fifo") {
-      if (this.#inFlight.size > 0) return [];
-      const head = await this.#fifoHead();
-      if (!head) return [];
-      if (head.next_attempt_at > now) {
-        this.#wakeAt(head.next_attempt_at.getTime());
-        return [];
-      }
-      this.#ahead = backlogPayloadAfter(db, this.sub.name, head.id);
-      this.#ahead.catch(() => undefined); // a failed read ahead only means reading it whole later
-      return [head];
-    }
+    if (this.sub.ordering === "fifo") return this.#fifo(now);
     const room = this.#room();
-    if (room <= 0) return [];
-    const skip = [...this.#inFlight];
-    const lease = { owner: this.deps.owner, forMs: this.sub.timeout };
-    const rows = await dueDeliveries(db, this.sub.name, this.sub.ordering, now, room, skip, lease);
-    if (rows.length < room) {
-      const next = await nextDueAt(db, this.sub.name, now);
-      if (next) this.#wakeAt(next.getTime());
+    if (room <= 0) {
+      this.#enabled = (await this.deps.batches.status(this.sub.name)) === "enabled";
+      return [];
     }
-    return rows;
+    // status, due rows (with the last checks) and the next due time in one read (shared with
+    // the other subscriptions reading theirs at the same time)
+    const due = await this.deps.batches.due({
+      subscription: this.sub.name,
+      ordering: this.sub.ordering,
+      limit: room,
+      skip: [...this.#inFlight],
+      forMs: this.sub.timeout,
+    });
+    this.#enabled = due.status === "enabled";
+    if (due.rows.length < room && due.nextDueAt) this.#wakeAt(due.nextDueAt.getTime());
+    return due.rows;
+  }
+
+  /** fifo: the head of the backlog, when nothing is in flight and it is due. */
+  async #fifo(now: Date): Promise<DeliveryRow[]> {
+    this.#enabled = (await this.deps.batches.status(this.sub.name)) === "enabled";
+    if (!this.#enabled || this.#stopped || this.#inFlight.size > 0) return [];
+    const head = await this.#fifoHead();
+    if (!head) return [];
+    if (head.next_attempt_at > now) {
+      this.#wakeAt(head.next_attempt_at.getTime());
+      return [];
+    }
+    this.#ahead = backlogPayloadAfter(this.deps.db, this.sub.name, head.id);
+    this.#ahead.catch(() => undefined); // a failed read ahead only means reading it whole later
+    return [head];
   }
 
   /**
    * fifo's head. While it is sent, the next message's payload is read (a stock part is a
    * megabyte: reading it took longer than uploading it over SFTP, issue 13), so the head after
-   * this one is read without it (#due starts the read ahead when a head goes out). A message's payload never changes; the row itself (status,
+   * this one is read without it (#fifo starts the read ahead when a head goes out). A message's payload never changes; the row itself (status,
    * attempts, lease checks) is always read fresh, and a head that is not the message read ahead
    * (a failed attempt, a replay) is read whole.
    */

@@ -118,9 +118,11 @@ describeEachDb("delivery leases", (t) => {
     const emptyFetches: number[] = []; // a fetch that found nothing it may send
     const db = spyDb(t().db, {
       after: (text, rows) => {
-        if (text.includes("d.next_attempt_at <= $2")) {
-          fetched.push(...(rows as { id: string }[]).map((row) => Number(row.id)));
-          if (rows.length === 0) emptyFetches.push(Date.now());
+        // the backlog read (dueForSubscriptions: nothing due is a row with no delivery)
+        if (text.includes("join stock_sync.deliveries d on d.id = due.id")) {
+          const ids = (rows as { id: string | null }[]).filter((row) => row.id !== null);
+          fetched.push(...ids.map((row) => Number(row.id)));
+          if (ids.length === 0) emptyFetches.push(Date.now());
         }
         if (text.includes("where d.id = any($1::int8[])") && rows.length === 0) refused.push(Date.now());
       },

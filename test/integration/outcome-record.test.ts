@@ -6,6 +6,7 @@ import { createLogger } from "../../src/log.js";
 import type { AttemptRecord } from "../../src/outbox/outcome.js";
 import { syncSubscriptions } from "../../src/outbox/queries.js";
 import { recordBatch } from "../../src/outbox/record.js";
+import { purgeDelivered } from "../../src/outbox/retention.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { insertBacklog } from "../helpers/backlog.js";
 import { useCleanup } from "../helpers/cleanup.js";
@@ -212,5 +213,59 @@ describeEachDb("recording outcomes under faults", (t) => {
       [null, null],
     ]);
     expect(lines.join("")).toMatch(/attempt outcome could not be recorded/);
+  });
+
+  it("an attempt goes with its delivery: retention, a deleted message, a truncate (no foreign key since 0013)", async () => {
+    const db = t().db;
+    const [sub] = buildSubscriptions(
+      testConfig(
+        `subscriptions:\n  - name: gone\n    subjects: ["order.*"]\n    url: "http://127.0.0.1:9/x"\n`,
+      ),
+    );
+    await syncSubscriptions(db, [{ name: "gone", status: "enabled" }]);
+    await insertBacklog(db, { tag: "gone", n: 4, subscriptions: ["gone"] });
+    const { rows: ids } = await db.query<{ id: number; message_id: string }>(
+      "select id, message_id from stock_sync.deliveries where subscription = 'gone' order by id",
+    );
+    const at = new Date();
+    const delivered = (id: number, status: number): AttemptRecord => ({
+      deliveryId: id,
+      startedAt: at,
+      durationMs: 5,
+      result: { kind: "response", status },
+      responseBody: null,
+      decision: status < 300 ? { kind: "delivered" } : { kind: "retry", delayMs: 30_000 },
+      decidedAt: at,
+    });
+    const deps = { db, clock: systemClock, log: createLogger({ level: "silent", format: "json" }) };
+    // two delivered (one statement), one failed (the general path), one never attempted
+    await recordBatch({ ...deps, random: () => 0.5, all: [sub!], notifyMinIntervalMs: 0 }, sub!, [
+      delivered(ids[0]!.id, 204),
+      delivered(ids[1]!.id, 204),
+    ]);
+    await recordBatch({ ...deps, random: () => 0.5, all: [sub!], notifyMinIntervalMs: 0 }, sub!, [
+      delivered(ids[2]!.id, 500),
+    ]);
+    const left = async () =>
+      (
+        await db.query<{ delivery_id: number }>(
+          "select delivery_id from stock_sync.attempts where delivery_id = any($1::int8[]) order by delivery_id",
+          [ids.map((r) => r.id)],
+        )
+      ).rows.map((r) => Number(r.delivery_id));
+    expect(await left()).toEqual([ids[0]!.id, ids[1]!.id, ids[2]!.id]);
+    // retention deletes the delivered ones, and their attempts with them
+    await purgeDelivered(db, new Date(Date.now() + 60_000), 1);
+    expect(await left()).toEqual([ids[2]!.id]);
+    // a message deleted takes its deliveries, and they their attempts
+    await db.query("delete from stock_sync.messages where id = $1", [ids[2]!.message_id]);
+    expect(await left()).toEqual([]);
+    // and a truncate of the outbox leaves no attempt behind
+    await recordBatch({ ...deps, random: () => 0.5, all: [sub!], notifyMinIntervalMs: 0 }, sub!, [
+      delivered(ids[3]!.id, 500),
+    ]);
+    expect(await left()).toEqual([ids[3]!.id]);
+    await db.query("truncate stock_sync.deliveries cascade");
+    expect((await db.query("select 1 from stock_sync.attempts")).rows).toEqual([]);
   });
 });
