@@ -148,7 +148,7 @@ async function cleared(db: Queryable): Promise<void> {
 async function prepare(bench: BenchDb, o: Outage): Promise<void> {
   const t0 = performance.now();
   await bench.db.query(
-    "truncate stock_sync.attempts, stock_sync.deliveries, stock_sync.messages, stock_sync.subscriptions",
+    "truncate stock_sync.attempts, stock_sync.deliveries, stock_sync.messages, stock_sync.subscriptions cascade",
   );
   await bench.db.query(
     `insert into stock_sync.subscriptions (name, lease_owner, lease_until)
