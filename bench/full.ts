@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../src/config/index.js";
 import { startEngine, type TestEngine } from "../test/helpers/engine.js";
-import { ROOT, runStockSync } from "./lib/child.js";
+import { BIN, ROOT, runStockSync } from "./lib/child.js";
 import { type BenchDb, createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { startSink } from "./lib/sink.js";
@@ -82,6 +82,15 @@ export async function runFullBench(o: { rows: number; partRows: number; gzip: bo
     progress("full: warm-up (COPY, sent state of a previous full)");
     await copy();
     await seedSentState(bench);
+    // The cost of being a process, apart from the rows: start and exit of `snapshot --out` over
+    // zero rows (module loading, config, connecting, exit) and of `snapshot --help`, against
+    // `node -e 0`; the start+exit of every figure below.
+    const zero = join(dir, "zero.yaml");
+    await writeFile(zero, yaml(false).replace(SELLABLE, SELLABLE.replace(">= 0", "< 0")));
+    await runStockSync(["--version"]); // builds dist/ when stale, outside the timing
+    const starts = await repeat("full: process start", { warmups: 1, runs: 5 }, () =>
+      startOnce(zero, join(dir, "zero.csv")),
+    );
     const exportOnce = () => exportMs(configs.plain, join(dir, "export.csv"), rows);
     const runs = await repeat("full", { warmups: 0, runs: 3 }, async () => ({
       plain: {
@@ -98,6 +107,7 @@ export async function runFullBench(o: { rows: number; partRows: number; gzip: bo
     const plain = runs.map((r) => r.plain);
     const gzip = runs.flatMap((r) => (r.gzip ? [r.gzip] : []));
     return [
+      ...startRows(starts),
       ...throughputRows(plain, rows, "plain"),
       exportRow(plain, rows),
       bareRow(plain, rows),
@@ -209,6 +219,56 @@ function bareRow(runs: Run[], rows: number): Row {
     met: null,
     note: "node + pg + pg-copy-streams into a file, nothing else (bench/lib/copy-floor.mjs)",
   };
+}
+
+type Start = { nodeMs: number; helpMs: number; zeroMs: number };
+
+/** One round, the baseline first: `node -e 0`, `snapshot --help`, `snapshot --out` of 0 rows. */
+async function startOnce(config: string, file: string): Promise<Start> {
+  const nodeMs = await spawnMs(["-e", "0"]);
+  const helpMs = await spawnMs([BIN, "snapshot", "--help"]);
+  const zeroMs = await spawnMs([BIN, "--config", config, "snapshot", "--out", file]);
+  const lines = (await readFile(file, "utf8")).split("\n").filter(Boolean).length;
+  if (lines !== 1) throw new Error(`${file} holds ${lines} lines, expected a header alone`);
+  await rm(file, { force: true });
+  return { nodeMs, helpMs, zeroMs };
+}
+
+/** Wall time of `node <args>` from spawn to exit, as the other process figures are timed. */
+async function spawnMs(args: string[]): Promise<number> {
+  const started = performance.now();
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const [code] = await once(child, "exit");
+  if (code !== 0) throw new Error(`node ${args.join(" ")} failed (${code}): ${stderr}`);
+  return performance.now() - started;
+}
+
+/**
+ * Start and exit of the snapshot process as a multiple of a bare `node -e 0` in the same rounds:
+ * what loading modules, reading the config and connecting cost before the first row.
+ */
+function startRows(starts: Start[]): Row[] {
+  const baseline = { label: "node -e 0", unit: "ms", value: summarize(starts.map((s) => s.nodeMs)) };
+  const row = (figure: string, ms: (s: Start) => number, note: string): Row => ({
+    figure,
+    unit: "ms",
+    value: summarize(starts.map(ms)),
+    baseline,
+    ratio: summarize(starts.map((s) => ms(s) / s.nodeMs)),
+    goal: "(info: the start+exit of every snapshot figure)",
+    met: null,
+    note,
+  });
+  return [
+    row("`stock-sync snapshot --help`", (s) => s.helpMs, "commander and the CLI alone"),
+    row(
+      "`stock-sync snapshot --out FILE` of 0 rows",
+      (s) => s.zeroMs,
+      "modules of the snapshot path, config, state and source connections, migrations check, exit",
+    ),
+  ];
 }
 
 async function bareNodeMs(url: string, file: string): Promise<number> {

@@ -9,7 +9,6 @@ import { openPostgres } from "./db/pg.js";
 import type { ExportDeps } from "./export/run.js";
 import type { Formats } from "./formats/registry.js";
 import { captureProblems, installCapture } from "./inventory/capture-catalog.js";
-import { demoSourceExists, seedDemoSource } from "./inventory/seed.js";
 import { ConnectorError } from "./errors.js";
 import type { Logger } from "./log.js";
 import { syncSubscriptions } from "./outbox/queries.js";
@@ -85,6 +84,8 @@ async function prepareDemo(
   db: Db,
   load: boolean,
 ): Promise<"loaded" | "missing"> {
+  // Loaded only for the demo source: it brings csv-parse, which a real source never needs.
+  const { demoSourceExists, seedDemoSource } = await import("./inventory/seed.js");
   if (!load) return (await demoSourceExists(db)) ? "loaded" : "missing";
   const { seeded, counts } = await seedDemoSource(db, { fixturesDir: FIXTURES_DIR });
   if (seeded) log.info({ counts }, "demo inventory loaded from fixtures/");

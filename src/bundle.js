@@ -10,8 +10,11 @@ export const DIST = join(ROOT, "dist");
 export const STAMP = "stamp.json";
 export const ENTRY = "cli.js";
 
-/** What the bundle is made from: everything under src/, the build script and tsconfig.json. */
-const INPUTS = ["src", "scripts/build.js", "tsconfig.json"];
+/**
+ * What the bundle is made from: everything under src/, the build script, tsconfig.json, and the
+ * lockfile (the build bundles some dependencies: another version installed makes it stale).
+ */
+const INPUTS = ["src", "scripts/build.js", "tsconfig.json", "package-lock.json"];
 
 /**
  * One line per input file, `path size mtime`, sorted: an edited, added or removed file changes

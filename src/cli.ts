@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
-import { type CommandContext, DEFAULT_CONFIG } from "./commands/context.js";
+import type { CommandContext } from "./commands/context.js";
+import { DEFAULT_CONFIG } from "./commands/defaults.js";
 import { ConnectorError, exitCodeFor } from "./errors.js";
 import { fromRoot } from "./root.js";
 

@@ -10,7 +10,7 @@ export type CommandContext = {
   stderr: NodeJS.WritableStream;
 };
 
-export const DEFAULT_CONFIG = "config/stock-sync.yaml";
+export { DEFAULT_CONFIG } from "./defaults.js";
 
 /** Reads and validates the config file once; warnings go to the log. */
 export async function readConfig(ctx: CommandContext): Promise<{ config: Config; warnings: string[] }> {

@@ -1,5 +1,14 @@
+import { createRequire } from "node:module";
 import { Writable } from "node:stream";
-import cliProgress from "cli-progress";
+import type cliProgress from "cli-progress";
+
+/**
+ * cli-progress, loaded when a bar is drawn (stderr is a terminal): a command run from cron, CI
+ * or a script never draws one and skips its load. require(), so startBar stays synchronous.
+ */
+let barModule: typeof cliProgress | undefined;
+const loadBars = (): typeof cliProgress =>
+  (barModule ??= createRequire(import.meta.url)("cli-progress") as typeof cliProgress);
 
 /**
  * stderr for the logger while a progress bar may be drawn there: a log line first clears the
@@ -18,9 +27,10 @@ export class LinesBesideBar extends Writable {
   /** A bar on `out` while this run lasts, or null when `out` is not a terminal. */
   startBar(format: string): cliProgress.SingleBar | null {
     if (!this.isTTY) return null;
-    this.#bar = new cliProgress.SingleBar(
+    const bars = loadBars();
+    this.#bar = new bars.SingleBar(
       { stream: this.out as NodeJS.WriteStream, format },
-      cliProgress.Presets.shades_classic,
+      bars.Presets.shades_classic,
     );
     this.#bar.start(0, 0);
     return this.#bar;
