@@ -3,7 +3,9 @@ import { beforeAll, expect, it } from "vitest";
 import type { Db } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
 import { describeEachDb } from "../helpers/db.js";
-import { STOCK_SUB, stockFixture, stockMessages } from "../helpers/stock.js";
+import { testDir } from "../helpers/cleanup.js";
+import { testConfig } from "../helpers/engine.js";
+import { exportDeps, STOCK_SUB, stockFixture, stockMessages } from "../helpers/stock.js";
 
 /**
  * What a delta run reports and records (docs/testing.md, mutation testing of delta.ts): its
@@ -47,6 +49,7 @@ describeEachDb("delta runs: result, parts, dry run, --out, failure", (t) => {
     expect(run.runId).toEqual(expect.any(Number));
     expect(run.snapshotId).toMatch(/^delta-/);
     expect(run.durationMs).toBeGreaterThanOrEqual(0);
+    expect(run.durationMs).toBeLessThan(3_600_000); // a duration, not a sum of two times
     const sent = (await stockMessages(db())).slice(before);
     expect(sent.map((m) => [m.kind, m.rows.length])).toEqual([
       ["delta", 2],
@@ -62,6 +65,36 @@ describeEachDb("delta runs: result, parts, dry run, --out, failure", (t) => {
     expect(empty).toMatchObject({ kind: "delta", status: "empty", rows: 0, parts: 0 });
     expect(empty).not.toHaveProperty("detail");
     expect((await stockMessages(db())).length).toBe(before + 2);
+  });
+
+  it("as many changed keys as part_rows make one part, not a second empty one", async () => {
+    await fx.exporter.run("delta", { trigger: "test" });
+    await change(2);
+    expect(await fx.exporter.run("delta", { trigger: "test" })).toMatchObject({ rows: 2, parts: 1 });
+  });
+
+  it("subscriptions taking fulls and deltas that never had a full get a full instead, named; not in a dry run", async () => {
+    await fx.exporter.run("delta", { trigger: "test" });
+    const yaml = `${YAML.replace(
+      "stock:",
+      '  - name: new-a\n    subjects: [stock.full, stock.delta]\n    url: "file:///dev/null/a"\n' +
+        '  - name: new-b\n    subjects: [stock.full, stock.delta]\n    url: "file:///dev/null/b"\n' +
+        '  - name: deltas-only\n    subjects: [stock.delta]\n    url: "file:///dev/null/d"\nstock:',
+    )}`;
+    const config = testConfig(yaml);
+    const exporter = createExporter(await exportDeps(db(), config, await testDir("stock-sync-export-")));
+    await change(1);
+    expect(await exporter.run("delta", { trigger: "test", dryRun: true })).toMatchObject({
+      kind: "delta",
+      status: "dry-run",
+    });
+    const run = await exporter.run("delta", { trigger: "test" });
+    expect(run).toMatchObject({
+      kind: "full",
+      status: "enqueued",
+      // the deltas-only subscription needs no baseline: not named
+      detail: "a full instead of a delta: no full was ever sent to new-a, new-b",
+    });
   });
 
   it("a dry run and --out report the change and change no state: the next delta still sends it", async () => {
