@@ -52,12 +52,28 @@ export async function createTestDb(
 }
 
 /**
+ * The back ends `describeEachDb` runs on: both, or those named in TEST_BACKENDS (comma-separated,
+ * e.g. `TEST_BACKENDS=pglite` for a mutation run, docs/testing.md), never silently none.
+ */
+const BACKENDS: readonly Backend[] = (() => {
+  const all: Backend[] = ["postgres", "pglite"];
+  const named = process.env.TEST_BACKENDS?.split(",")
+    .map((b) => b.trim())
+    .filter(Boolean);
+  if (!named?.length) return all;
+  const unknown = named.filter((b) => !all.includes(b as Backend));
+  if (unknown.length)
+    throw new Error(`TEST_BACKENDS: unknown back end ${unknown.join(", ")} (postgres, pglite)`);
+  return all.filter((b) => named.includes(b));
+})();
+
+/**
  * The same tests against both back ends: `describeEachDb("outbox", (t) => { it(..., () => t().db) })`.
  * Real PostgreSQL is skipped, with the reason in the suite's name, only where it is unreachable
  * and not required (global-setup fails the run when CI=true).
  */
 export function describeEachDb(title: string, body: (current: () => TestDb) => void): void {
-  for (const backend of ["postgres", "pglite"] as const) {
+  for (const backend of BACKENDS) {
     const skip = backend === "postgres" && !inject("pgTemplate");
     const name = skip ? `${title} [postgres] (SKIPPED: ${inject("pgSkipReason")})` : `${title} [${backend}]`;
     (skip ? describe.skip : describe)(name, () => {
