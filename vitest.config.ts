@@ -7,6 +7,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // two files at a time (the machine's two cores): most of a file's time is spent waiting on
+    // child processes, servers and timers. The SFTP files each start their own sshd and user.
+    maxWorkers: 2,
     reporters: ["default"],
   },
 });
