@@ -296,6 +296,11 @@ async function floorMs(url: string): Promise<number> {
       from f full join stock_sync.stock_sent s on s.sku = f.sku and s.location = f.location
       where s.quantity is distinct from f.quantity::int8;
     rollback;`;
+  return psqlMs(url, sql, "floor");
+}
+
+/** Runs `sql` with psql (its output thrown away) and returns how long that took, in ms. */
+async function psqlMs(url: string, sql: string, what: string): Promise<number> {
   const started = performance.now();
   const child = spawn("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql], {
     stdio: ["ignore", "ignore", "pipe"],
@@ -303,7 +308,7 @@ async function floorMs(url: string): Promise<number> {
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
   const [code] = await once(child, "exit");
-  if (code !== 0) throw new Error(`psql floor failed: ${stderr}`);
+  if (code !== 0) throw new Error(`psql ${what} failed: ${stderr}`);
   return performance.now() - started;
 }
 
@@ -446,13 +451,5 @@ async function seedSentState(bench: BenchDb): Promise<void> {
 /** psql's COPY of the same query into /dev/null: the fastest the server hands these rows out. */
 async function copyRowsPerSec(url: string, rows: number): Promise<number> {
   const sql = `COPY (${SELLABLE.replace("$1", "0")}) TO STDOUT WITH CSV`;
-  const started = performance.now();
-  const child = spawn("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr.on("data", (d) => (stderr += d));
-  const [code] = await once(child, "exit");
-  if (code !== 0) throw new Error(`psql COPY failed: ${stderr}`);
-  return rows / ((performance.now() - started) / 1000);
+  return rows / ((await psqlMs(url, sql, "COPY")) / 1000);
 }

@@ -11,6 +11,7 @@ import { createLogger } from "../../src/log.js";
 import { type Scheduler, startScheduler } from "../../src/scheduler/scheduler.js";
 import { describeEachDb } from "../helpers/db.js";
 import { testConfig, waitUntil } from "../helpers/engine.js";
+import { fullResult } from "../helpers/run-result.js";
 
 /**
  * The scheduler's decisions, one at a time and quickly (docs/testing.md, mutation testing): what
@@ -28,16 +29,6 @@ const T0 = new Date("2026-06-01T12:00:00.000Z");
 type Call = { kind: RunKind; opts: RunOptions };
 type Outcome = RunResult | Skipped | Error;
 
-const result = (status: RunResult["status"], detail?: string): RunResult => ({
-  kind: "full",
-  status,
-  runId: 1,
-  snapshotId: "full-x",
-  rows: 0,
-  parts: 0,
-  durationMs: 1,
-  detail,
-});
 const skipped = (reason: Skipped["reason"], kind: RunKind = "full"): Skipped => ({
   kind,
   status: "skipped",
@@ -146,7 +137,7 @@ describeEachDb("scheduler decisions", (t) => {
   }
 
   it("at start, a full is owed since now minus its period when none was sent within the period", async () => {
-    const x = scriptedExporter(() => result("enqueued"));
+    const x = scriptedExporter(() => fullResult("enqueued"));
     const s = await start(x, stockConfig(NEVER, NEVER, 60_000), { lastFull: null });
     // the first attempt is made before startScheduler returns
     expect(x.calls).toEqual([
@@ -158,24 +149,24 @@ describeEachDb("scheduler decisions", (t) => {
     expect(s.warnings()).toEqual([]);
 
     // the last full finished a period ago exactly: still within it, none owed
-    const y = scriptedExporter(() => result("enqueued"));
+    const y = scriptedExporter(() => fullResult("enqueued"));
     await start(y, stockConfig(NEVER, NEVER, 60_000), { lastFull: new Date(T0.getTime() - DAY) });
     expect(y.calls).toEqual([]);
     // a millisecond more: owed
-    const z = scriptedExporter(() => result("enqueued"));
+    const z = scriptedExporter(() => fullResult("enqueued"));
     await start(z, stockConfig(NEVER, NEVER, 60_000), { lastFull: new Date(T0.getTime() - DAY - 1) });
     expect(z.fulls()).toHaveLength(1);
   });
 
   it("a run busy in this process is waited for (idle), a lock held elsewhere is polled; then the same full again", async () => {
-    const busy = scriptedExporter((_c, n) => (n === 1 ? skipped("busy") : result("enqueued")));
+    const busy = scriptedExporter((_c, n) => (n === 1 ? skipped("busy") : fullResult("enqueued")));
     const a = await start(busy, stockConfig(NEVER, NEVER, 60_000));
     await until(() => busy.calls.length === 2, "the attempt after the busy run");
     expect(busy.idles()).toBe(1);
     expect(busy.calls[1]).toEqual(busy.calls[0]); // the same full, owed since the same time
     await a.scheduler.stop();
 
-    const locked = scriptedExporter((_c, n) => (n === 1 ? skipped("locked") : result("enqueued")));
+    const locked = scriptedExporter((_c, n) => (n === 1 ? skipped("locked") : fullResult("enqueued")));
     const b = await start(locked, stockConfig(NEVER, NEVER, 60_000));
     await until(() => locked.calls.length === 2, "the attempt after the lock poll");
     expect(locked.idles()).toBe(0); // a lock held elsewhere: no run of ours to wait for
@@ -197,14 +188,14 @@ describeEachDb("scheduler decisions", (t) => {
     // (at, outcome) per attempt, on the injected clock: the wait is judged on it
     const script: [number, Outcome][] = [
       [0, skipped("busy")], // waiting since T0
-      [100, result("failed", "disk full")], // a retry: the wait starts again
+      [100, fullResult("failed", "disk full")], // a retry: the wait starts again
       [250, skipped("busy")], // waiting since T0+250
       [449, skipped("busy")], // 199 ms: not yet
       [450, skipped("busy")], // 200 ms = retry: warn
-      [460, result("failed", "again")], // a retry: the wait starts again…
+      [460, fullResult("failed", "again")], // a retry: the wait starts again…
       [470, skipped("busy")],
       [5000, skipped("busy")], // …but the warning about waiting was given: once only
-      [6000, result("enqueued")],
+      [6000, fullResult("enqueued")],
     ];
     const x = scriptedExporter((_c, n) => {
       const [at, out] = script[n - 1]!;
@@ -225,11 +216,11 @@ describeEachDb("scheduler decisions", (t) => {
 
   it("a failed, refused or throwing full is retried after stock.full.retry with a warning; a refusal is not notified again", async () => {
     const script: Outcome[] = [
-      result("failed", "disk full"),
-      result("failed"),
-      result("refused", "the snapshot shrank by 90%"),
+      fullResult("failed", "disk full"),
+      fullResult("failed"),
+      fullResult("refused", "the snapshot shrank by 90%"),
       new Error("source connection reset"),
-      result("enqueued"),
+      fullResult("enqueued"),
     ];
     const x = scriptedExporter((_c, n) => script[n - 1]!);
     const s = await start(x, stockConfig(NEVER, NEVER, 100));
@@ -249,7 +240,7 @@ describeEachDb("scheduler decisions", (t) => {
   });
 
   it("the retry waits stock.full.retry: no second attempt while it lasts, and stop ends the wait", async () => {
-    const x = scriptedExporter(() => result("failed", "disk full"));
+    const x = scriptedExporter(() => fullResult("failed", "disk full"));
     const s = await start(x, stockConfig(NEVER, NEVER, 600_000));
     await sleep(1000);
     expect(x.calls).toHaveLength(1);
@@ -258,7 +249,7 @@ describeEachDb("scheduler decisions", (t) => {
   });
 
   it("a notification that cannot be sent is logged; the full is still retried", async () => {
-    const x = scriptedExporter((_c, n) => (n === 1 ? new Error("boom") : result("enqueued")));
+    const x = scriptedExporter((_c, n) => (n === 1 ? new Error("boom") : fullResult("enqueued")));
     const s = await start(x, stockConfig(NEVER, NEVER, 50), {
       notify: async () => {
         throw new Error("mail down");
@@ -270,7 +261,7 @@ describeEachDb("scheduler decisions", (t) => {
   });
 
   it("stop during an attempt: no attempt after it, whatever the outcome", async () => {
-    for (const outcome of [skipped("locked"), result("failed", "x")]) {
+    for (const outcome of [skipped("locked"), fullResult("failed", "x")]) {
       let release: (o: Outcome) => void = () => undefined;
       const x = scriptedExporter(() => new Promise<Outcome>((r) => (release = r)));
       const s = await start(x, stockConfig(NEVER, NEVER, 600_000));
@@ -285,7 +276,7 @@ describeEachDb("scheduler decisions", (t) => {
   it("delta ticks: run once per tick through the run coordinator (claimed on the injected clock), never two at once", async () => {
     const x = scriptedExporter(async (c) => {
       if (c.kind === "delta") await sleep(2500); // longer than the tick interval
-      return { ...result("enqueued"), kind: c.kind };
+      return { ...fullResult("enqueued"), kind: c.kind };
     });
     const s = await start(x, stockConfig(NEVER, "* * * * * *", 60_000), { lastFull: T0 });
     await until(() => x.deltas().length >= 2, "two delta runs");
@@ -311,9 +302,9 @@ describeEachDb("scheduler decisions", (t) => {
     let n = 0;
     const answers: Outcome[] = [skipped("locked", "delta"), new Error("source down"), needsFull()];
     const x = scriptedExporter((c) => {
-      if (c.kind === "full") return result("enqueued");
+      if (c.kind === "full") return fullResult("enqueued");
       clock.set(new Date(T0.getTime() + 1000 * (n + 1)));
-      return answers[n++] ?? { ...result("enqueued"), kind: "delta" };
+      return answers[n++] ?? { ...fullResult("enqueued"), kind: "delta" };
     });
     // no full sent yet: the start-up full first (done at once), so the one owed later is a
     // second drive of the due full
@@ -337,7 +328,7 @@ describeEachDb("scheduler decisions", (t) => {
 
   it("a delta tick is folded into a full that is due or running, but not into one waiting for its retry", async () => {
     // a full waiting for the lock: due, so the ticks fold
-    const locked = scriptedExporter((c) => (c.kind === "full" ? skipped("locked") : result("enqueued")));
+    const locked = scriptedExporter((c) => (c.kind === "full" ? skipped("locked") : fullResult("enqueued")));
     const a = await start(locked, stockConfig(NEVER, "* * * * * *", 60_000));
     const folded = () => a.lines.filter((l) => l.msg === "delta tick folded into the due full snapshot");
     await until(() => folded().length >= 2, "two folded ticks");
@@ -347,7 +338,7 @@ describeEachDb("scheduler decisions", (t) => {
 
     // a full that failed, waiting for its retry: the deltas go on meanwhile
     const failing = scriptedExporter((c) =>
-      c.kind === "full" ? result("failed", "x") : { ...result("enqueued"), kind: "delta" },
+      c.kind === "full" ? fullResult("failed", "x") : { ...fullResult("enqueued"), kind: "delta" },
     );
     await start(failing, stockConfig(NEVER, "* * * * * *", 600_000));
     await until(() => failing.deltas().length >= 1, "a delta during the retry wait");
@@ -355,14 +346,14 @@ describeEachDb("scheduler decisions", (t) => {
 
     // after the retry wait, the full is due again: the ticks fold again
     const retried = scriptedExporter((c, n) =>
-      c.kind === "full" ? (n === 1 ? result("failed", "x") : skipped("locked")) : result("enqueued"),
+      c.kind === "full" ? (n === 1 ? fullResult("failed", "x") : skipped("locked")) : fullResult("enqueued"),
     );
     const b = await start(retried, stockConfig(NEVER, "* * * * * *", 100));
     const foldedB = () => b.lines.filter((l) => l.msg === "delta tick folded into the due full snapshot");
     await until(() => foldedB().length >= 2, "two folded ticks after the retry wait");
 
     // a full running in this process (a command's, not the scheduler's): folded too; a delta is not
-    const running = scriptedExporter(() => ({ ...result("enqueued"), kind: "delta" }));
+    const running = scriptedExporter(() => ({ ...fullResult("enqueued"), kind: "delta" }));
     running.setBusy("full");
     const c = await start(running, stockConfig(NEVER, "* * * * * *", 60_000), { lastFull: T0 });
     await until(
@@ -381,7 +372,7 @@ describeEachDb("scheduler decisions", (t) => {
     const cronAt = (ats: Date[]) => `${ats.map((a) => a.getSeconds()).join(",")} * * * * *`;
     const x = scriptedExporter(async (_c, n) => {
       if (n === 1) await until(() => Date.now() > second.getTime() + 500, "the second fire time");
-      return result("enqueued");
+      return fullResult("enqueued");
     });
     await start(x, stockConfig(cronAt([first, second]), NEVER, 60_000), { lastFull: T0 });
     await until(() => x.calls.length === 2, "the attempt for the second fire");
@@ -399,7 +390,7 @@ describeEachDb("scheduler decisions", (t) => {
         clock.set(new Date(T0.getTime() - 2 * DAY));
         return needsFull();
       }
-      return n === 1 ? result("failed", "x") : result("enqueued");
+      return n === 1 ? fullResult("failed", "x") : fullResult("enqueued");
     });
     const s = await start(y, stockConfig(NEVER, "* * * * * *", 2500), { clock });
     await until(() => y.fulls().length === 2, "the retried full");
@@ -409,7 +400,7 @@ describeEachDb("scheduler decisions", (t) => {
   });
 
   it("next() gives each schedule's next fire; the cron tasks are named, and gone after stop", async () => {
-    const x = scriptedExporter(() => result("enqueued"));
+    const x = scriptedExporter(() => fullResult("enqueued"));
     const before = Date.now();
     const s = await start(x, stockConfig(NEVER, "*/10 * * * * *", 60_000), { lastFull: T0 });
     const { full, delta } = s.scheduler.next();

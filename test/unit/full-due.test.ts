@@ -1,18 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Skipped } from "../../src/export/exporter.js";
-import type { RunResult } from "../../src/export/run.js";
 import { afterFullAttempt, fullOverdueAfterMs, fullPeriodMs } from "../../src/scheduler/full-due.js";
+import { fullResult } from "../helpers/run-result.js";
 
-const run = (status: RunResult["status"], detail?: string): RunResult => ({
-  kind: "full",
-  status,
-  runId: 1,
-  snapshotId: "full-x",
-  rows: 0,
-  parts: 0,
-  durationMs: 1,
-  detail,
-});
 const skipped = (reason: Skipped["reason"]): Skipped => ({
   kind: "full",
   status: "skipped",
@@ -22,7 +12,7 @@ const skipped = (reason: Skipped["reason"]): Skipped => ({
 
 describe("a due full: what to do after an attempt", () => {
   it("done when it was enqueued here, or sent by another process", () => {
-    expect(afterFullAttempt(run("enqueued"))).toEqual({ kind: "done" });
+    expect(afterFullAttempt(fullResult("enqueued"))).toEqual({ kind: "done" });
     expect(afterFullAttempt(skipped("done"))).toEqual({ kind: "done" });
   });
 
@@ -37,18 +27,22 @@ describe("a due full: what to do after an attempt", () => {
       detail: "boom",
       notify: true,
     });
-    expect(afterFullAttempt(run("failed", "source down"))).toEqual({
+    expect(afterFullAttempt(fullResult("failed", "source down"))).toEqual({
       kind: "retry",
       detail: "ended failed: source down",
       notify: true,
     });
-    expect(afterFullAttempt(run("failed"))).toEqual({ kind: "retry", detail: "ended failed", notify: true });
-    expect(afterFullAttempt(run("refused", "80% fewer rows"))).toEqual({
+    expect(afterFullAttempt(fullResult("failed"))).toEqual({
+      kind: "retry",
+      detail: "ended failed",
+      notify: true,
+    });
+    expect(afterFullAttempt(fullResult("refused", "80% fewer rows"))).toEqual({
       kind: "retry",
       detail: "refused by the shrink guard: 80% fewer rows",
       notify: false,
     });
-    expect(afterFullAttempt(run("refused"))).toEqual({
+    expect(afterFullAttempt(fullResult("refused"))).toEqual({
       kind: "retry",
       detail: "refused by the shrink guard: ",
       notify: false,
