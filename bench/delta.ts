@@ -15,7 +15,7 @@ import { readSourceSnapshot } from "../src/export/run.js";
 import { startRun, writeWatermark } from "../src/export/state.js";
 import { installCapture } from "../src/inventory/capture-catalog.js";
 import { DEFAULT_SELLABLE } from "../src/inventory/queries.js";
-import { exportDeps } from "../test/helpers/stock.js";
+import { exportDeps } from "../test/helpers/export-deps.js";
 import { type BenchDb, createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { prepareReference, REF_LOCATIONS, refSku } from "./lib/reference.js";

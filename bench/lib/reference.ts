@@ -9,7 +9,7 @@ import { startRun, writeSourceIdentity, writeWatermark } from "../../src/export/
 import { installCapture } from "../../src/inventory/capture-catalog.js";
 import { advanceAndPrune, readCaptureState, sourceIdentity } from "../../src/inventory/capture-consumers.js";
 import { DEFAULT_SELLABLE } from "../../src/inventory/queries.js";
-import { exportDeps } from "../../test/helpers/stock.js";
+import { exportDeps } from "../../test/helpers/export-deps.js";
 import { type BenchDb, createBenchDb } from "./db.js";
 import { progress } from "./stats.js";
 

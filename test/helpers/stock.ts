@@ -2,17 +2,16 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll } from "vitest";
-import { systemClock } from "../../src/clock.js";
 import type { Db } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
-import type { ExportDeps } from "../../src/export/run.js";
 import { installCapture } from "../../src/inventory/capture-catalog.js";
 import { seedDemoSource } from "../../src/inventory/seed.js";
 import { FIXTURES_DIR } from "../../src/app.js";
-import { syncSubscriptions } from "../../src/outbox/queries.js";
-import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
-import { quietLog, testConfig } from "./engine.js";
+import { testConfig } from "./engine.js";
+import { exportDeps } from "./export-deps.js";
 import type { Config } from "../../src/config/index.js";
+
+export { exportDeps };
 
 /** A file:// subscription taking every stock message, so tests can read what was enqueued. */
 export const STOCK_SUB = `subscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "file:///dev/null/unused"\n`;
@@ -40,30 +39,6 @@ export async function stockFixture(db: Db, yaml = STOCK_SUB, opts: { seed?: bool
 /** (Re-)installs the config's change capture on `db`, as `source install --apply` does. */
 export async function installDemoCapture(db: Db, config: Config): Promise<void> {
   await installCapture(db, config.stock.capture);
-}
-
-/**
- * What an exporter over `db` (source = state) needs, with the config's subscriptions created in
- * the state database as `start` creates them.
- */
-export async function exportDeps(db: Db, config: Config, tmpDir: string): Promise<ExportDeps> {
-  const subscriptions = buildSubscriptions(config);
-  await syncSubscriptions(
-    db,
-    subscriptions.map((s) => ({ name: s.name, status: s.status })),
-  );
-  return {
-    db,
-    source: db,
-    clock: systemClock,
-    log: quietLog,
-    subscriptions,
-    stock: config.stock,
-    tmpDir,
-    notifyMinIntervalMs: config.notifications.min_interval,
-    // as the product's: on PostgreSQL a full loads the sent state while reading (sent-load.ts)
-    statePoolSize: 5,
-  };
 }
 
 /** The sellable stock the source computes right now, key -> quantity. */
