@@ -193,9 +193,9 @@ export class SubscriptionWorker {
   /**
    * fifo's head. While it is sent, the next message's payload is read (a stock part is a
    * megabyte: reading it took longer than uploading it over SFTP, issue 13), so the head after
-   * this one is read without it (#fifo starts the read ahead when a head goes out). A message's payload never changes; the row itself (status,
-   * attempts, lease checks) is always read fresh, and a head that is not the message read ahead
-   * (a failed attempt, a replay) is read whole.
+   * this one is read without it (#fifo starts the read ahead when a head goes out). A message's
+   * payload never changes; the row itself (status, attempts, lease checks) is always read fresh,
+   * and a head that is not the message read ahead (a failed attempt, a replay) is read whole.
    */
   async #fifoHead(): Promise<DeliveryRow | undefined> {
     const { db } = this.deps;
