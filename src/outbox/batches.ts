@@ -13,10 +13,10 @@ import { type Recorded, type RecordDeps, recordGroups } from "./record.js";
 /**
  * The statements every subscription's worker makes, shared by all the workers of one engine:
  * status reads, reads of the backlog, last checks before a request, and outcome records each go
- * through one group commit (db/coalesce.ts), so twenty busy subscriptions make about as many statements as one
- * (#16: each with its own made 0.9 statements per message, and the PostgreSQL round trips, not
- * the HTTP, filled the two cores). Per subscription nothing changes: the same checks, the same
- * fenced writes, its outcomes in the order they finished.
+ * through one group commit (db/coalesce.ts), so twenty busy subscriptions make about as many
+ * statements as one (#16: each with its own made 0.9 statements per message, and the PostgreSQL
+ * round trips, not the HTTP, filled the two cores). Per subscription nothing changes: the same
+ * checks, the same fenced writes, its outcomes in the order they finished.
  */
 export type SharedBatches = {
   /** The subscription's status as stored now (undefined: no row). */
