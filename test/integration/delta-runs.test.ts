@@ -1,3 +1,5 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { beforeAll, expect, it } from "vitest";
 import type { Db } from "../../src/db/db.js";
@@ -55,11 +57,12 @@ describeEachDb("delta runs: result, parts, dry run, --out, failure", (t) => {
       ["delta", 2],
       ["delta", 1],
     ]);
-    const { rows } = await db().query<{ status: string; rows: string; parts: number }>(
-      "select status, rows::text, parts from stock_sync.stock_runs where id = $1",
+    const { rows } = await db().query<{ status: string; rows: string; parts: number; detail: string | null }>(
+      "select status, rows::text, parts, detail from stock_sync.stock_runs where id = $1",
       [run.runId],
     );
-    expect(rows).toEqual([{ status: "enqueued", rows: "3", parts: 2 }]);
+    // no detail recorded either (not the "; " of two missing ones joined)
+    expect(rows).toEqual([{ status: "enqueued", rows: "3", parts: 2, detail: null }]);
 
     const empty = await fx.exporter.run("delta", { trigger: "test" });
     expect(empty).toMatchObject({ kind: "delta", status: "empty", rows: 0, parts: 0 });
@@ -147,6 +150,90 @@ describeEachDb("delta runs: result, parts, dry run, --out, failure", (t) => {
     expect(rows).toEqual([
       { kind: "delta", trigger: "cli", status: "failed", detail: "source connection reset" },
     ]);
+  });
+
+  it("a rendered body: the delta is rendered for it, its skipped rows and a compare-all reason are in the run's detail; --out --subscription prints its body", async () => {
+    await fx.exporter.run("delta", { trigger: "test" });
+    const dir = await testDir("stock-sync-delta-map-");
+    const { rows: locs } = await db().query<{ location: string }>(
+      "select distinct location from inventory.stock_on_hand order by location",
+    );
+    // keys a change shows in a delta: active item and location, stock to spare
+    const { rows: keys } = await db().query<{ sku: string; location: string }>(
+      `select sku, location from inventory.stock_on_hand s join inventory.items i using (sku)
+       join inventory.locations l on l.code = s.location
+       where i.active and l.active and s.quantity > 50 order by location desc, sku`,
+    );
+    const unmapped = keys[0]!.location;
+    const mappedKey = keys.find((k) => k.location !== unmapped)!;
+    const changed = [...keys.filter((k) => k.location === unmapped).slice(0, 2), mappedKey];
+    expect(changed).toHaveLength(3);
+    const file = join(dir, "locations.csv");
+    const mapped = locs.filter((l) => l.location !== unmapped).map((l) => `${l.location},OMS-${l.location}`);
+    await writeFile(file, `ours,theirs\n${mapped.join("\n")}\n`);
+    const yaml = YAML.replace(
+      "stock:",
+      '  - name: rendered\n    subjects: [stock.full, stock.delta]\n    url: "file:///dev/null/r"\n' +
+        `    body: { format: json, template: '{"k": kind, "id": snapshot_id, "at": taken_at, "e": [rows.{"s": sku, "l": location, "q": quantity}]}' }\n` +
+        `    map: { location: { file: "${file}", missing: skip } }\nstock:`,
+    );
+    const exporter = createExporter(
+      await exportDeps(db(), testConfig(yaml), await testDir("stock-sync-export-")),
+    );
+    // its first delta is a full (no full was ever sent to it), whose own detail follows the reason
+    const first = await exporter.run("delta", { trigger: "test" });
+    expect(first).toMatchObject({ kind: "full", status: "enqueued" });
+    expect(first.detail).toMatch(
+      /^a full instead of a delta: no full was ever sent to rendered; rendered: [1-9]\d* rows skipped \(no mapping\)$/,
+    );
+
+    // two changed keys at the unmapped location, one at a mapped one; the watermark gone, so the
+    // delta compares every key and says why
+    for (const k of changed)
+      await db().query(
+        "update inventory.stock_on_hand set quantity = quantity + 1 where sku = $1 and location = $2",
+        [k.sku, k.location],
+      );
+    await db().query("delete from stock_sync.stock_watermark");
+
+    // --out --subscription: that subscription's body, mapped rows only; nothing recorded
+    const chunks: Buffer[] = [];
+    const out = new Writable({
+      write(chunk, _enc, cb) {
+        chunks.push(Buffer.from(chunk));
+        cb();
+      },
+    });
+    const runsBefore = await runCount(db());
+    const written = await exporter.run("delta", { trigger: "test", out, subscription: "rendered" });
+    expect(written).toMatchObject({ kind: "delta", status: "written", runId: null, rows: 3 });
+    if (written.status === "skipped") throw new Error("skipped");
+    const printed = JSON.parse(Buffer.concat(chunks).toString());
+    expect(printed).toMatchObject({ k: "delta", id: written.snapshotId });
+    expect(printed.e).toEqual([{ s: mappedKey.sku, l: `OMS-${mappedKey.location}`, q: expect.any(Number) }]);
+    expect(await runCount(db())).toBe(runsBefore);
+
+    const progress: number[] = [];
+    const run = await exporter.run("delta", { trigger: "test", onProgress: (n) => progress.push(n) });
+    const why =
+      "compared every key: no full or delta has been recorded yet; rendered: 2 rows skipped (no mapping)";
+    expect(run).toMatchObject({ kind: "delta", status: "enqueued", rows: 3, detail: why });
+    // the compare of every key reports its progress over the whole source, not only the 3 rows
+    expect(Math.max(...progress)).toBeGreaterThan(3);
+    if (run.status === "skipped") throw new Error("skipped");
+    const { rows: recorded } = await db().query<{ detail: string }>(
+      "select detail from stock_sync.stock_runs where id = $1",
+      [run.runId],
+    );
+    expect(recorded).toEqual([{ detail: why }]);
+    const { rows: msgs } = await db().query<{ headers: Record<string, string>; payload: Uint8Array }>(
+      `select m.headers, m.payload from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+       where d.subscription = 'rendered' order by d.sequence desc limit 1`,
+    );
+    const body = JSON.parse(Buffer.from(msgs[0]!.payload).toString("utf8"));
+    expect(msgs[0]!.headers["stock-sync-kind"]).toBe("delta");
+    expect(body).toMatchObject({ k: "delta", id: run.snapshotId, at: expect.stringMatching(/^\d{4}-/) });
+    expect(body.e).toEqual([{ s: mappedKey.sku, l: `OMS-${mappedKey.location}`, q: expect.any(Number) }]);
   });
 });
 
