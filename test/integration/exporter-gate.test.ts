@@ -3,9 +3,9 @@ import { afterEach, expect, it } from "vitest";
 import { fixedClock } from "../../src/clock.js";
 import type { Db } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
-import { createLogger } from "../../src/log.js";
 import { describeEachDb } from "../helpers/db.js";
 import { stockFixture } from "../helpers/stock.js";
+import { capturedLog } from "../helpers/captured-log.js";
 
 /**
  * The exporter's gate (docs/testing.md, mutation testing of exporter.ts): one stock run at a time
@@ -50,17 +50,6 @@ function gatedSource(db: Db) {
     open: () => open(),
     fail: (message: string | null) => (fail = message),
   };
-}
-
-function capturedLog() {
-  const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { log: createLogger({ level: "info", format: "json", destination }), lines };
 }
 
 describeEachDb("the exporter's gate: one stock run at a time", (t) => {

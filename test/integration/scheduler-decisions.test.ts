@@ -1,4 +1,3 @@
-import { Writable } from "node:stream";
 import cron from "node-cron";
 import { afterEach, expect, it } from "vitest";
 import { fixedClock } from "../../src/clock.js";
@@ -7,11 +6,11 @@ import type { Db } from "../../src/db/db.js";
 import type { Exporter, Skipped } from "../../src/export/exporter.js";
 import type { RunOptions, RunResult } from "../../src/export/run.js";
 import type { RunKind } from "../../src/export/state.js";
-import { createLogger } from "../../src/log.js";
 import { type Scheduler, startScheduler } from "../../src/scheduler/scheduler.js";
 import { describeEachDb } from "../helpers/db.js";
 import { testConfig, waitUntil } from "../helpers/engine.js";
 import { fullResult } from "../helpers/run-result.js";
+import { capturedLog } from "../helpers/captured-log.js";
 
 /**
  * The scheduler's decisions, one at a time and quickly (docs/testing.md, mutation testing): what
@@ -71,19 +70,6 @@ function scriptedExporter(answer: (call: Call, n: number) => Outcome | Promise<O
     maxRunning: () => maxRunning,
     setBusy: (kind: RunKind | null) => (busy = kind),
   };
-}
-
-/** A logger whose JSON lines the test reads. */
-function capturedLog() {
-  const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  const log = createLogger({ level: "info", format: "json", destination });
-  return { log, lines, warnings: () => lines.filter((l) => l.level === 40) };
 }
 
 const stockConfig = (full: string, delta: string, retryMs: number): Config["stock"] => {
