@@ -2,7 +2,7 @@ import { readdirSync, rmSync, statSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it, onTestFinished } from "vitest";
 import type { Db } from "../../src/db/db.js";
 import { openPostgres } from "../../src/db/pg.js";
 import type { ExportDeps } from "../../src/export/run.js";
@@ -182,6 +182,36 @@ describeEachDb("a full's record, phases and sent state", (t) => {
     await db().query("update inventory.stock_on_hand set quantity = quantity + 2");
     expect((await runFull(plain, { trigger: "test" })).status).toBe("enqueued");
     expect(await sentState(db())).toEqual(await sourceTruth(db(), DEFAULT_SELLABLE));
+  });
+
+  it("a gzip part lost before the sent state is copied from it fails the run with the file's error, never hangs it", async () => {
+    // no subscription takes the CSV parts, so the sent state's copy is the first to read them
+    const fx = await stockFixture(
+      db(),
+      `${OPS_SUB.replace("  - ", "subscriptions:\n  - ")}stock:\n  format: { gzip: true }\n`,
+    );
+    const deps: ExportDeps = { ...fx.deps, statePoolSize: 0 };
+    // when it does hang (the file's error not passed on), the test times out; ending its COPY's
+    // connection lets the database close after it
+    onTestFinished(async (ctx) => {
+      if (ctx.task.result?.state === "fail" && t().backend === "postgres")
+        await db().query(
+          "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+        );
+    });
+    const lost = runFull(deps, {
+      trigger: "test",
+      // a tmp cleaner at work once the parts are written
+      onProgress: () => {
+        for (const name of readdirSync(deps.tmpDir))
+          for (const part of readdirSync(join(deps.tmpDir, name))) rmSync(join(deps.tmpDir, name, part));
+      },
+    });
+    await expect(lost).rejects.toThrow(/ENOENT/);
+    const { rows } = await db().query<{ status: string; detail: string }>(
+      "select status, detail from stock_sync.stock_runs order by id desc limit 1",
+    );
+    expect(rows).toEqual([{ status: "failed", detail: expect.stringContaining("ENOENT") }]);
   });
 });
 
@@ -438,9 +468,7 @@ describeEachDb("a full and the change-capture consumers", (t) => {
 
   it("full_diff: a full prunes the change rows nobody reads, and holds none itself", async () => {
     // capture installed (by another deployment), this one compares every key
-    const fx = await stockFixture(db(), `${STOCK_SUB}stock:\n  capture: { mode: full_diff }\n`, {
-      seed: false,
-    });
+    const fx = await stockFixture(db(), `${STOCK_SUB}stock:\n  capture: { mode: full_diff }\n`);
     await db().query("delete from stock_sync_capture.consumers");
     // a row older than any transaction (see capture-delta.test.ts)
     await db().query(
