@@ -1,5 +1,5 @@
 import { readdirSync, rmSync, statSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { describe, expect, inject, it, onTestFinished } from "vitest";
@@ -162,6 +162,32 @@ describeEachDb("a full's record, phases and sent state", (t) => {
       "sentApply",
       "commit",
     ]);
+  });
+
+  it("rows a subscription's location map skips are counted in the full's result and in its record", async () => {
+    await seedDemoSource(db(), { fixturesDir: FIXTURES_DIR });
+    const { rows: locs } = await db().query<{ location: string }>(
+      "select distinct location from inventory.stock_on_hand order by location",
+    );
+    const file = join(await testDir("stock-sync-map-"), "locations.csv");
+    await writeFile(
+      file,
+      `ours,theirs\n${locs
+        .slice(1)
+        .map((l) => `${l.location},OMS-${l.location}`)
+        .join("\n")}\n`,
+    );
+    const mapped = `  - name: mapped\n    subjects: [stock.full]\n    url: "file:///dev/null/m"\n    body: { format: ndjson }\n    map: { location: { file: "${file}", missing: skip } }\n`;
+    const fx = await stockFixture(db(), STOCK_SUB + mapped);
+    const run = await fx.exporter.run("full", { trigger: "test" });
+    if (run.status === "skipped") throw new Error("skipped");
+    // the first location has no mapping: its rows are skipped for that subscription
+    const unmapped = [...(await sourceTruth(db(), DEFAULT_SELLABLE)).keys()].filter((k) =>
+      k.endsWith(`|${locs[0]!.location}`),
+    ).length;
+    expect(unmapped).toBeGreaterThan(0);
+    expect(run.detail).toBe(`mapped: ${unmapped} rows skipped (no mapping)`);
+    expect((await runRow(db(), run.runId))?.detail).toBe(run.detail);
   });
 
   it("gzip parts, the sent state copied from them after the read (a state pool with no room to spare); plain parts too", async () => {
