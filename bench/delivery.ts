@@ -134,7 +134,7 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
         `delivery ${msgs} msgs vs the floor (ceiling + minimum durable record)`,
         floorLabel,
         null,
-        () => `floor: ${notes(runs, "floor", total)}`,
+        () => `engine: ${where(runs, "engine")}; floor: ${notes(runs, "floor", total)}`,
       ),
       row(
         "floor",
