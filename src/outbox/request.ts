@@ -31,7 +31,8 @@ export function buildRequest(sub: Subscription, row: DeliveryRow, now: Date): Ou
     headers,
     body,
     timeoutMs: sub.timeout,
-    fileName: fileName(row),
+    // only a file drop or an SFTP upload names the file (#16: not worth a request's CPU otherwise)
+    fileName: sftp || target.url.startsWith("file://") ? fileName(row) : "",
     sftp,
   };
 }

@@ -55,8 +55,11 @@ export class SubscriptionWorker {
   readonly #limiter: SendLimiter | null;
   /** Deliveries taken from the backlog and not yet recorded: never fetched again meanwhile. */
   readonly #inFlight = new Set<number>();
-  /** Requests on the wire, aborted when the shutdown grace ends (their outcome is still recorded). */
-  readonly #requests = new Set<AbortController>();
+  /**
+   * Aborts the requests on the wire when the shutdown grace ends (their outcome is still
+   * recorded). One for all of them: a controller per request cost ~3% of the sender's CPU (#16).
+   */
+  readonly #abort = new AbortController();
   /** Of those, the ones answered and waiting for their outcome to be recorded (since when). */
   readonly #recording = new Map<Promise<void>, number>();
   /** Since when the current read of the backlog runs (performance.now()), if one does. */
@@ -363,8 +366,7 @@ export class SubscriptionWorker {
     if (!go) return null;
     slot?.sent();
     const at = clock.now();
-    const abort = new AbortController();
-    this.#requests.add(abort);
+    const abort = this.#abort;
     try {
       // an order event's body.template is applied here, so the signature covers what is sent
       const prepared = await prepareRequest(this.sub, row, at);
@@ -387,7 +389,6 @@ export class SubscriptionWorker {
       if (!sent) return null;
       return { at, sent, interrupted: abort.signal.aborted };
     } finally {
-      this.#requests.delete(abort);
       slot?.answered();
     }
   }
@@ -439,7 +440,7 @@ export class SubscriptionWorker {
         while (this.#recording.size) await Promise.all(this.#recording.keys());
       });
     await waitAtMost(idle(), graceMs);
-    for (const request of this.#requests) request.abort();
+    this.#abort.abort();
     await waitAtMost(idle(), RECORD_AFTER_ABORT_MS);
   }
 }
