@@ -27,6 +27,8 @@ const { cleanup, receiver } = useCleanup();
 const isDueRead = (text: string) => text.includes(" as want");
 /** The last check before a request (queries.ts mayAttempt). */
 const isLastCheck = (text: string) => text.includes("where d.id = any($1::int8[])");
+/** The status read alone (queries.ts subscriptionStatuses). */
+const isStatusRead = (text: string) => text.startsWith("select name, status from stock_sync.subscriptions");
 /** fifo's read of its head (queries.ts backlogHead / backlogHeadMeta, not the read ahead). */
 const isHeadRead = (text: string) =>
   text.includes("order by subscription, id limit 1") && !text.includes("id > $2");
@@ -57,12 +59,19 @@ describeEachDb("delivery worker decisions", (t) => {
     hooks?: Parameters<typeof spyDb>[1];
     log?: Logger;
     leaseLeft?: () => number;
+    /** More subscriptions in the config (lines of its `subscriptions:` list). */
+    others?: string;
   }) {
     const name = `worker_${++count}`;
-    const config = testConfig(`subscriptions:\n${subscriptionYaml(name, opts.url, opts.more ?? "")}`);
+    const config = testConfig(
+      `subscriptions:\n${subscriptionYaml(name, opts.url, opts.more ?? "")}${opts.others ?? ""}`,
+    );
     const subs = buildSubscriptions(config);
     const sub = subs[0]!;
-    await syncSubscriptions(t().db, [{ name, status: sub.status }]);
+    await syncSubscriptions(
+      t().db,
+      subs.map((s) => ({ name: s.name, status: s.status })),
+    );
     const owner = newOwnerId();
     await acquireLeases(t().db, {
       owner,
@@ -85,12 +94,17 @@ describeEachDb("delivery worker decisions", (t) => {
       notifyMinIntervalMs: 0,
     };
     const sender = createSender({ smtp: config.notifications.smtp });
+    /** What the worker's observer (metrics) was told: delivery id and outcome of each record. */
+    const attempts: [number, string][] = [];
+    /** The other subscriptions the worker woke (a notification enqueued for them). */
+    const woken: string[] = [];
     const worker = new SubscriptionWorker(sub, {
       ...recording,
       sender,
-      wake: () => undefined,
+      wake: (names) => woken.push(...names),
       batches: createSharedBatches(recording),
       leaseLeft: opts.leaseLeft ?? (() => 600_000),
+      onAttempt: (_sub, row, outcome) => attempts.push([Number(row.id), outcome]),
     });
     cleanup.push(() => sender.close());
     cleanup.push(() => worker.stop(0));
@@ -98,6 +112,8 @@ describeEachDb("delivery worker decisions", (t) => {
       name,
       sub,
       worker,
+      attempts,
+      woken,
       t0,
       /** Moves the worker's clock to `ms` after where it started. */
       at: (ms: number) => clock.set(new Date(t0 + ms)),
@@ -159,6 +175,9 @@ describeEachDb("delivery worker decisions", (t) => {
     w.worker.wake();
     await r.waitFor(2, WAIT_MS);
     expect(r.requests.map(body)).toEqual([1, 2]);
+    const ids = (await w.rows()).map((d) => d.id);
+    await waitUntil(async () => w.attempts.length === 2, WAIT_MS, "the observer");
+    expect(w.attempts).toEqual(ids.map((id) => [id, "delivered"]));
   });
 
   it("a stopped worker reads its backlog no more: neither a wake nor a read that was running goes on", async () => {
@@ -237,7 +256,16 @@ describeEachDb("delivery worker decisions", (t) => {
     const r = await receiver((_req, i) =>
       i === 0 ? { status: 429, headers: { "retry-after": "1" } } : { status: 204 },
     );
-    const w = await setup({ url: r.url, more: "    concurrency: 1\n    retry_intervals: [1]\n" });
+    let reads = 0;
+    const w = await setup({
+      url: r.url,
+      more: "    concurrency: 1\n    retry_intervals: [1]\n",
+      hooks: {
+        after: (text) => {
+          if (isDueRead(text)) reads++;
+        },
+      },
+    });
     await w.send(1, 2);
     w.worker.wake();
     await r.waitFor(1, WAIT_MS);
@@ -248,6 +276,12 @@ describeEachDb("delivery worker decisions", (t) => {
     expect(first).toMatchObject({ status: "failed", attempts: 0 });
     expect(first!.next_attempt_at.getTime()).toBe(w.t0 + 1000);
     expect(second).toMatchObject({ status: "pending", attempts: 0 });
+    // while the receiver's pause lasts, a wake does not even read the backlog
+    const readsHeld = reads;
+    w.at(999);
+    w.worker.wake();
+    await w.idle();
+    expect(reads).toBe(readsHeld);
     // The database holds the subscription too (outcome.ts throttle(), its own clock): once it
     // lets go, a wake exactly at the end of the hold (worker's clock) sends both.
     await waitUntil(
@@ -432,6 +466,184 @@ describeEachDb("delivery worker decisions", (t) => {
     await r.waitFor(1, WAIT_MS);
   });
 
+  it("a pause wakes the worker: a row already taken and queued is not sent (the queue full: status read alone)", async () => {
+    const released = gate();
+    const r = await receiver((_req, i) =>
+      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
+    );
+    let statusReads = 0;
+    const w = await setup({
+      url: r.url,
+      more: "    concurrency: 1\n",
+      hooks: {
+        after: (text) => {
+          if (isStatusRead(text)) statusReads++;
+        },
+      },
+    });
+    await w.send(1, 2);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS); // 1 on the wire, 2 queued: the queue is full (2 per slot)
+    await t().db.query("update stock_sync.subscriptions set status = 'paused' where name = $1", [w.name]);
+    w.worker.wake(); // what a pause does (ops API, LISTEN)
+    await waitUntil(async () => statusReads === 1 && w.worker.stalledMs() === 0, WAIT_MS, "the status read");
+    released.open();
+    await w.idle();
+    expect(r.requests.map(body)).toEqual([1]);
+    expect((await w.rows()).map((d) => [d.n, d.status])).toEqual([
+      [1, "delivered"],
+      [2, "pending"],
+    ]);
+  });
+
+  it("a pause wakes the worker: a row already taken and queued is not sent (room left: status read with the backlog)", async () => {
+    const released = gate();
+    const r = await receiver((_req, i) =>
+      i < 2 ? { status: 204, until: released.promise } : { status: 204 },
+    );
+    let reads = 0;
+    const w = await setup({
+      url: r.url,
+      more: "    concurrency: 2\n",
+      hooks: {
+        after: (text) => {
+          if (isDueRead(text)) reads++;
+        },
+      },
+    });
+    await w.send(1, 2, 3);
+    w.worker.wake();
+    await r.waitFor(2, WAIT_MS); // 1 and 2 on the wire, 3 queued, room for one more
+    expect(reads).toBe(1);
+    await t().db.query("update stock_sync.subscriptions set status = 'paused' where name = $1", [w.name]);
+    w.worker.wake();
+    await waitUntil(async () => reads === 2 && w.worker.stalledMs() === 0, WAIT_MS, "the read");
+    released.open();
+    await w.idle();
+    expect(r.requests.map(body).sort()).toEqual([1, 2]);
+    expect((await w.rows()).map((d) => [d.n, d.status])).toEqual([
+      [1, "delivered"],
+      [2, "delivered"],
+      [3, "pending"],
+    ]);
+  });
+
+  it("an outcome moved away from us (lease taken meanwhile) is not written, and warned about", async () => {
+    const released = gate();
+    const r = await receiver(() => ({ status: 204, until: released.promise }));
+    const cap = capturedLog();
+    const w = await setup({ url: r.url, log: cap.log });
+    await w.send(1);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS);
+    await t().db.query(
+      "update stock_sync.subscriptions set lease_owner = 'another-process', lease_until = now() + interval '1 minute' where name = $1",
+      [w.name],
+    );
+    released.open();
+    await waitUntil(async () => cap.warnings().length > 0, WAIT_MS, "the warning");
+    const [row] = await w.rows();
+    expect(cap.warnings()).toEqual([
+      expect.objectContaining({
+        msg: "attempt outcome not written: the delivery is no longer owed or the lease moved to another process",
+        subscription: w.name,
+        deliveries: [row!.id],
+      }),
+    ]);
+    expect(row).toMatchObject({ status: "pending", attempts: 0 });
+  });
+
+  it("an outcome that could not be recorded is warned about; the delivery stays owed and is sent again, not before 1 s (worker's clock)", async () => {
+    const r = await receiver();
+    const cap = capturedLog();
+    // every write of an outcome fails as a cancelled statement would (transient: record.ts
+    // retries it for ~2 s, then gives up)
+    let failing = true;
+    const w = await setup({
+      url: r.url,
+      log: cap.log,
+      more: "    concurrency: 1\n",
+      hooks: {
+        before: (text) =>
+          failing && text.includes("insert into stock_sync.attempts")
+            ? Promise.reject(Object.assign(new Error("canceling statement"), { code: "57014" }))
+            : undefined,
+      },
+    });
+    await w.send(1);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS);
+    await waitUntil(async () => cap.warnings().length > 0, WAIT_MS, "the warning");
+    failing = false;
+    const [row] = await w.rows();
+    expect(cap.warnings()).toEqual([
+      expect.objectContaining({
+        msg: "delivery attempt not recorded",
+        subscription: w.name,
+        delivery: row!.id,
+      }),
+    ]);
+    expect(row).toMatchObject({ status: "pending", attempts: 0 });
+    await w.idle();
+    w.at(999);
+    w.worker.wake();
+    await w.idle();
+    expect(r.requests).toHaveLength(1);
+    w.at(1000); // the worker's timer: sent again
+    await r.waitFor(2, WAIT_MS);
+    await waitUntil(async () => (await w.rows())[0]?.status === "delivered", WAIT_MS, "the record");
+  });
+
+  it("rate limit: a row that waited for its slot is checked again; one that does not go gives the slot back", async () => {
+    const released = gate();
+    const r = await receiver((_req, i) =>
+      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
+    );
+    let checks = 0;
+    const w = await setup({
+      url: r.url,
+      more: "    concurrency: 1\n    rate_limit: { requests: 1, per: 2s }\n",
+      hooks: {
+        before: (text) => {
+          if (isLastCheck(text)) checks++;
+          return undefined;
+        },
+      },
+    });
+    await w.send(1, 2);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS); // 1 holds the window's only slot; 2 is queued behind it
+    await t().db.query("update stock_sync.subscriptions set status = 'paused' where name = $1", [w.name]);
+    w.at(50); // 2 starts within 100 ms of its fetch: no check before it waits for a slot…
+    released.open();
+    await waitUntil(async () => (await w.rows())[0]?.status === "delivered", WAIT_MS, "1's record");
+    expect(checks).toBe(0);
+    w.at(101); // …but its wait (2 s, real time) makes the fetch's checks stale
+    await w.idle();
+    expect(checks).toBe(1);
+    expect(r.requests.map(body)).toEqual([1]);
+    // resumed: 2 gets the slot it gave back
+    await t().db.query("update stock_sync.subscriptions set status = 'enabled' where name = $1", [w.name]);
+    w.worker.wake();
+    await r.waitFor(2, WAIT_MS);
+    expect(r.requests.map(body)).toEqual([1, 2]);
+  });
+
+  it("a failure that makes news wakes the subscriptions the notice was enqueued for", async () => {
+    const r = await receiver(() => ({ status: 500 }));
+    const ops = `ops_${count + 1}`;
+    const w = await setup({
+      url: r.url,
+      more: "    retries_until_failure: 1\n    retry_intervals: [60]\n",
+      others: `  - name: ${ops}\n    subjects: ["ops.*"]\n    url: "${r.url}"\n`,
+    });
+    await w.send(1);
+    w.worker.wake();
+    await waitUntil(async () => w.attempts.length === 1, WAIT_MS, "the record");
+    expect(w.attempts[0]![1]).toBe("retry");
+    expect(w.woken).toEqual([ops]);
+  });
+
   it("stop: a request still on the wire when the grace ends is aborted, recorded as interrupted and owed again at once, before stop returns", async () => {
     const r = await receiver(() => ({ status: 204, hang: true }));
     const w = await setup({ url: r.url, more: "    timeout: 30s\n" });
@@ -473,12 +685,14 @@ describeEachDb("delivery worker decisions", (t) => {
     await w.send(1);
     const unlock = gate();
     const locked = gate();
+    cleanup.push(() => unlock.open()); // a failed check must not leave the lock held
     const holder = t().db.tx(async (tx) => {
       await tx.query("select 1 from stock_sync.subscriptions where name = $1 for update", [w.name]);
       locked.open();
       await unlock.promise;
     });
     await locked.promise;
+    const beforeWake = performance.now();
     w.worker.wake();
     await r.waitFor(1, WAIT_MS);
     // the outcome's record waits for the lock
@@ -498,7 +712,9 @@ describeEachDb("delivery worker decisions", (t) => {
     w.worker.wake();
     await answered.promise;
     const least = performance.now() - recordWaiting;
-    expect(w.worker.stalledMs()).toBeGreaterThanOrEqual(least);
+    const stalled = w.worker.stalledMs();
+    expect(stalled).toBeGreaterThanOrEqual(least); // the record's wait, not the read's
+    expect(stalled).toBeLessThanOrEqual(performance.now() - beforeWake);
     held.open();
     unlock.open();
     await holder;
