@@ -29,6 +29,8 @@ const isDueRead = (text: string) => text.includes(" as want");
 const isLastCheck = (text: string) => text.includes("where d.id = any($1::int8[])");
 /** The status read alone (queries.ts subscriptionStatuses). */
 const isStatusRead = (text: string) => text.startsWith("select name, status from stock_sync.subscriptions");
+/** fifo's head read whole, with its payload (queries.ts backlogHead). */
+const isWholeHeadRead = (text: string) => isHeadRead(text) && text.includes("m.payload");
 /** fifo's read of its head (queries.ts backlogHead / backlogHeadMeta, not the read ahead). */
 const isHeadRead = (text: string) =>
   text.includes("order by subscription, id limit 1") && !text.includes("id > $2");
@@ -642,6 +644,170 @@ describeEachDb("delivery worker decisions", (t) => {
     await waitUntil(async () => w.attempts.length === 1, WAIT_MS, "the record");
     expect(w.attempts[0]![1]).toBe("retry");
     expect(w.woken).toEqual([ops]);
+  });
+
+  it("a wake with the queue full reads the status alone, and the worker goes on with what it holds and what comes", async () => {
+    const released = gate();
+    const r = await receiver((_req, i) =>
+      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
+    );
+    let statusReads = 0;
+    const w = await setup({
+      url: r.url,
+      more: "    concurrency: 1\n",
+      hooks: {
+        after: (text) => {
+          if (isStatusRead(text)) statusReads++;
+        },
+      },
+    });
+    await w.send(1, 2);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS); // 1 on the wire, 2 queued: full
+    await w.send(3);
+    w.worker.wake();
+    await waitUntil(async () => statusReads === 1 && w.worker.stalledMs() === 0, WAIT_MS, "the status read");
+    released.open();
+    await r.waitFor(3, WAIT_MS);
+    expect(r.requests.map(body)).toEqual([1, 2, 3]);
+  });
+
+  it("a read of the backlog skips what is in flight: a delivery on the wire is not sent twice", async () => {
+    const released = gate();
+    const r = await receiver(() => ({ status: 204, until: released.promise }));
+    let reads = 0;
+    const w = await setup({
+      url: r.url,
+      more: "    concurrency: 2\n",
+      hooks: {
+        after: (text) => {
+          if (isDueRead(text)) reads++;
+        },
+      },
+    });
+    await w.send(1);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS);
+    w.worker.wake(); // another read while 1 is on the wire (and still owed)
+    await waitUntil(async () => reads === 2 && w.worker.stalledMs() === 0, WAIT_MS, "the second read");
+    released.open();
+    await waitUntil(async () => (await w.rows())[0]?.status === "delivered", WAIT_MS, "the record");
+    await w.idle();
+    expect(r.requests).toHaveLength(1);
+    expect((await w.rows())[0]!.attempts).toBe(1);
+  });
+
+  it("a last check that cannot be made is warned about; the delivery stays owed, nothing starts for 1 s (worker's clock)", async () => {
+    const released = gate();
+    const r = await receiver((_req, i) =>
+      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
+    );
+    const cap = capturedLog();
+    let failing = true;
+    const w = await setup({
+      url: r.url,
+      log: cap.log,
+      more: "    concurrency: 1\n",
+      hooks: {
+        before: (text) =>
+          failing && isLastCheck(text) ? Promise.reject(new Error("last check refused")) : undefined,
+      },
+    });
+    await w.send(1, 2);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS);
+    w.at(101); // 2 waited over 100 ms in the queue: it is checked again, and the check fails
+    released.open();
+    await waitUntil(async () => cap.warnings().length > 0, WAIT_MS, "the warning");
+    failing = false;
+    await w.idle();
+    const rows = await w.rows();
+    expect(cap.warnings()).toEqual([
+      expect.objectContaining({
+        msg: "delivery attempt not made",
+        subscription: w.name,
+        delivery: rows[1]!.id,
+        err: expect.objectContaining({ message: "last check refused" }),
+      }),
+    ]);
+    expect(rows.map((d) => [d.n, d.status])).toEqual([
+      [1, "delivered"],
+      [2, "pending"],
+    ]);
+    w.at(1100);
+    w.worker.wake();
+    await w.idle();
+    expect(r.requests.map(body)).toEqual([1]);
+    w.at(1101);
+    w.worker.wake();
+    await r.waitFor(2, WAIT_MS);
+    expect(r.requests.map(body)).toEqual([1, 2]);
+  });
+
+  it("fifo: nothing is read while a head is in flight or the subscription is paused; a message after an empty backlog goes", async () => {
+    const released = gate();
+    const r = await receiver((_req, i) =>
+      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
+    );
+    let heads = 0;
+    let statusReads = 0;
+    const w = await setup({
+      url: r.url,
+      more: "    ordering: fifo\n",
+      hooks: {
+        after: (text) => {
+          if (isHeadRead(text)) heads++;
+          if (isStatusRead(text)) statusReads++;
+        },
+      },
+    });
+    await w.send(1);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS);
+    expect(heads).toBe(1);
+    await w.send(2);
+    w.worker.wake(); // 1 is in flight: its outcome decides what goes next
+    await waitUntil(async () => statusReads === 2 && w.worker.stalledMs() === 0, WAIT_MS, "the status read");
+    expect(heads).toBe(1);
+    released.open();
+    await r.waitFor(2, WAIT_MS);
+    await waitUntil(async () => (await w.rows())[1]?.status === "delivered", WAIT_MS, "2's record");
+    await w.idle(); // the backlog is empty now
+    const headsBefore = heads;
+    await t().db.query("update stock_sync.subscriptions set status = 'paused' where name = $1", [w.name]);
+    await w.send(3);
+    const statusBefore = statusReads;
+    w.worker.wake();
+    await waitUntil(
+      async () => statusReads === statusBefore + 1 && w.worker.stalledMs() === 0,
+      WAIT_MS,
+      "the status read",
+    );
+    expect(heads).toBe(headsBefore); // paused: no head read
+    await t().db.query("update stock_sync.subscriptions set status = 'enabled' where name = $1", [w.name]);
+    w.worker.wake();
+    await r.waitFor(3, WAIT_MS);
+    expect(r.requests.map(body)).toEqual([1, 2, 3]);
+  });
+
+  it("fifo: each payload is read once, ahead; a head retried at once goes with its own payload", async () => {
+    const r = await receiver((_req, i) => ({ status: i === 1 ? 500 : 204 }));
+    let whole = 0;
+    const w = await setup({
+      url: r.url,
+      more: "    ordering: fifo\n    retry_intervals: [0]\n",
+      hooks: {
+        after: (text) => {
+          if (isWholeHeadRead(text)) whole++;
+        },
+      },
+    });
+    await w.send(1, 2, 3, 4);
+    w.worker.wake();
+    await r.waitFor(5, WAIT_MS);
+    expect(r.requests.map(body)).toEqual([1, 2, 2, 3, 4]);
+    // read whole: the first head, and 2 again after its failure (3's payload was read ahead)
+    expect(whole).toBe(2);
   });
 
   it("stop: a request still on the wire when the grace ends is aborted, recorded as interrupted and owed again at once, before stop returns", async () => {
