@@ -61,6 +61,8 @@ describeEachDb("delivery worker decisions", (t) => {
     hooks?: Parameters<typeof spyDb>[1];
     log?: Logger;
     leaseLeft?: () => number;
+    /** No observer (onAttempt), as an engine without metrics runs it. */
+    unobserved?: boolean;
     /** More subscriptions in the config (lines of its `subscriptions:` list). */
     others?: string;
   }) {
@@ -106,7 +108,9 @@ describeEachDb("delivery worker decisions", (t) => {
       wake: (names) => woken.push(...names),
       batches: createSharedBatches(recording),
       leaseLeft: opts.leaseLeft ?? (() => 600_000),
-      onAttempt: (_sub, row, outcome) => attempts.push([Number(row.id), outcome]),
+      onAttempt: opts.unobserved
+        ? undefined
+        : (_sub, row, outcome) => attempts.push([Number(row.id), outcome]),
     });
     cleanup.push(() => sender.close());
     cleanup.push(() => worker.stop(0));
@@ -808,6 +812,20 @@ describeEachDb("delivery worker decisions", (t) => {
     expect(r.requests.map(body)).toEqual([1, 2, 2, 3, 4]);
     // read whole: the first head, and 2 again after its failure (3's payload was read ahead)
     expect(whole).toBe(2);
+  });
+
+  it("without an observer, outcomes are recorded and the worker goes on", async () => {
+    const r = await receiver();
+    const cap = capturedLog();
+    const w = await setup({ url: r.url, log: cap.log, unobserved: true });
+    await w.send(1);
+    w.worker.wake();
+    await waitUntil(async () => (await w.rows())[0]?.status === "delivered", WAIT_MS, "1's record");
+    await w.idle();
+    await w.send(2);
+    w.worker.wake();
+    await r.waitFor(2, WAIT_MS);
+    expect(cap.warnings()).toEqual([]);
   });
 
   it("stop: a request still on the wire when the grace ends is aborted, recorded as interrupted and owed again at once, before stop returns", async () => {
