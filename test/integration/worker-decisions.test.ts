@@ -835,6 +835,42 @@ describeEachDb("delivery worker decisions", (t) => {
     expect(cap.warnings()).toEqual([]);
   });
 
+  it("rate limit: a check after the wait for a slot that cannot be made gives the slot back", async () => {
+    const released = gate();
+    const r = await receiver((_req, i) =>
+      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
+    );
+    const cap = capturedLog();
+    let failing = false;
+    const w = await setup({
+      url: r.url,
+      log: cap.log,
+      more: "    concurrency: 1\n    rate_limit: { requests: 1, per: 2s }\n",
+      hooks: {
+        before: (text) =>
+          failing && isLastCheck(text) ? Promise.reject(new Error("last check refused")) : undefined,
+      },
+    });
+    await w.send(1, 2);
+    w.worker.wake();
+    await r.waitFor(1, WAIT_MS); // 1 holds the window's only slot; 2 is queued behind it
+    w.at(50);
+    released.open(); // 2 waits for the slot (2 s, real time), then is checked again: that fails
+    await waitUntil(async () => (await w.rows())[0]?.status === "delivered", WAIT_MS, "1's record");
+    failing = true;
+    w.at(101);
+    await waitUntil(async () => cap.warnings().length > 0, WAIT_MS, "the warning");
+    failing = false;
+    expect(cap.warnings()[0]).toMatchObject({ msg: "delivery attempt not made", subscription: w.name });
+    await w.idle();
+    expect(r.requests.map(body)).toEqual([1]);
+    // after the back-off, 2 gets the slot it gave back
+    w.at(1101);
+    w.worker.wake();
+    await r.waitFor(2, WAIT_MS);
+    expect(r.requests.map(body)).toEqual([1, 2]);
+  });
+
   it("stop: a request still on the wire when the grace ends is aborted, recorded as interrupted and owed again at once, before stop returns", async () => {
     const r = await receiver(() => ({ status: 204, hang: true }));
     const w = await setup({ url: r.url, more: "    timeout: 30s\n" });
