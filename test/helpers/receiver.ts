@@ -18,6 +18,8 @@ export type Reply = {
   body?: string | Buffer;
   delayMs?: number;
   hang?: boolean;
+  /** Answers once this settles (a test holding the request open until it says so). */
+  until?: Promise<unknown>;
 };
 export type Responder = (req: Recorded, index: number) => Reply;
 
@@ -59,6 +61,7 @@ export async function startReceiver(responder: Responder = () => ({ status: 204 
     const reply = respond(rec, index);
     if (reply.hang) return; // never answers: the sender's timeout must fire
     if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
+    if (reply.until) await reply.until.catch(() => undefined);
     res.writeHead(reply.status, reply.headers ?? {});
     res.end(reply.body ?? "");
   };

@@ -9,13 +9,14 @@ export function spyDb(
   db: Db,
   hooks: {
     before?: (text: string, values: readonly unknown[] | undefined) => Promise<void> | undefined;
-    after?: (text: string, rows: unknown[]) => void;
+    /** May hold the answer back too (return a promise): the query ran, its caller waits. */
+    after?: (text: string, rows: unknown[]) => Promise<void> | void;
   },
 ): Db {
   const query: Db["query"] = async (text, values) => {
     await hooks.before?.(text, values);
     const result = await db.query(text, values);
-    hooks.after?.(text, result.rows);
+    await hooks.after?.(text, result.rows);
     return result as never;
   };
   return new Proxy(db, {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { SendLimiter } from "../../src/outbox/limiter.js";
 import { maxInWindow } from "../helpers/cleanup.js";
 
@@ -86,6 +86,29 @@ describe("SendLimiter", () => {
       expect(await room(limiter, 2)).toBe(1);
     });
 
+    it("waiters are served in the order they came: a reservation that leaves no room wakes nobody else", async () => {
+      now = 0;
+      const order: string[] = [];
+      const take = (name: string, limiter: SendLimiter) =>
+        limiter.acquire().then((slot) => {
+          order.push(name);
+          return slot!;
+        });
+      // cap 1: A, B, C wait behind a reservation; each cancel lets exactly the next one in (a
+      // waiter woken without room would queue again behind the later ones)
+      const limiter = new SendLimiter(1, WINDOW, () => now);
+      const first = (await limiter.acquire())!;
+      const [a, b, c] = [take("A", limiter), take("B", limiter), take("C", limiter)];
+      first.cancel();
+      expect(await settled(a)).toBe("granted");
+      (await a).cancel();
+      expect(await settled(b)).toBe("granted");
+      (await b).cancel();
+      expect(await settled(c)).toBe("granted");
+      expect(order).toEqual(["A", "B", "C"]);
+      limiter.close();
+    });
+
     it("an answer exactly one window old no longer counts", async () => {
       now = 0;
       const limiter = new SendLimiter(1, WINDOW, () => now);
@@ -97,6 +120,52 @@ describe("SendLimiter", () => {
       expect(await settled(next)).toBe("pending");
       now = WINDOW; // answered at 0: exactly one window ago
       limiter.clear();
+      expect(await settled(next)).toBe("granted");
+      limiter.close();
+    });
+  });
+
+  describe("its own timer (fake timers and the clock they move)", () => {
+    const WINDOW = 10_000;
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+    const fake = () => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"], now: 0 });
+    const settled = async <T>(p: Promise<T>) => {
+      const none = Symbol("pending");
+      for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+      return Promise.race([p, Promise.resolve(none)]).then((v) => (v === none ? "pending" : "granted"));
+    };
+
+    it("wakes a waiter 1 ms after the oldest answer leaves the window, and one wake-up lets in as many as there is room for", async () => {
+      fake();
+      const limiter = new SendLimiter(2, WINDOW, () => Date.now());
+      for (const slot of [(await limiter.acquire())!, (await limiter.acquire())!]) {
+        slot.sent();
+        slot.answered(); // both at 0
+      }
+      const d = limiter.acquire();
+      const e = limiter.acquire();
+      expect(vi.getTimerCount()).toBe(1); // one timer, however many wait
+      await vi.advanceTimersByTimeAsync(WINDOW);
+      expect(await settled(d)).toBe("pending");
+      await vi.advanceTimersByTimeAsync(1);
+      expect(await settled(d)).toBe("granted");
+      expect(await settled(e)).toBe("granted");
+      limiter.close();
+      expect(vi.getTimerCount()).toBe(0);
+    });
+
+    it("sets no timer while what fills the window is not answered yet", async () => {
+      fake();
+      const limiter = new SendLimiter(1, WINDOW, () => Date.now());
+      const slot = (await limiter.acquire())!;
+      slot.sent(); // in flight: room comes back with its answer, not with time
+      const next = limiter.acquire();
+      expect(await settled(next)).toBe("pending");
+      expect(vi.getTimerCount()).toBe(0);
+      slot.answered();
+      await vi.advanceTimersByTimeAsync(WINDOW + 1);
       expect(await settled(next)).toBe("granted");
       limiter.close();
     });

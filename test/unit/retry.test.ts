@@ -299,6 +299,85 @@ describe("classifyError", () => {
     expect(message).not.toMatch(/hunter2|abc123/);
   });
 
+  it.each([
+    "ECONNECTION",
+    "ESOCKET",
+    "EDNS",
+    "ETLS",
+    "EPROTOCOL",
+    "EENVELOPE",
+    "EMESSAGE",
+    "EAUTH",
+    "ENOAUTH",
+    "EREQUIRETLS",
+  ])("classifies nodemailer's %s as mail", (code) => {
+    expect(classifyError(coded(code)).errorClass).toBe("mail");
+  });
+
+  it.each([
+    ["EPROTO", "tls"],
+    ["ERR_SSL_WRONG_VERSION_NUMBER", "tls"],
+    // the TLS pattern's prefixes are anchored: a code that merely contains one is not TLS
+    ["EPROTONOSUPPORT", "other"],
+    ["XERR_TLS_SOMETHING", "other"],
+    ["XERR_SSL_SOMETHING", "other"],
+  ])("classifies code %s as %s", (code, expected) => {
+    expect(classifyError(coded(code)).errorClass).toBe(expected);
+  });
+
+  it("tells a mail server's answer and a file error by their fields, not by one alone", () => {
+    expect(
+      classifyError(Object.assign(new Error("550 no such user"), { responseCode: 550 })).errorClass,
+    ).toBe("mail");
+    expect(
+      classifyError(Object.assign(new Error("550 no such user"), { responseCode: "550" })).errorClass,
+    ).toBe("other");
+    expect(classifyError(Object.assign(new Error("gone"), { path: "/x", syscall: "open" })).errorClass).toBe(
+      "file",
+    );
+    expect(classifyError(Object.assign(new Error("gone"), { path: "/x" })).errorClass).toBe("other");
+    expect(classifyError(Object.assign(new Error("gone"), { syscall: "connect" })).errorClass).toBe("other");
+  });
+
+  it("looks into an AggregateError's errors", () => {
+    expect(
+      classifyError(new AggregateError([new Error("first"), coded("ECONNREFUSED")], "all failed")),
+    ).toEqual({
+      errorClass: "connect",
+      message: "all failed: first: ECONNREFUSED",
+    });
+  });
+
+  it("joins the chain's messages once each, trimmed, skipping empty ones; a bare value as itself", () => {
+    expect(classifyError(new Error(" outer ", { cause: new Error("outer") })).message).toBe("outer");
+    expect(classifyError(new Error("", { cause: new Error("inner") })).message).toBe("inner");
+    expect(classifyError(new Error("a", { cause: new Error("b", { cause: new Error("a") }) })).message).toBe(
+      "a: b",
+    );
+    expect(classifyError("a thrown string").message).toBe("a thrown string");
+    expect(classifyError(Object.assign(new Error(""), { message: 42 })).message).toBe("Error: 42");
+  });
+
+  it("cuts the message at 500 characters", () => {
+    expect(classifyError(new Error("x".repeat(600))).message).toBe("x".repeat(500));
+  });
+
+  it("reads ten errors of a chain, no more", () => {
+    const chain = (depth: number) => {
+      // the innermost one is a refused connection, `depth` wrappers out
+      let err: Error = coded("ECONNREFUSED");
+      for (let i = depth; i > 0; i--) err = new Error(`wrapper ${i}`, { cause: err });
+      return err;
+    };
+    expect(classifyError(chain(9)).errorClass).toBe("connect"); // the tenth
+    expect(classifyError(chain(10)).errorClass).toBe("other"); // the eleventh
+    expect(classifyError(chain(10)).message.split(": ")).toHaveLength(10);
+  });
+
+  it("skips a null cause", () => {
+    expect(classifyError(new Error("x", { cause: null }))).toEqual({ errorClass: "other", message: "x" });
+  });
+
   it("survives a cause cycle", () => {
     const a = new Error("a");
     const b = new Error("b", { cause: a });
