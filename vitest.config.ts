@@ -1,9 +1,11 @@
 import { defineConfig } from "vitest/config";
 
+// Read by stock-tempdirs.test.ts through test/helpers/stock.ts, whose afterAll is registered when
+// the module is first imported: that file needs a module graph of its own.
+const OWN_GRAPH = ["test/unit/stock-tempdirs.test.ts"];
+
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    globalSetup: ["test/helpers/global-setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
@@ -11,5 +13,27 @@ export default defineConfig({
     // child processes, servers and timers. The SFTP files each start their own sshd and user.
     maxWorkers: 2,
     reporters: ["default"],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts"],
+          exclude: OWN_GRAPH,
+          // Pure functions, no module state: one module graph per worker instead of one per file.
+          // Importing a file's modules cost more than running its tests (24 s against 7 s for
+          // the 35 files).
+          isolate: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts", ...OWN_GRAPH],
+          globalSetup: ["test/helpers/global-setup.ts"],
+        },
+      },
+    ],
   },
 });
