@@ -130,7 +130,11 @@ async function ensurePgdataTemplate(tar: string): Promise<string> {
   for (const f of await readdir(tmpdir())) {
     const path = join(tmpdir(), f);
     if (!f.startsWith("stock_sync_tpl_") || !f.includes(".pgdata") || path === dir) continue;
-    if ((await stat(path)).mtimeMs < dayAgo) await rm(path, { recursive: true, force: true });
+    const made = await stat(path).then(
+      (st) => st.mtimeMs,
+      () => Date.now(), // removed meanwhile by another run
+    );
+    if (made < dayAgo) await rm(path, { recursive: true, force: true });
   }
   return dir;
 }
