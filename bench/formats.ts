@@ -12,7 +12,7 @@ import { runStockSync } from "./lib/child.js";
 import { createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { progress, repeat, summarize } from "./lib/stats.js";
-import { createStockTable, stockQueriesYaml } from "./lib/stock.js";
+import { benchConfigYaml, createStockTable } from "./lib/stock.js";
 
 const BODIES = {
   csv: "",
@@ -88,19 +88,9 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
 }
 
 function configYaml(url: string, dir: string, body: string): string {
-  return `database:
-  url: "${url}"
-  data_dir: "${join(dir, "data")}"
-source:
-  url: "${url}"
-stock:
-  capture: { mode: full_diff }
-  format: { part_rows: 50000 }
-${stockQueriesYaml("  ")}
-subscriptions:
-  - name: oms
-    subjects: [stock.full]
-    url: "file://${join(dir, "out")}"
-${body}log: { level: warn, format: json }
-`;
+  return benchConfigYaml(url, dir, {
+    format: "{ part_rows: 50000 }",
+    subscriptions: `  - name: oms\n    subjects: [stock.full]\n    url: "file://${join(dir, "out")}"\n${body}`,
+    log: "{ level: warn, format: json }",
+  });
 }

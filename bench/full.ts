@@ -19,7 +19,7 @@ import { type BenchDb, createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { startSink } from "./lib/sink.js";
 import { progress, repeat, summarize } from "./lib/stats.js";
-import { createStockTable, SELLABLE, STOCK_TABLE, stockQueriesYaml } from "./lib/stock.js";
+import { benchConfigYaml, createStockTable, SELLABLE, STOCK_TABLE } from "./lib/stock.js";
 
 const RSS_GOAL_MB = 150;
 const FILE_GOAL = 0.25;
@@ -342,26 +342,19 @@ export function configYaml(
   gzip: boolean,
   partRows: number,
 ): string {
-  return `database:
-  url: "${url}"
-  data_dir: "${join(dir, "data")}"
-source:
-  url: "${url}"
-stock:
-  capture: { mode: full_diff }
-  format: { gzip: ${gzip}, part_rows: ${partRows} }
-${stockQueriesYaml("  ")}
-subscriptions:
-  - name: drop
+  return benchConfigYaml(url, dir, {
+    format: `{ gzip: ${gzip}, part_rows: ${partRows} }`,
+    subscriptions: `  - name: drop
     subjects: [stock.full]
     url: "file://${join(dir, "out")}"
   - name: oms
     subjects: [stock.full]
     url: "${sinkUrl}/stock"
     method: PUT
-# info: the run's result line carries its phases (where the time went)
-log: { level: info, format: json }
-`;
+`,
+    // info: the run's result line carries its phases (where the time went)
+    log: "{ level: info, format: json }",
+  });
 }
 
 /** When each subscription's n-th stock part was recorded as delivered (performance.now()). */

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { Queryable } from "../../src/db/db.js";
 
 /**
@@ -44,3 +45,28 @@ export const stockQueriesYaml = (indent: string) =>
   ]
     .map((l) => indent + l)
     .join("\n");
+
+/**
+ * A stock-sync config over the bench table, as the full and formats figures run it: state and
+ * source in one database, temp files under `<dir>/data`, `full_diff` capture (the table has no
+ * triggers). `format` is the `stock.format` mapping, `subscriptions` the list's entries, `log` the
+ * `log` mapping (a trailing YAML comment may say why).
+ */
+export function benchConfigYaml(
+  url: string,
+  dir: string,
+  opts: { format: string; subscriptions: string; log: string },
+): string {
+  return `database:
+  url: "${url}"
+  data_dir: "${join(dir, "data")}"
+source:
+  url: "${url}"
+stock:
+  capture: { mode: full_diff }
+  format: ${opts.format}
+${stockQueriesYaml("  ")}
+subscriptions:
+${opts.subscriptions}log: ${opts.log}
+`;
+}

@@ -1,4 +1,4 @@
-import { readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
@@ -23,6 +23,8 @@ declare module "vitest" {
     pgSkipReason: string;
     /** A migrated PGlite data directory (a tar file) to load per test database. */
     pgliteTemplate: string;
+    /** The same, as an embedded data directory's `pgdata` (copied by `migratedDataDir`). */
+    pgliteDataDirTemplate: string;
   }
 }
 
@@ -31,7 +33,9 @@ export default async function setup(project: TestProject) {
   const where = new URL(TEST_DATABASE_URL).host;
   const migrations = await loadMigrations();
   const name = templateName(migrations.map((m) => m.name + m.sql).join("\n"));
-  project.provide("pgliteTemplate", await ensurePgliteTemplate(name));
+  const pgliteTemplate = await ensurePgliteTemplate(name);
+  project.provide("pgliteTemplate", pgliteTemplate);
+  project.provide("pgliteDataDirTemplate", await ensurePgdataTemplate(pgliteTemplate));
   try {
     await ensureTemplate(name);
     project.provide("pgTemplate", name);
@@ -97,4 +101,40 @@ async function ensurePgliteTemplate(name: string): Promise<string> {
     if (f.startsWith("stock_sync_tpl_") && f.endsWith(".pglite.tar") && join(tmpdir(), f) !== file)
       await rm(join(tmpdir(), f), { force: true });
   return file;
+}
+
+/**
+ * The migrated PGlite template unpacked as an on-disk data directory, the `pgdata` an embedded
+ * `stock-sync` keeps under `database.data_dir`. A first start in an empty data_dir spends 4-11 s
+ * creating its database (initdb, in WebAssembly); a copy of this takes well under a second.
+ * Made from the tar beside it (so named by the same hash); older ones go after a day (another
+ * checkout's run may still be copying one).
+ */
+async function ensurePgdataTemplate(tar: string): Promise<string> {
+  const dir = tar.replace(/\.tar$/, ".pgdata");
+  const exists = await stat(dir).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
+    const tmp = `${dir}.${process.pid}`;
+    const pg = await PGlite.create({ dataDir: tmp, loadDataDir: new Blob([await readFile(tar)]) });
+    await pg.close();
+    try {
+      await rename(tmp, dir); // never half-written under the final name
+    } catch {
+      await rm(tmp, { recursive: true, force: true }); // another run made it first
+    }
+  }
+  const dayAgo = Date.now() - 24 * 3600_000;
+  for (const f of await readdir(tmpdir())) {
+    const path = join(tmpdir(), f);
+    if (!f.startsWith("stock_sync_tpl_") || !f.includes(".pgdata") || path === dir) continue;
+    const made = await stat(path).then(
+      (st) => st.mtimeMs,
+      () => Date.now(), // removed meanwhile by another run
+    );
+    if (made < dayAgo) await rm(path, { recursive: true, force: true });
+  }
+  return dir;
 }

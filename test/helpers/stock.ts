@@ -1,10 +1,11 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll } from "vitest";
+import { afterAll, expect } from "vitest";
 import type { Db } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
 import { installCapture } from "../../src/inventory/capture-catalog.js";
+import { DEFAULT_SELLABLE } from "../../src/inventory/queries.js";
 import { seedDemoSource } from "../../src/inventory/seed.js";
 import { FIXTURES_DIR } from "../../src/app.js";
 import { testConfig } from "./engine.js";
@@ -23,12 +24,20 @@ afterAll(async () => {
   await Promise.all(tempDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
-/** The demo inventory with change capture, in `db` (source = state), and an exporter over it. */
-export async function stockFixture(db: Db, yaml = STOCK_SUB, opts: { seed?: boolean } = {}) {
+/**
+ * The demo inventory with change capture, in `db` (source = state), and an exporter over it.
+ * `seed: false`: neither (the source is there already); `capture: false`: the inventory without
+ * change capture (installed later by the test, or never: `full_diff`, a missing install).
+ */
+export async function stockFixture(
+  db: Db,
+  yaml = STOCK_SUB,
+  opts: { seed?: boolean; capture?: boolean } = {},
+) {
   const config = testConfig(yaml);
   if (opts.seed !== false) {
     await seedDemoSource(db, { fixturesDir: FIXTURES_DIR });
-    await installCapture(db, config.stock.capture);
+    if (opts.capture !== false) await installCapture(db, config.stock.capture);
   }
   const tmp = await mkdtemp(join(tmpdir(), "stock-sync-export-"));
   tempDirs.push(tmp);
@@ -106,3 +115,11 @@ export function applyToOms(messages: StockMessage[], oms = new Map<string, numbe
 }
 
 export const withoutZeros = (m: Map<string, number>) => new Map([...m].filter(([, v]) => v !== 0));
+
+/**
+ * Nothing was missed: what the OMS holds after every stock message so far (full + deltas applied
+ * in order, zeros dropped) equals the sellable stock the source computes now.
+ */
+export async function expectOmsEqualsSource(db: Db): Promise<void> {
+  expect(applyToOms(await stockMessages(db))).toEqual(withoutZeros(await sourceTruth(db, DEFAULT_SELLABLE)));
+}

@@ -1,21 +1,18 @@
 import { afterEach, describe, expect, inject, it } from "vitest";
 import type { Db } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
-import { seedDemoSource } from "../../src/inventory/seed.js";
 import { DEFAULT_SELLABLE } from "../../src/inventory/queries.js";
-import { FIXTURES_DIR } from "../../src/app.js";
 import { startScheduler } from "../../src/scheduler/scheduler.js";
 import { systemClock } from "../../src/clock.js";
 import { type Backend, createTestDb } from "../helpers/db.js";
 import { quietLog, waitUntil } from "../helpers/engine.js";
 import {
-  applyToOms,
+  expectOmsEqualsSource,
   installDemoCapture,
   STOCK_SUB,
   sourceTruth,
   stockFixture,
   stockMessages,
-  withoutZeros,
 } from "../helpers/stock.js";
 
 /**
@@ -42,12 +39,6 @@ const lastRun = async (db: Db, kind = "delta") =>
       [kind],
     )
   ).rows[0]!;
-
-/** The OMS after every message equals the source: nothing was missed. */
-async function omsMatches(db: Db) {
-  const oms = applyToOms(await stockMessages(db));
-  expect(oms).toEqual(withoutZeros(await sourceTruth(db, DEFAULT_SELLABLE)));
-}
 
 const aKey = async (db: Db) =>
   (
@@ -86,7 +77,7 @@ for (const backend of ["postgres", "pglite"] as const) {
         expect(await sourceTruth(db, DEFAULT_SELLABLE)).not.toEqual(before);
         const r = await delta();
         expect(r.status).toBe("enqueued");
-        await omsMatches(db);
+        await expectOmsEqualsSource(db);
         expect((await lastRun(db)).detail).toContain("TRUNCATE of inventory.reservations");
         expect((await delta()).status).toBe("empty");
       });
@@ -116,24 +107,22 @@ for (const backend of ["postgres", "pglite"] as const) {
           expect((await lastRun(db)).detail).toMatch(
             /compared every key: change capture was installed or re-installed/,
           );
-          await omsMatches(db);
+          await expectOmsEqualsSource(db);
         },
       );
 
       it("capture not installed in trigger mode: the first delta is an error, not everything", async () => {
         const t = await fresh(backend);
-        await seedDemoSource(t.db, { fixturesDir: FIXTURES_DIR });
         // A subscription taking deltas only: one taking fulls too would get a full first (12.12).
         const deltasOnly = STOCK_SUB.replace("[stock.full, stock.delta]", "[stock.delta]");
-        const fx = await stockFixture(t.db, deltasOnly, { seed: false });
+        const fx = await stockFixture(t.db, deltasOnly, { capture: false });
         await expect(fx.exporter.run("delta", { trigger: "test" })).rejects.toThrow(/not installed/);
         expect(await stockMessages(t.db)).toEqual([]);
       });
 
       it("a write before the install is in the first delta after it", async () => {
         const t = await fresh(backend);
-        await seedDemoSource(t.db, { fixturesDir: FIXTURES_DIR });
-        const fx = await stockFixture(t.db, STOCK_SUB, { seed: false });
+        const fx = await stockFixture(t.db, STOCK_SUB, { capture: false });
         expect((await fx.exporter.run("full", { trigger: "test" })).status).toBe("enqueued");
         const k = await aKey(t.db);
         await bump(t.db, k, 11);
@@ -142,7 +131,7 @@ for (const backend of ["postgres", "pglite"] as const) {
         expect(r.status).toBe("enqueued");
         const last = (await stockMessages(t.db)).at(-1)!;
         expect(last.rows.map((x) => `${x.sku}|${x.location}`)).toContain(`${k.sku}|${k.location}`);
-        await omsMatches(t.db);
+        await expectOmsEqualsSource(t.db);
         // Then deltas are incremental again.
         expect((await fx.exporter.run("delta", { trigger: "test" })).status).toBe("empty");
       });
@@ -158,7 +147,7 @@ for (const backend of ["postgres", "pglite"] as const) {
           [k.sku],
         );
         expect((await fx.exporter.run("delta", { trigger: "test" })).status).toBe("enqueued");
-        await omsMatches(t.db);
+        await expectOmsEqualsSource(t.db);
         expect((await fx.exporter.run("delta", { trigger: "test" })).status).toBe("empty");
       });
     },

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { runCli } from "../helpers/cli.js";
+import { migratedDataDir } from "../helpers/data-dir.js";
 import { createTestDb, type TestDb } from "../helpers/db.js";
 
 let dir: string;
@@ -105,8 +106,7 @@ describe("demo inventory on the embedded database", () => {
       "embedded.yaml",
       `database:\n  data_dir: ${data}\n${stockSub(join(dir, "out3"))}`,
     );
-    const migrate = await runCli(["--config", path, "migrate"]);
-    expect(migrate.code).toBe(0);
+    await migratedDataDir(data); // an existing embedded database: created and migrated
     const status = await runCli(["--config", path, "status"]);
     expect(status.code).toBe(0);
     expect(status.stderr).not.toContain("demo inventory loaded");

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { runCli } from "../helpers/cli.js";
+import { migratedDataDir } from "../helpers/data-dir.js";
 import { createTestDb, type TestDb } from "../helpers/db.js";
 
 let dir: string;
@@ -58,7 +59,9 @@ describe("--out to a directory that does not exist, on the embedded database", (
       config,
       `database:\n  data_dir: ${join(dir, "data")}\nsubscriptions:\n  - name: oms\n    subjects: [stock.full, stock.delta]\n    url: "file://${dir}/sent"\n`,
     );
-    // A sending snapshot creates the database and loads the demo inventory first.
+    // The database exists (a copy of the migrated template: creating it is not this test's
+    // claim); a sending snapshot loads the demo inventory first.
+    await migratedDataDir(join(dir, "data"));
     const first = await runCli(["--config", config, "snapshot"]);
     expect(first.code, first.stderr).toBe(0);
     await expectRefused(config);

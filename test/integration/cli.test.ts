@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ROOT, runCli, startCli } from "../helpers/cli.js";
+import { migratedDataDir } from "../helpers/data-dir.js";
 import { createTestDb, type TestDb } from "../helpers/db.js";
 
 let dir: string;
@@ -80,6 +81,7 @@ describe("stock-sync CLI: config and exit codes", () => {
   it("source install checks the source's catalogue before printing anything: exit 2 naming each missing table", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "stock-sync-install-"));
     try {
+      await migratedDataDir(join(dataDir, "data")); // created beforehand: the catalogue check is the claim
       const path = await config("install.yaml", `database:\n  data_dir: ${dataDir}/data\n`);
       const r = await runCli(["--config", path, "source", "install"]);
       expect(r.code).toBe(2);

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -6,8 +6,8 @@ import { openPostgres } from "../../src/db/pg.js";
 import { insertBacklog } from "../helpers/backlog.js";
 import { runCleanup } from "../helpers/cleanup.js";
 import { startCli } from "../helpers/cli.js";
-import { createTestDb } from "../helpers/db.js";
 import { waitUntil } from "../helpers/engine.js";
+import { crashStateDb } from "../helpers/engine-process.js";
 import { startWatchReceiver, type Visit, type WatchReceiver } from "../helpers/watch-receiver.js";
 
 /** The lease is the default 60 s: a takeover that waited for its expiry would take longer. */
@@ -49,29 +49,20 @@ describe("kill -9 while delivering in order, then another process takes over", (
             cleanup.push(() => r.close());
             receivers[s.name] = r;
           }
-          const testDb = backend === "postgres" ? await createTestDb("postgres") : null;
-          if (testDb) cleanup.push(() => testDb.drop());
-          const dataDir = join(dir, "data");
-          const database = testDb
-            ? `  url: "${testDb.url}"\nsource:\n  demo: true\n`
-            : `  data_dir: ${dataDir}\n`;
-          const config = join(dir, `${backend}.yaml`);
-          await writeFile(
-            config,
-            `database:\n${database}server:\n  port: 0\nstock:\n  simulator:\n    enabled: false\nsubscriptions:\n` +
-              subs
-                .map(
-                  (s) =>
-                    `  - name: ${s.name}\n    subjects: ["order.*"]\n    url: "${receivers[s.name]!.url}"\n` +
-                    `    ordering: ${s.ordering}\n    concurrency: ${s.concurrency}\n    timeout: 5s\n`,
-                )
-                .join(""),
+          const stateDb = await crashStateDb(backend, dir);
+          cleanup.push(() => stateDb.drop());
+          const config = await stateDb.writeConfig(
+            subs
+              .map(
+                (s) =>
+                  `  - name: ${s.name}\n    subjects: ["order.*"]\n    url: "${receivers[s.name]!.url}"\n` +
+                  `    ordering: ${s.ordering}\n    concurrency: ${s.concurrency}\n    timeout: 5s\n`,
+              )
+              .join(""),
           );
           const first = await startCli(["--config", config], { timeoutMs: 60_000 });
           cleanup.push(() => first.stop("SIGKILL"));
-          const stateUrl = async () =>
-            testDb?.url ??
-            `postgres://postgres@/postgres?host=${encodeURIComponent(JSON.parse(await readFile(join(dataDir, "endpoint.json"), "utf8")).socketDir)}`;
+          const stateUrl = () => stateDb.stateUrl();
           const client = openPostgres(await stateUrl(), { poolSize: 1 });
           try {
             for (const s of subs)

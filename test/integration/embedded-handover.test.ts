@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { openEmbedded } from "../../src/db/embedded.js";
 import { runCli, startCli } from "../helpers/cli.js";
+import { migratedDataDir } from "../helpers/data-dir.js";
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -32,6 +33,7 @@ it("start joins a short-lived owner, takes the database over when it exits, and 
     config,
     `database:\n  data_dir: ${join(dir, "data")}\nserver:\n  port: 0\nstock:\n  simulator:\n    enabled: false\n`,
   );
+  await migratedDataDir(join(dir, "data")); // the handover is the claim, not creating the database
   const shortLived = await openEmbedded(join(dir, "data"));
   cleanup.push(() => shortLived.close());
   expect(shortLived.role).toBe("owner");

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { runCleanup } from "../helpers/cleanup.js";
+import { migratedDataDir } from "../helpers/data-dir.js";
 import type { Db } from "../../src/db/db.js";
 import { openEmbedded } from "../../src/db/embedded.js";
 import { openPostgres } from "../../src/db/pg.js";
@@ -17,6 +18,13 @@ async function tempDir() {
   dirs.push(dir);
   return dir;
 }
+
+/**
+ * A data directory whose database already exists (a copy of the migrated template): for the
+ * tests about sharing it, not about creating it, which costs PGlite 4-11 s of initdb each. The
+ * last test here still opens an empty directory.
+ */
+const createdDir = async () => migratedDataDir(await tempDir());
 
 function track<T extends { close(): Promise<void> }>(x: T): T {
   opened.push(x);
@@ -33,7 +41,7 @@ afterEach(async () => {
 
 describe("embedded database (PGlite shared over the wire)", () => {
   it("the first opener owns it; a second opener connects to the owner", async () => {
-    const dir = await tempDir();
+    const dir = await createdDir();
     const owner = track(await openEmbedded(dir));
     const client = track(await openEmbedded(dir));
     expect([owner.role, client.role]).toEqual(["owner", "client"]);
@@ -44,7 +52,7 @@ describe("embedded database (PGlite shared over the wire)", () => {
   });
 
   it("never interleaves transactions or extended-protocol batches of different users", async () => {
-    const dir = await tempDir();
+    const dir = await createdDir();
     const owner = track(await openEmbedded(dir));
     const url = owner.url;
     const users: Db[] = [
@@ -74,7 +82,7 @@ describe("embedded database (PGlite shared over the wire)", () => {
   });
 
   it("a client loads CSV with copyFrom (as inserts: PGlite takes no COPY FROM STDIN over the wire)", async () => {
-    const dir = await tempDir();
+    const dir = await createdDir();
     const owner = track(await openEmbedded(dir));
     const client = track(await openEmbedded(dir));
     const rows = Array.from({ length: 12_001 }, (_, i) => `k${i},"v,${i}",${i}\n`);
@@ -90,7 +98,7 @@ describe("embedded database (PGlite shared over the wire)", () => {
   });
 
   it("rolls back the open transaction of a client that disconnects", async () => {
-    const dir = await tempDir();
+    const dir = await createdDir();
     const owner = track(await openEmbedded(dir));
     await owner.query("create table t (v int)");
     const client = new pg.Client(owner.url);

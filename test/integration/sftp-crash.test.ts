@@ -3,15 +3,15 @@
  * file is whole and present once, and the dead upload's temporary file is gone (the retry writes
  * the same temporary name and renames it into place).
  */
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { openPostgres } from "../../src/db/pg.js";
 import { notifyOutbox } from "../../src/outbox/queries.js";
 import { startCli } from "../helpers/cli.js";
-import { createTestDb } from "../helpers/db.js";
 import { waitUntil } from "../helpers/engine.js";
+import { crashStateDb } from "../helpers/engine-process.js";
 import { type Sshd, startSshd } from "../helpers/sshd.js";
 
 let sshd: Sshd;
@@ -37,22 +37,14 @@ describe("kill -9 of stock-sync start mid-upload", () => {
       `[${backend}] after the restart the ${mb} MB file is whole, present once, and no temp file is left`,
       async () => {
         const drop = await sshd.folder(`crash-${backend}`);
-        const testDb = backend === "postgres" ? await createTestDb("postgres") : null;
-        const database = testDb
-          ? `  url: "${testDb.url}"\nsource:\n  demo: true\n`
-          : `  data_dir: ${join(dir, "data")}\n`;
-        const config = join(dir, `${backend}.yaml`);
-        await writeFile(
-          config,
-          `database:\n${database}server:\n  port: 0\nstock:\n  simulator:\n    enabled: false\n` +
-            'subscriptions:\n  - name: drop\n    subjects: ["order.*"]\n    ordering: fifo\n' +
+        const stateDb = await crashStateDb(backend, dir);
+        const config = await stateDb.writeConfig(
+          `  - name: drop\n    subjects: ["order.*"]\n    ordering: fifo\n` +
             `    url: "${sshd.url(drop)}"\n    timeout: 30s\n    retry_intervals: [100ms, 100ms, 100ms]\n` +
             `    sftp:\n      host_key: "${sshd.hostKey}"\n      private_key_file: ${sshd.clientKeyFile}\n`,
         );
         const first = await startCli(["--config", config], { timeoutMs: 180_000 });
-        const stateUrl = async () =>
-          testDb?.url ??
-          `postgres://postgres@/postgres?host=${encodeURIComponent(JSON.parse(await readFile(join(dir, "data", "endpoint.json"), "utf8")).socketDir)}`;
+        const stateUrl = () => stateDb.stateUrl();
         let second: Awaited<ReturnType<typeof startCli>> | undefined;
         try {
           const client = openPostgres(await stateUrl(), { poolSize: 1 });
@@ -101,7 +93,7 @@ describe("kill -9 of stock-sync start mid-upload", () => {
         } finally {
           await second?.stop();
           await first.stop();
-          await testDb?.drop();
+          await stateDb.drop();
         }
       },
       420_000,
