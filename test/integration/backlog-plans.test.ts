@@ -19,7 +19,8 @@ import { inject } from "vitest";
  */
 const BACKLOG = 12_000;
 const BOUND = 400;
-const LIMIT = 32;
+/** A worker's read at concurrency 32 (worker.ts: 4 rows per slot, read when half are left). */
+const LIMIT = 64;
 const LEASE = { owner: "plans", forMs: 1000, until: new Date(Date.now() + 3600_000) };
 
 type PlanNode = {
