@@ -44,7 +44,7 @@ const CHECK_FRESH_MS = 100;
  * (#16: two per slot made 29 reads per 1,000 messages, competing with the records for the
  * database's commits). Those that wait past CHECK_FRESH_MS are checked again before they start.
  */
-const TARGET_PER_SLOT = 4;
+export const TARGET_PER_SLOT = 4;
 const INTERRUPTED = "interrupted: stock-sync stopped sending for this subscription (shutdown_grace ended)";
 /** After the grace, aborted requests get this long to have their outcome recorded. */
 const RECORD_AFTER_ABORT_MS = 5000;

@@ -12,7 +12,7 @@ import { enqueue } from "../../src/outbox/enqueue.js";
 import { newOwnerId } from "../../src/outbox/owners.js";
 import { acquireLeases, syncSubscriptions } from "../../src/outbox/queries.js";
 import { createSender } from "../../src/outbox/send.js";
-import { SubscriptionWorker } from "../../src/outbox/worker.js";
+import { SubscriptionWorker, TARGET_PER_SLOT } from "../../src/outbox/worker.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import type { Logger } from "../../src/log.js";
 import { capturedLog } from "../helpers/captured-log.js";
@@ -35,7 +35,24 @@ const isWholeHeadRead = (text: string) => isHeadRead(text) && text.includes("m.p
 const isHeadRead = (text: string) =>
   text.includes("order by subscription, id limit 1") && !text.includes("id > $2");
 
+/** A receiver that answers its first `held` requests (204) only once `released` opens. */
+async function heldReceiver(held: number) {
+  const released = gate();
+  const r = await receiver((_req, i) =>
+    i < held ? { status: 204, until: released.promise } : { status: 204 },
+  );
+  return { released, r };
+}
+
+/** Hooks that refuse the last check before a request while `failing()` says so. */
+const refuseLastCheck = (failing: () => boolean) => ({
+  before: (text: string) =>
+    failing() && isLastCheck(text) ? Promise.reject(new Error("last check refused")) : undefined,
+});
+
 const WAIT_MS = 5000;
+/** Messages that fill the queue of a worker at concurrency 1 (one on the wire, the rest queued). */
+const full = Array.from({ length: TARGET_PER_SLOT }, (_, i) => i + 1);
 const body = (req: { body: Buffer }) => JSON.parse(req.body.toString()).n as number;
 
 type Rows = {
@@ -344,10 +361,7 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("a row that waited in the queue over 100 ms is checked again in the database: a pause committed meanwhile stops it", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(1);
     let checks = 0;
     const w = await setup({
       url: r.url,
@@ -371,10 +385,7 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("a row fetched 100 ms ago (worker's clock) starts without another check", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(1);
     let checks = 0;
     const w = await setup({
       url: r.url,
@@ -436,8 +447,7 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("concurrency: that many requests on the wire at once", async () => {
-    const released = gate();
-    const r = await receiver(() => ({ status: 204, until: released.promise }));
+    const { released, r } = await heldReceiver(Number.POSITIVE_INFINITY);
     const w = await setup({ url: r.url, more: "    concurrency: 2\n" });
     await w.send(1, 2, 3);
     w.worker.wake();
@@ -473,10 +483,7 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("a pause wakes the worker: a row already taken and queued is not sent (the queue full: status read alone)", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(1);
     let statusReads = 0;
     const w = await setup({
       url: r.url,
@@ -487,26 +494,22 @@ describeEachDb("delivery worker decisions", (t) => {
         },
       },
     });
-    await w.send(1, 2);
+    await w.send(...full);
     w.worker.wake();
-    await r.waitFor(1, WAIT_MS); // 1 on the wire, 2 queued: the queue is full (2 per slot)
+    await r.waitFor(1, WAIT_MS); // 1 on the wire, the rest queued: the queue is full
     await t().db.query("update stock_sync.subscriptions set status = 'paused' where name = $1", [w.name]);
     w.worker.wake(); // what a pause does (ops API, LISTEN)
     await waitUntil(async () => statusReads === 1 && w.worker.stalledMs() === 0, WAIT_MS, "the status read");
     released.open();
     await w.idle();
     expect(r.requests.map(body)).toEqual([1]);
-    expect((await w.rows()).map((d) => [d.n, d.status])).toEqual([
-      [1, "delivered"],
-      [2, "pending"],
-    ]);
+    expect((await w.rows()).map((d) => [d.n, d.status])).toEqual(
+      full.map((n) => [n, n === 1 ? "delivered" : "pending"]),
+    );
   });
 
   it("a pause wakes the worker: a row already taken and queued is not sent (room left: status read with the backlog)", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i < 2 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(2);
     let reads = 0;
     const w = await setup({
       url: r.url,
@@ -535,8 +538,7 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("an outcome moved away from us (lease taken meanwhile) is not written, and warned about", async () => {
-    const released = gate();
-    const r = await receiver(() => ({ status: 204, until: released.promise }));
+    const { released, r } = await heldReceiver(Number.POSITIVE_INFINITY);
     const cap = capturedLog();
     const w = await setup({ url: r.url, log: cap.log });
     await w.send(1);
@@ -601,10 +603,7 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("rate limit: a row that waited for its slot is checked again; one that does not go gives the slot back", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(1);
     let checks = 0;
     const w = await setup({
       url: r.url,
@@ -651,10 +650,7 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("a wake with the queue full reads the status alone, and the worker goes on with what it holds and what comes", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(1);
     let statusReads = 0;
     const w = await setup({
       url: r.url,
@@ -665,20 +661,20 @@ describeEachDb("delivery worker decisions", (t) => {
         },
       },
     });
-    await w.send(1, 2);
+    await w.send(...full);
     w.worker.wake();
-    await r.waitFor(1, WAIT_MS); // 1 on the wire, 2 queued: full
-    await w.send(3);
+    await r.waitFor(1, WAIT_MS); // 1 on the wire, the rest queued: full
+    const next = full.length + 1;
+    await w.send(next);
     w.worker.wake();
     await waitUntil(async () => statusReads === 1 && w.worker.stalledMs() === 0, WAIT_MS, "the status read");
     released.open();
-    await r.waitFor(3, WAIT_MS);
-    expect(r.requests.map(body)).toEqual([1, 2, 3]);
+    await r.waitFor(next, WAIT_MS);
+    expect(r.requests.map(body)).toEqual([...full, next]);
   });
 
   it("a read of the backlog skips what is in flight: a delivery on the wire is not sent twice", async () => {
-    const released = gate();
-    const r = await receiver(() => ({ status: 204, until: released.promise }));
+    const { released, r } = await heldReceiver(Number.POSITIVE_INFINITY);
     let reads = 0;
     const w = await setup({
       url: r.url,
@@ -702,20 +698,14 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("a last check that cannot be made is warned about; the delivery stays owed, nothing starts for 1 s (worker's clock)", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(1);
     const cap = capturedLog();
     let failing = true;
     const w = await setup({
       url: r.url,
       log: cap.log,
       more: "    concurrency: 1\n",
-      hooks: {
-        before: (text) =>
-          failing && isLastCheck(text) ? Promise.reject(new Error("last check refused")) : undefined,
-      },
+      hooks: refuseLastCheck(() => failing),
     });
     await w.send(1, 2);
     w.worker.wake();
@@ -749,10 +739,7 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("fifo: nothing is read while a head is in flight or the subscription is paused; a message after an empty backlog goes", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(1);
     let heads = 0;
     let statusReads = 0;
     const w = await setup({
@@ -836,20 +823,14 @@ describeEachDb("delivery worker decisions", (t) => {
   });
 
   it("rate limit: a check after the wait for a slot that cannot be made gives the slot back", async () => {
-    const released = gate();
-    const r = await receiver((_req, i) =>
-      i === 0 ? { status: 204, until: released.promise } : { status: 204 },
-    );
+    const { released, r } = await heldReceiver(1);
     const cap = capturedLog();
     let failing = false;
     const w = await setup({
       url: r.url,
       log: cap.log,
       more: "    concurrency: 1\n    rate_limit: { requests: 1, per: 2s }\n",
-      hooks: {
-        before: (text) =>
-          failing && isLastCheck(text) ? Promise.reject(new Error("last check refused")) : undefined,
-      },
+      hooks: refuseLastCheck(() => failing),
     });
     await w.send(1, 2);
     w.worker.wake();
