@@ -47,6 +47,20 @@ async function sentState(db: Db): Promise<Map<string, number>> {
   return new Map(rows.map((r) => [`${r.sku}|${r.location}`, Number(r.quantity)]));
 }
 
+/** The refused full's run row says what its result said: refused, same snapshot, rows and reason. */
+async function expectRecordedAsRefused(
+  db: Db,
+  refused: { runId: number | null; snapshotId?: string; rows: number; detail?: string | null },
+) {
+  expect(await runRow(db, refused.runId)).toMatchObject({
+    kind: "full",
+    status: "refused",
+    snapshot_id: refused.snapshotId,
+    rows: refused.rows,
+    detail: refused.detail,
+  });
+}
+
 const runRow = async (db: Db, id: number | null) =>
   (
     await db.query<{
@@ -276,13 +290,7 @@ describeEachDb("a full's shrink refusals", (t) => {
     expect(refused.detail).toMatch(
       new RegExp(`^${why} \\(-\\d+\\.\\d%, more than stock.guard.max_drop_ratio 0.2\\)$`),
     );
-    expect(await runRow(db(), refused.runId)).toMatchObject({
-      kind: "full",
-      status: "refused",
-      snapshot_id: refused.snapshotId,
-      rows: refused.rows,
-      detail: refused.detail,
-    });
+    await expectRecordedAsRefused(db(), refused);
     // the operator is told what was refused and how to send it anyway
     const { rows: notices } = await db().query<{ payload: Uint8Array }>(
       "select payload from stock_sync.messages where subject = 'ops.snapshot.refused'",
@@ -323,13 +331,7 @@ describeEachDb("a full's shrink refusals", (t) => {
     expect(refused.detail).toMatch(
       /^it would zero \d+ keys, \d+\.\d% of the \d+ rows of the last delivered full/,
     );
-    expect(await runRow(db(), refused.runId)).toMatchObject({
-      kind: "full",
-      status: "refused",
-      snapshot_id: refused.snapshotId,
-      rows: refused.rows,
-      detail: refused.detail,
-    });
+    await expectRecordedAsRefused(db(), refused);
     expect(await count(db(), "select id from stock_sync.stock_runs")).toBe(runsBefore + 1);
     expect(await stockMessages(db())).toHaveLength(messagesBefore);
     expect(await sentState(db())).toEqual(sentBefore);
