@@ -2,7 +2,7 @@ import { Writable } from "node:stream";
 import { createLogger } from "../../src/log.js";
 
 /** A logger whose JSON lines the test reads (`warnings()`: those at level warn). */
-export function capturedLog() {
+export function capturedLog(level: "debug" | "info" = "info") {
   const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
   const destination = new Writable({
     write(chunk, _enc, cb) {
@@ -10,6 +10,6 @@ export function capturedLog() {
       cb();
     },
   });
-  const log = createLogger({ level: "info", format: "json", destination });
+  const log = createLogger({ level, format: "json", destination });
   return { log, lines, warnings: () => lines.filter((l) => l.level === 40) };
 }

@@ -5,16 +5,15 @@
  */
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { connect, type Socket } from "node:net";
-import { Writable } from "node:stream";
 import Fastify from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/clock.js";
 import { redactDetails } from "../../src/http/ops-cache.js";
 import { createHttpServer } from "../../src/http/server.js";
 import { registerInbound } from "../../src/inbound/route.js";
-import { createLogger } from "../../src/log.js";
 import { createMetrics } from "../../src/metrics/metrics.js";
 import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
+import { capturedLog } from "../helpers/captured-log.js";
 import { createTestDb, type TestDb } from "../helpers/db.js";
 import { quietLog, testConfig } from "../helpers/engine.js";
 import { startServer, type TestServer } from "../helpers/http.js";
@@ -44,14 +43,7 @@ async function server(yaml: string): Promise<TestServer> {
 
 /** A server whose log lines (json, debug and up) are kept. */
 async function loggedServer(yaml: string) {
-  const lines: { level: number; msg: string; [k: string]: unknown }[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, done) {
-      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  const log = createLogger({ level: "debug", format: "json", destination });
+  const { log, lines } = capturedLog("debug");
   const config = testConfig(yaml);
   const metrics = createMetrics({ db: t.db, clock: systemClock, log: quietLog });
   const subscriptions = buildSubscriptions(config);
