@@ -3,6 +3,7 @@ import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import { adoptFormerTargetNames } from "../subscriptions/adopt.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
+import { estimateDbClock } from "./answer.js";
 import { createSharedBatches } from "./batches.js";
 import { fairShare, isDeadLocalOwner, newOwnerId } from "./owners.js";
 import {
@@ -89,6 +90,8 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
    * rows that other processes (other hosts, other clocks) wrote. Measured at every renewal.
    */
   let offsetMs = 0;
+  /** How far dbClock may be behind the database's: recorded answer times add it (answer.ts). */
+  let offsetErrorMs = 0;
   const dbClock = { now: () => new Date(deps.clock.now().getTime() + offsetMs) };
 
   // what recording needs, for the workers and for the batches they share
@@ -107,6 +110,7 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     wake,
     batches: createSharedBatches(recording),
     leaseLeft: (name) => (leaseUntil.get(name) ?? 0) - performance.now(),
+    clockErrorMs: () => offsetErrorMs,
     onAttempt: deps.onAttempt,
   };
 
@@ -154,7 +158,9 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
       const dead = (await leaseOwners(deps.db, names)).filter((o) => isDeadLocalOwner(o, owner));
       const before = deps.clock.now().getTime();
       const { live, now } = await heartbeat(deps.db, owner, opts.leaseMs, dead);
-      offsetMs = now.getTime() - (before + deps.clock.now().getTime()) / 2;
+      const estimate = estimateDbClock(before, now.getTime(), deps.clock.now().getTime());
+      offsetMs = estimate.offsetMs;
+      offsetErrorMs = estimate.errorMs;
       const share = fairShare(names.length, live);
       // Over our share (a process joined): hand the extra ones over, gracefully.
       const keep = [...workers.keys()].filter((n) => alive(workers.get(n)!)).sort();
