@@ -21,9 +21,6 @@ import { vacuumChurned } from "./vacuum.js";
 import type { Sender } from "./send.js";
 import { SubscriptionWorker, type WorkerDeps } from "./worker.js";
 
-/** How much younger a seeded rate-limit answer is counted than its record says (see startWorker). */
-const SEED_MARGIN_MS = 250;
-
 export type EngineOptions = {
   subscriptions: readonly Subscription[];
   /** How often to look for work that no wake-up announced (other processes on PGlite). */
@@ -124,17 +121,13 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     if (sub.rate_limit) {
       // The window is the receiver's: what was sent before this process took the lease counts.
       const { requests, per } = sub.rate_limit;
+      // Each recorded answer time is the latest it can have come (answer.ts), so the new window
+      // never ends before the receiver's.
       const ages = await recentAnswers(deps.db, name, per + sub.timeout, requests);
       // Taken from a process that did not let go: its last attempts may not be recorded. At most
       // twice its concurrency were (see worker.ts), answered at the latest now.
       const unrecorded = unclean ? Math.min(requests, 2 * sub.concurrency) : 0;
-      // A recorded answer time (attempted_at + duration_ms) is earlier than the answer the
-      // receiver saw: attempted_at is taken before the request is built, the duration covers the
-      // HTTP call alone, and both are on the lease-estimated clock. Seeded answers are counted
-      // SEED_MARGIN_MS younger, so the new window never ends before the receiver's (a full run
-      // saw 4 arrivals in one 4 s window of limit 3 after a restart, under load).
-      const seeded = ages.map((age) => Math.max(0, age - SEED_MARGIN_MS));
-      worker.seedRateLimit([...seeded, ...Array<number>(unrecorded).fill(0)]);
+      worker.seedRateLimit([...ages, ...Array<number>(unrecorded).fill(0)]);
     }
     deps.log.debug({ subscription: name, unclean }, "sending for subscription");
     worker.wake();
