@@ -3,6 +3,7 @@ import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import { adoptFormerTargetNames } from "../subscriptions/adopt.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
+import { estimateDbClock } from "./answer.js";
 import { createSharedBatches } from "./batches.js";
 import { fairShare, isDeadLocalOwner, newOwnerId } from "./owners.js";
 import {
@@ -19,9 +20,6 @@ import { purgeDelivered } from "./retention.js";
 import { vacuumChurned } from "./vacuum.js";
 import type { Sender } from "./send.js";
 import { SubscriptionWorker, type WorkerDeps } from "./worker.js";
-
-/** How much younger a seeded rate-limit answer is counted than its record says (see startWorker). */
-const SEED_MARGIN_MS = 250;
 
 export type EngineOptions = {
   subscriptions: readonly Subscription[];
@@ -89,6 +87,8 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
    * rows that other processes (other hosts, other clocks) wrote. Measured at every renewal.
    */
   let offsetMs = 0;
+  /** How far dbClock may be behind the database's: recorded answer times add it (answer.ts). */
+  let offsetErrorMs = 0;
   const dbClock = { now: () => new Date(deps.clock.now().getTime() + offsetMs) };
 
   // what recording needs, for the workers and for the batches they share
@@ -107,6 +107,7 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     wake,
     batches: createSharedBatches(recording),
     leaseLeft: (name) => (leaseUntil.get(name) ?? 0) - performance.now(),
+    clockErrorMs: () => offsetErrorMs,
     onAttempt: deps.onAttempt,
   };
 
@@ -120,17 +121,13 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     if (sub.rate_limit) {
       // The window is the receiver's: what was sent before this process took the lease counts.
       const { requests, per } = sub.rate_limit;
+      // Each recorded answer time is the latest it can have come (answer.ts), so the new window
+      // never ends before the receiver's.
       const ages = await recentAnswers(deps.db, name, per + sub.timeout, requests);
       // Taken from a process that did not let go: its last attempts may not be recorded. At most
       // twice its concurrency were (see worker.ts), answered at the latest now.
       const unrecorded = unclean ? Math.min(requests, 2 * sub.concurrency) : 0;
-      // A recorded answer time (attempted_at + duration_ms) is earlier than the answer the
-      // receiver saw: attempted_at is taken before the request is built, the duration covers the
-      // HTTP call alone, and both are on the lease-estimated clock. Seeded answers are counted
-      // SEED_MARGIN_MS younger, so the new window never ends before the receiver's (a full run
-      // saw 4 arrivals in one 4 s window of limit 3 after a restart, under load).
-      const seeded = ages.map((age) => Math.max(0, age - SEED_MARGIN_MS));
-      worker.seedRateLimit([...seeded, ...Array<number>(unrecorded).fill(0)]);
+      worker.seedRateLimit([...ages, ...Array<number>(unrecorded).fill(0)]);
     }
     deps.log.debug({ subscription: name, unclean }, "sending for subscription");
     worker.wake();
@@ -154,7 +151,9 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
       const dead = (await leaseOwners(deps.db, names)).filter((o) => isDeadLocalOwner(o, owner));
       const before = deps.clock.now().getTime();
       const { live, now } = await heartbeat(deps.db, owner, opts.leaseMs, dead);
-      offsetMs = now.getTime() - (before + deps.clock.now().getTime()) / 2;
+      const estimate = estimateDbClock(before, now.getTime(), deps.clock.now().getTime());
+      offsetMs = estimate.offsetMs;
+      offsetErrorMs = estimate.errorMs;
       const share = fairShare(names.length, live);
       // Over our share (a process joined): hand the extra ones over, gracefully.
       const keep = [...workers.keys()].filter((n) => alive(workers.get(n)!)).sort();

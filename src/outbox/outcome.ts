@@ -13,7 +13,13 @@ import type { AttemptResult, Decision } from "./retry.js";
 export type AttemptRecord = {
   deliveryId: number;
   startedAt: Date;
+  /** The request's own time (what the attempt log shows): not counted from `startedAt`. */
   durationMs: number;
+  /**
+   * When the answer had come at the latest, on the database's clock (answer.ts): what a process
+   * taking the subscription over counts in its rate-limit window. Unset in records made by hand.
+   */
+  answeredBy?: Date;
   result: AttemptResult;
   /** As received; what is stored of it is `storedReply`'s choice. */
   responseBody: string | null;
@@ -150,8 +156,9 @@ export async function recordSuccessGroups(
   const { rows } = await db.query<{ ok: string[]; written: (number | string)[] }>(
     `with s as (select name, consecutive_failures = 0 and not failing_notified as ok
                 from stock_sync.subscriptions where name = any($6::text[])),
-     u as (select u.* from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $10::text[])
-             as u(id, started_at, duration_ms, http_status, at, sub)
+     u as (select u.* from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::timestamptz[], $10::text[],
+                                  $11::timestamptz[])
+             as u(id, started_at, duration_ms, http_status, at, sub, answered_by)
            join s on s.name = u.sub and s.ok
            -- the fence (see fence()): still owed, and the lease still ours
            join stock_sync.deliveries f on f.id = u.id and f.subscription = u.sub and f.status in ('pending', 'failed')
@@ -162,8 +169,10 @@ export async function recordSuccessGroups(
            returning d.id),
      -- only for the deliveries updated (locked, still owed): the attempt rows have no foreign
      -- key (0013), so one is never written for a delivery that is gone or no longer owed
-     a as (insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, response_body, outcome)
-           select u.id, u.started_at, u.duration_ms, u.http_status, null, 'delivered' from d join u on u.id = d.id),
+     a as (insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, response_body, outcome,
+             answered_by)
+           select u.id, u.started_at, u.duration_ms, u.http_status, null, 'delivered', u.answered_by
+           from d join u on u.id = d.id),
      -- as countFailure's success path: the time of the last success, at most once a second
      t as (update stock_sync.subscriptions x set last_success_at = $7, last_status = g.last_status
            from unnest($6::text[], $8::int[]) as g(name, last_status) join s on s.name = g.name and s.ok
@@ -182,6 +191,7 @@ export async function recordSuccessGroups(
       lastStatus,
       ctx.owner ?? null,
       recs.map(({ sub }) => sub),
+      recs.map(({ r }) => r.answeredBy ?? null),
     ],
     // once per batch of outcomes, and a plan by primary key whatever the values (db.ts)
     { name: "stock_sync_record_successes" },
@@ -203,9 +213,9 @@ function insertAttempts(
 ) {
   return tx.query(
     `insert into stock_sync.attempts (delivery_id, attempted_at, duration_ms, status, error_class, error,
-       response_body, outcome, next_attempt_at)
+       response_body, outcome, next_attempt_at, answered_by)
      select * from unnest($1::int8[], $2::timestamptz[], $3::int[], $4::int[], $5::text[], $6::text[],
-       $7::text[], $8::text[], $9::timestamptz[])`,
+       $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])`,
     [
       recs.map((r) => r.deliveryId),
       recs.map((r) => r.startedAt),
@@ -216,6 +226,7 @@ function insertAttempts(
       recs.map((r) => storedReply(r.result, r.responseBody)),
       recs.map((r) => r.decision.kind),
       cols.map((c) => c.nextAt),
+      recs.map((r) => r.answeredBy ?? null),
     ],
   );
 }

@@ -403,9 +403,18 @@ export async function mayAttempt(
 }
 
 /**
- * When this subscription's latest attempts were answered, as ages in ms on the database's clock,
- * newest first, at most `cap`, within `windowMs`: a worker that takes the subscription seeds its
- * rate limit with them, so a restart or a handover keeps the receiver's window.
+ * An attempt recorded without `answered_by` (before migration 0014, so in the first window after
+ * the upgrade; or by hand) is counted answered this much after its start plus its request's
+ * duration: the preparation of the request and the recorder's clock estimate are not in those
+ * (what 85a905a counted for every attempt).
+ */
+const UNBOUNDED_ANSWER_MARGIN_MS = 250;
+
+/**
+ * When this subscription's latest attempts were answered at the latest, as ages in ms on the
+ * database's clock, newest first, at most `cap`, within `windowMs`: a worker that takes the
+ * subscription seeds its rate limit with them, so a restart or a handover keeps the receiver's
+ * window.
  */
 export async function recentAnswers(
   db: Queryable,
@@ -413,14 +422,16 @@ export async function recentAnswers(
   windowMs: number,
   cap: number,
 ): Promise<number[]> {
+  const answered = `coalesce(a.answered_by,
+    a.attempted_at + (a.duration_ms + ${UNBOUNDED_ANSWER_MARGIN_MS}) * interval '1 millisecond')`;
   const { rows } = await db.query<{ age: number }>(
-    `select greatest(0, extract(epoch from now() - (a.attempted_at + a.duration_ms * interval '1 millisecond')) * 1000)::float8 as age
+    `select greatest(0, extract(epoch from now() - ${answered}) * 1000)::float8 as age
      from stock_sync.deliveries d join stock_sync.attempts a on a.delivery_id = d.id
      where d.subscription = $1
        and d.status in ('pending', 'failed', 'delivered', 'dead', 'superseded')
        and d.updated_at > now() - $2 * interval '1 millisecond' - interval '1 minute'
        and a.attempted_at > now() - $2 * interval '1 millisecond' - interval '1 minute'
-     order by a.attempted_at + a.duration_ms * interval '1 millisecond' desc
+     order by ${answered} desc
      limit $3`,
     [subscription, windowMs, cap],
   );

@@ -3,6 +3,7 @@ import { type Clock, waitAtMost } from "../clock.js";
 import type { Db } from "../db/db.js";
 import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
+import { answeredBy } from "./answer.js";
 import type { AttemptRecord } from "./outcome.js";
 import type { SharedBatches } from "./batches.js";
 import { backlogHead, backlogHeadMeta, backlogPayloadAfter, type DeliveryRow } from "./queries.js";
@@ -27,6 +28,8 @@ export type WorkerDeps = {
   batches: SharedBatches;
   /** For how long (ms, from now) this process's lease on a subscription is certainly valid. */
   leaseLeft: (subscription: string) => number;
+  /** How far `clock` may be behind the database's (see answer.ts). */
+  clockErrorMs: () => number;
   /** Observers (metrics, tests). */
   onAttempt?: (sub: Subscription, row: DeliveryRow, outcome: string, durationMs: number) => void;
 };
@@ -259,7 +262,7 @@ export class SubscriptionWorker {
       if (this.#stopped) return;
       const outcome = await this.#send(row, checkedAt);
       if (!outcome) return;
-      const { at: startedAt, sent, interrupted } = outcome;
+      const { at: startedAt, answered, sent, interrupted } = outcome;
       const decidedAt = clock.now();
       // Aborted by our own shutdown: owed again at once (the next owner sends it; this record
       // is written before our lease is released, so the two attempts never overlap).
@@ -286,6 +289,7 @@ export class SubscriptionWorker {
         deliveryId: row.id,
         startedAt,
         durationMs: sent.durationMs,
+        answeredBy: answered,
         result,
         responseBody: sent.responseBody,
         decision,
@@ -370,7 +374,10 @@ export class SubscriptionWorker {
     }
     if (!go) return null;
     slot?.sent();
+    // the answer time recorded counts from here: the preparation of the request is part of it
+    const started = performance.now();
     const at = clock.now();
+    const clockError = this.deps.clockErrorMs();
     const abort = this.#abort;
     try {
       // an order event's body.template is applied here, so the signature covers what is sent
@@ -392,7 +399,8 @@ export class SubscriptionWorker {
               })
             : await sender.send({ ...prepared.request, signal: abort.signal });
       if (!sent) return null;
-      return { at, sent, interrupted: abort.signal.aborted };
+      const answered = answeredBy(at, performance.now() - started, clockError);
+      return { at, answered, sent, interrupted: abort.signal.aborted };
     } finally {
       slot?.answered();
     }

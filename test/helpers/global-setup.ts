@@ -1,4 +1,4 @@
-import { readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
@@ -76,11 +76,12 @@ async function ensureTemplate(name: string): Promise<void> {
 /**
  * The same for PGlite: a migrated data directory, dumped once and loaded by each test database.
  * Loading it takes a quarter to a half of creating a database and migrating it, which every
- * test file with a PGlite back end did. Named like the PostgreSQL template; older ones go.
+ * test file with a PGlite back end did. Named like the PostgreSQL template; others go when unused for a day.
  */
 async function ensurePgliteTemplate(name: string): Promise<string> {
   const file = join(tmpdir(), `${name}.pglite.tar`);
-  const exists = await stat(file).then(
+  // marked as used now: another checkout's run (other migrations) removes only those unused for a day
+  const exists = await utimes(file, new Date(), new Date()).then(
     () => true,
     () => false,
   );
@@ -97,10 +98,24 @@ async function ensurePgliteTemplate(name: string): Promise<string> {
       await db.close();
     }
   }
-  for (const f of await readdir(tmpdir()))
-    if (f.startsWith("stock_sync_tpl_") && f.endsWith(".pglite.tar") && join(tmpdir(), f) !== file)
-      await rm(join(tmpdir(), f), { force: true });
+  // Not at once: a running file's next test database found its template gone (ENOENT, two
+  // worktrees with different migrations run at the same time).
+  await removeDayOld((f) => f.endsWith(".pglite.tar"), file);
   return file;
+}
+
+/** Templates (`stock_sync_tpl_*` in tmpdir) that `which` names, but `keep`, unchanged for a day. */
+async function removeDayOld(which: (name: string) => boolean, keep: string): Promise<void> {
+  const dayAgo = Date.now() - 24 * 3600_000;
+  for (const f of await readdir(tmpdir())) {
+    const path = join(tmpdir(), f);
+    if (!f.startsWith("stock_sync_tpl_") || !which(f) || path === keep) continue;
+    const made = await stat(path).then(
+      (st) => st.mtimeMs,
+      () => Date.now(), // removed meanwhile by another run
+    );
+    if (made < dayAgo) await rm(path, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -126,15 +141,6 @@ async function ensurePgdataTemplate(tar: string): Promise<string> {
       await rm(tmp, { recursive: true, force: true }); // another run made it first
     }
   }
-  const dayAgo = Date.now() - 24 * 3600_000;
-  for (const f of await readdir(tmpdir())) {
-    const path = join(tmpdir(), f);
-    if (!f.startsWith("stock_sync_tpl_") || !f.includes(".pgdata") || path === dir) continue;
-    const made = await stat(path).then(
-      (st) => st.mtimeMs,
-      () => Date.now(), // removed meanwhile by another run
-    );
-    if (made < dayAgo) await rm(path, { recursive: true, force: true });
-  }
+  await removeDayOld((f) => f.includes(".pgdata"), dir);
   return dir;
 }

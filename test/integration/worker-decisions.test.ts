@@ -125,6 +125,7 @@ describeEachDb("delivery worker decisions", (t) => {
       wake: (names) => woken.push(...names),
       batches: createSharedBatches(recording),
       leaseLeft: opts.leaseLeft ?? (() => 600_000),
+      clockErrorMs: () => 0,
       onAttempt: opts.unobserved
         ? undefined
         : (_sub, row, outcome) => attempts.push([Number(row.id), outcome]),
