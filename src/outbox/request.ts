@@ -10,7 +10,9 @@ const USER_AGENT = "stock-sync/0.1";
 
 /** The exact request one attempt sends (SPEC §5); signed with this attempt's timestamp. */
 export function buildRequest(sub: Subscription, row: DeliveryRow, now: Date): OutboundRequest {
-  const body = Buffer.from(row.payload);
+  // a view of the row's bytes, not a copy: a stock part is a megabyte, and nothing writes to it
+  const p = row.payload;
+  const body = Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
   const timestamp = Math.floor(now.getTime() / 1000);
   // {{field}} placeholders (issue 14) filled from the fields stored with the message
   const target = resolveTarget(sub.url, sub.headers, row.headers, row.sequence);
