@@ -18,6 +18,7 @@ import { SSHD, startSshd, type Sshd } from "../test/helpers/sshd.js";
 import { runStockSync } from "./lib/child.js";
 import { type BenchDb, createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
+import { cpuSnapshot, pidsCpuMs, treeCpuMs } from "./lib/cpu.js";
 import { progress, repeat, summarize } from "./lib/stats.js";
 import { createStockTable, stockQueriesYaml } from "./lib/stock.js";
 
@@ -45,14 +46,14 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
       await clear(drop);
       const snap = await runStockSync(["--config", config, "snapshot", "--force"]);
       if (snap.code !== 0) throw new Error(`snapshot failed (${snap.code}): ${snap.stderr}`);
-      const { ms: engineMs, split } = await deliver(bench, yaml, parts);
+      const { ms: engineMs, split } = await deliver(bench, yaml, parts, sshd);
       const files = (await readdir(drop)).filter((n) => !n.startsWith(".")).sort();
       if (files.length !== parts) throw new Error(`${files.length} files in the folder, expected ${parts}`);
       let bytes = 0;
       for (const f of files) bytes += (await stat(join(drop, f))).size;
-      const sftpMs = await sftpBatch(sshd, dir, drop, files);
+      const { ms: sftpMs, cpu: sftpCpu } = await sftpBatch(sshd, dir, drop, files);
       const aloneMs = await destinationAlone(sshd, yaml, drop, files);
-      return { engineMs, split, sftpMs, aloneMs, bytes };
+      return { engineMs, split, sftpMs, sftpCpu, aloneMs, bytes };
     });
     const mbps = (ms: number, bytes: number) => bytes / 1024 / 1024 / (ms / 1000);
     const ratio = summarize(runs.map((r) => r.sftpMs / r.engineMs));
@@ -75,7 +76,11 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
           `${med(runs.map((r) => r.split.first))} ms to the first upload's start + in the SFTP sender ` +
           `${med(runs.map((r) => r.split.phases.send ?? 0))} ms (${PHASES.map((p) => `${p} ${med(runs.map((r) => r.split.phases[p] ?? 0))}`).join(", ")}) ` +
           `+ recording outcomes ${med(runs.map((r) => r.split.record))} ms + from a record to the next upload ` +
-          `${med(runs.map((r) => r.split.next))} ms (backlog read, checks); sftp -b ${med(runs.map((r) => r.sftpMs))} ms`,
+          `${med(runs.map((r) => r.split.next))} ms (backlog read, checks); sftp -b ${med(runs.map((r) => r.sftpMs))} ms. ` +
+          `CPU used (ms, medians): engine run ${med(runs.map((r) => r.split.cpu.engine + r.split.cpu.sshd + r.split.cpu.pg))} ` +
+          `(the engine's process ${med(runs.map((r) => r.split.cpu.engine))}, sshd ${med(runs.map((r) => r.split.cpu.sshd))}, ` +
+          `PostgreSQL ${med(runs.map((r) => r.split.cpu.pg))}); sftp -b ${med(runs.map((r) => r.sftpCpu.client + r.sftpCpu.sshd))} ` +
+          `(the client ${med(runs.map((r) => r.sftpCpu.client))}, sshd ${med(runs.map((r) => r.sftpCpu.sshd))})`,
       },
       {
         figure: "the same 20 files, SFTP destination alone, one at a time",
@@ -111,10 +116,21 @@ type Split = {
   record: number;
   /** From a part's outcome recorded to the next part's upload start (backlog read, checks). */
   next: number;
+  /**
+   * CPU ms used meanwhile: this process (the engine, its SSH and PostgreSQL clients), sshd (with
+   * internal-sftp) and the state database's backends. On a shared machine the wall time moves with
+   * the load; what each side needs of the 2 cores much less.
+   */
+  cpu: { engine: number; sshd: number; pg: number };
 };
 
 /** Starts the engine on the enqueued full and times it until every part is recorded delivered. */
-async function deliver(bench: BenchDb, yaml: string, parts: number): Promise<{ ms: number; split: Split }> {
+async function deliver(
+  bench: BenchDb,
+  yaml: string,
+  parts: number,
+  sshd: Sshd,
+): Promise<{ ms: number; split: Split }> {
   let delivered = 0;
   let done: () => void = () => {};
   let fail: (err: Error) => void = () => {};
@@ -130,6 +146,8 @@ async function deliver(bench: BenchDb, yaml: string, parts: number): Promise<{ m
     if (phase === "send") sends.push({ start, end });
   };
   const started = performance.now();
+  const cpu0 = process.cpuUsage();
+  const procs0 = cpuSnapshot();
   const engine = await startEngine(bench.db, loadConfig(yaml, {}).config, {
     onAttempt: (_s, _r, outcome) => {
       recorded.push(performance.now());
@@ -140,6 +158,20 @@ async function deliver(bench: BenchDb, yaml: string, parts: number): Promise<{ m
   try {
     await all;
     const ms = performance.now() - started;
+    const used = process.cpuUsage(cpu0);
+    const procs1 = cpuSnapshot();
+    const backends = await bench.db.query<{ pid: number }>(
+      "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+    );
+    const cpu = {
+      engine: (used.user + used.system) / 1000,
+      sshd: treeCpuMs(procs0, procs1, sshd.pid()!),
+      pg: pidsCpuMs(
+        procs0,
+        procs1,
+        backends.rows.map((r) => r.pid),
+      ),
+    };
     let record = 0;
     let next = 0;
     // sends end in order (one at a time, or in order under fifo); recorded[i] is part i's record
@@ -148,7 +180,7 @@ async function deliver(bench: BenchDb, yaml: string, parts: number): Promise<{ m
       record += Math.max(0, recorded[i]! - sends[i]!.end);
       if (i > 0) next += Math.max(0, sends[i]!.start - recorded[i - 1]!);
     }
-    return { ms, split: { first: sends[0]!.start - started, phases, record, next } };
+    return { ms, split: { first: sends[0]!.start - started, phases, record, next, cpu } };
   } finally {
     sftpTrace.on = undefined;
     await engine.stop();
@@ -175,12 +207,18 @@ async function destinationAlone(sshd: Sshd, yaml: string, drop: string, files: s
 }
 
 /** OpenSSH's client uploading the same files into a sibling folder, one batch, one connection. */
-async function sftpBatch(sshd: Sshd, dir: string, drop: string, files: string[]): Promise<number> {
+async function sftpBatch(
+  sshd: Sshd,
+  dir: string,
+  drop: string,
+  files: string[],
+): Promise<{ ms: number; cpu: { client: number; sshd: number } }> {
   const target = await sshd.folder("sftp-b");
   await clear(target);
   const batch = join(dir, "batch");
   await writeFile(batch, files.map((f) => `put ${join(drop, f)} ${join(target, f)}\n`).join(""));
   const started = performance.now();
+  const procs0 = cpuSnapshot();
   execFileSync(
     "sftp",
     [
@@ -201,7 +239,11 @@ async function sftpBatch(sshd: Sshd, dir: string, drop: string, files: string[])
     ],
     { stdio: "ignore" },
   );
-  return performance.now() - started;
+  const ms = performance.now() - started;
+  const procs1 = cpuSnapshot();
+  // the client (sftp and the ssh it ran) has ended: its time is in this process's children's time
+  const self = (snap: typeof procs0) => snap.get(process.pid)?.ms ?? 0;
+  return { ms, cpu: { client: self(procs1) - self(procs0), sshd: treeCpuMs(procs0, procs1, sshd.pid()!) } };
 }
 
 async function clear(folder: string): Promise<void> {

@@ -39,6 +39,11 @@ export type Db = Queryable & {
    * PostgreSQL server, or PGlite in this process). Resolves to a function that stops listening.
    */
   listen?(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * COPY … TO STDOUT outside a transaction, on a connection of its own for the while: the
+   * server's bytes as they arrive. Real PostgreSQL only, like Tx.copyTo.
+   */
+  copyTo?(sql: string): AsyncIterable<Buffer>;
   /** Closes the pool or the embedded database. */
   close(): Promise<void>;
   /** "postgres" or "pglite", for logs and the rare behaviour that differs. */

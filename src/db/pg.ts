@@ -92,11 +92,37 @@ export function openPostgres(url: string, opts: PgOptions = {}): Db {
         client.release(broken);
       }
     },
+    ...(kind === "postgres" ? { copyTo: (sql: string) => pooledCopyTo(pool, sql, timeout) } : {}),
     listen: (channel, onPayload) => listenWithReconnect(url, channel, onPayload, opts),
     async close() {
       await pool.end();
     },
   };
+}
+
+/**
+ * COPY … TO STDOUT on a pooled connection. Bounded like a query: a COPY whose bytes stop coming
+ * for `timeoutMs` fails. A connection left inside a COPY (failed, timed out, or not read to its
+ * end) is discarded, not returned to the pool.
+ */
+async function* pooledCopyTo(pool: pg.Pool, sql: string, timeoutMs: number): AsyncGenerator<Buffer> {
+  const client = await pool.connect().catch(rethrow);
+  let finished = false;
+  const stream = client.query(copyToStdout(sql));
+  const timer = setTimeout(
+    () => stream.destroy(new Error(`COPY gave no bytes for ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  try {
+    for await (const chunk of stream) {
+      timer.refresh();
+      yield chunk as Buffer;
+    }
+    finished = true;
+  } finally {
+    clearTimeout(timer);
+    client.release(finished ? undefined : new Error("COPY not read to its end"));
+  }
 }
 
 const RECONNECT_MS = 1000;

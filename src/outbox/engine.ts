@@ -16,6 +16,7 @@ import {
   releaseLeases,
   syncSubscriptions,
 } from "./queries.js";
+import { sftpTarget } from "./request.js";
 import { purgeDelivered } from "./retention.js";
 import { vacuumChurned } from "./vacuum.js";
 import type { Sender } from "./send.js";
@@ -131,6 +132,13 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     }
     deps.log.debug({ subscription: name, unclean }, "sending for subscription");
     worker.wake();
+    // An SFTP connection (loading ssh2, the handshake: 150 ms and more) is opened now, beside the
+    // backlog's first read, rather than once the first part is read (issue 13). A URL with
+    // {{placeholders}} names its server per message: it connects at its first.
+    const sftp = sftpTarget(sub);
+    if (sftp && !sub.url.includes("{{")) {
+      deps.sender.warm?.({ url: sub.url, sftp, timeoutMs: sub.timeout }).catch(() => undefined);
+    }
   }
 
   function handOver(name: string, worker: SubscriptionWorker, graceMs: number, why: string): void {

@@ -3,13 +3,16 @@ import { resolveTarget } from "../formats/placeholders.js";
 import { signatureHeaders } from "../subscriptions/signing.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { DeliveryRow } from "./queries.js";
+import type { SftpTarget } from "../sftp/sender.js";
 import type { OutboundRequest } from "./send.js";
 
 const USER_AGENT = "stock-sync/0.1";
 
 /** The exact request one attempt sends (SPEC §5); signed with this attempt's timestamp. */
 export function buildRequest(sub: Subscription, row: DeliveryRow, now: Date): OutboundRequest {
-  const body = Buffer.from(row.payload);
+  // a view of the row's bytes, not a copy: a stock part is a megabyte, and nothing writes to it
+  const p = row.payload;
+  const body = Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
   const timestamp = Math.floor(now.getTime() / 1000);
   // {{field}} placeholders (issue 14) filled from the fields stored with the message
   const target = resolveTarget(sub.url, sub.headers, row.headers, row.sequence);
@@ -22,9 +25,7 @@ export function buildRequest(sub: Subscription, row: DeliveryRow, now: Date): Ou
     ...target.subHeaders,
     ...signatureHeaders(sub.secrets, row.message_id, timestamp, body),
   };
-  const sftp = sub.sftp
-    ? { subscription: sub.name, options: sub.sftp, concurrency: sub.concurrency }
-    : undefined;
+  const sftp = sftpTarget(sub);
   return {
     url: target.url,
     method: sub.method,
@@ -35,6 +36,11 @@ export function buildRequest(sub: Subscription, row: DeliveryRow, now: Date): Ou
     fileName: sftp || target.url.startsWith("file://") ? fileName(row) : "",
     sftp,
   };
+}
+
+/** An sftp:// subscription's connection: whose it is, its credentials and its limit. */
+export function sftpTarget(sub: Subscription): SftpTarget | undefined {
+  return sub.sftp ? { subscription: sub.name, options: sub.sftp, concurrency: sub.concurrency } : undefined;
 }
 
 const pad = (n: number | string, width: number) => String(n).padStart(width, "0");

@@ -23,7 +23,15 @@ export type OutboundRequest = {
 };
 
 export type SendResult = { result: AttemptResult; responseBody: string | null; durationMs: number };
-export type Sender = { send(req: OutboundRequest): Promise<SendResult>; close(): Promise<void> };
+export type Sender = {
+  send(req: OutboundRequest): Promise<SendResult>;
+  /**
+   * Where the destination keeps a connection (sftp://), opens it now, ahead of the first message;
+   * a failure is left to that message's attempt.
+   */
+  warm?(req: Pick<OutboundRequest, "url" | "sftp" | "timeoutMs">): Promise<void>;
+  close(): Promise<void>;
+};
 
 /** Response bodies are kept for the attempt log only: the first 4 KB. */
 export const RESPONSE_BODY_CAP = 4096;
@@ -76,6 +84,11 @@ export function createSender(opts: SenderOptions): Sender {
           durationMs: performance.now() - started,
         };
       }
+    },
+    async warm(req) {
+      if (!req.sftp) return;
+      sftp ??= new (await import("../sftp/sender.js")).SftpSender();
+      sftp.warm(req.sftp, req.url, req.timeoutMs);
     },
     async close() {
       mailer?.close();

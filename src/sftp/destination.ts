@@ -54,6 +54,15 @@ export class SftpDestination {
     }
   }
 
+  /**
+   * Connects now, ahead of the first message (the engine has just taken the subscription): the
+   * handshake, and loading ssh2, then overlap the backlog's first read instead of delaying the
+   * first upload. A failure is dropped here; the first attempt connects again and records it.
+   */
+  warm(timeoutMs: number): void {
+    this.#connect(timeoutMs).catch(() => undefined);
+  }
+
   close(): void {
     this.#drop();
   }

@@ -13,12 +13,21 @@ export class SftpSender {
   readonly #destinations = new Map<string, SftpDestination>();
 
   send(target: SftpTarget, msg: SftpMessage): Promise<AttemptResult> {
+    return this.#destination(target, msg.url).send(msg);
+  }
+
+  /** Opens the subscription's connection ahead of its first message (SftpDestination.warm). */
+  warm(target: SftpTarget, url: string, timeoutMs: number): void {
+    this.#destination(target, url).warm(timeoutMs);
+  }
+
+  #destination(target: SftpTarget, url: string): SftpDestination {
     let dest = this.#destinations.get(target.subscription);
     if (!dest) {
-      dest = new SftpDestination(msg.url, target.options, target.concurrency);
+      dest = new SftpDestination(url, target.options, target.concurrency);
       this.#destinations.set(target.subscription, dest);
     }
-    return dest.send(msg);
+    return dest;
   }
 
   close(): void {

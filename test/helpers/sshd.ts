@@ -55,6 +55,8 @@ export type Sshd = {
   smallDisk(name: string, bytes: number): Promise<string | null>;
   /** The server's per-connection processes (empty when no client is connected). */
   sessions(): number[];
+  /** The listening server's pid (undefined while stopped). */
+  pid(): number | undefined;
   /** Ends every client connection (SIGKILL to their processes); the server keeps listening. */
   dropConnections(): void;
   stop(): Promise<void>;
@@ -180,6 +182,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
       return path;
     },
     sessions: () => (child?.pid ? descendants(child.pid) : []),
+    pid: () => child?.pid,
     dropConnections() {
       for (const pid of child?.pid ? descendants(child.pid) : []) {
         try {

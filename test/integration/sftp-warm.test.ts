@@ -1,0 +1,90 @@
+/**
+ * An sftp:// subscription's connection is opened when the engine takes the subscription, beside
+ * the backlog's first read, not once the first part is ready (issue 13: loading ssh2 and the
+ * handshake took as long as reading the part). The early connection is only a head start: when
+ * it fails, nothing is recorded, and the first message connects again and is delivered.
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { useCleanup } from "../helpers/cleanup.js";
+import { describeEachDb } from "../helpers/db.js";
+import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { type Sshd, startSshd } from "../helpers/sshd.js";
+
+const { cleanup } = useCleanup();
+
+let sshd: Sshd;
+beforeAll(async () => {
+  sshd = await startSshd();
+});
+afterAll(async () => {
+  await sshd?.close();
+});
+
+const yaml = (name: string, dir: string) =>
+  testConfig(
+    [
+      "subscriptions:",
+      `  - name: ${name}`,
+      '    subjects: ["order.*"]',
+      `    url: "${sshd.url(dir)}"`,
+      "    retry_intervals: [100ms]",
+      "    sftp:",
+      `      host_key: "${sshd.hostKey}"`,
+      `      private_key: ${JSON.stringify(sshd.clientKey)}`,
+      "",
+    ].join("\n"),
+  );
+
+/** The server's session processes once they stop changing (a connection's appear one by one). */
+async function settledSessions(): Promise<number[]> {
+  let last = "";
+  return waitUntil(
+    async () => {
+      const now = sshd.sessions();
+      const same = now.length > 0 && JSON.stringify(now) === last;
+      last = JSON.stringify(now);
+      if (!same) await new Promise((r) => setTimeout(r, 200));
+      return same && now;
+    },
+    15_000,
+    "a session",
+  );
+}
+
+const visible = async (dir: string) => (await readdir(dir)).filter((n) => !n.startsWith("."));
+
+describeEachDb("sftp:// connection opened ahead", (t) => {
+  it("connects when the engine takes the subscription, and the first message uses that connection", async () => {
+    const dir = await sshd.folder(`warm-${t().backend}`);
+    const e = await startEngine(t().db, yaml("early", dir));
+    cleanup.push(() => e.stop());
+    // nothing is queued, yet the server has a session for it
+    const sessions = await settledSessions();
+    await e.enqueue({ subject: "order.created", payload: '{"n":1}' });
+    await waitUntil(async () => (await visible(dir)).length === 1, 15_000, "the file");
+    const [name] = await visible(dir);
+    expect(await readFile(join(dir, name!), "utf8")).toBe('{"n":1}');
+    expect(sshd.sessions()).toEqual(sessions); // the same connection, not a second one
+  });
+
+  it("a server down at start records nothing; the first message is delivered once it is up", async () => {
+    const dir = await sshd.folder(`warm-down-${t().backend}`);
+    await sshd.stop();
+    try {
+      const e = await startEngine(t().db, yaml("refused", dir));
+      cleanup.push(() => e.stop());
+      await new Promise((r) => setTimeout(r, 300)); // the early connection is refused meanwhile
+      const attempts = await t().db.query(
+        "select 1 from stock_sync.attempts a join stock_sync.deliveries d on d.id = a.delivery_id where d.subscription = 'refused'",
+      );
+      expect(attempts.rows).toEqual([]);
+      await sshd.start();
+      await e.enqueue({ subject: "order.created", payload: '{"n":2}' });
+      await waitUntil(async () => (await visible(dir)).length === 1, 15_000, "the file");
+    } finally {
+      await sshd.start().catch(() => undefined);
+    }
+  });
+});
