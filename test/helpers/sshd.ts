@@ -57,6 +57,8 @@ export type Sshd = {
   sessions(): number[];
   /** The listening server's pid (undefined while stopped). */
   pid(): number | undefined;
+  /** One process per client connection (the server's direct children), whatever it runs below. */
+  connections(): number[];
   /** Ends every client connection (SIGKILL to their processes); the server keeps listening. */
   dropConnections(): void;
   stop(): Promise<void>;
@@ -183,6 +185,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     },
     sessions: () => (child?.pid ? descendants(child.pid) : []),
     pid: () => child?.pid,
+    connections: () => (child?.pid ? children(child.pid) : []),
     dropConnections() {
       for (const pid of child?.pid ? descendants(child.pid) : []) {
         try {
@@ -281,17 +284,20 @@ function idsOf(user: string): { uid: number; gid: number } {
 
 /** The processes below `pid` (sshd's per-connection children), deepest last. */
 function descendants(pid: number): number[] {
+  return children(pid).flatMap((c) => [c, ...descendants(c)]);
+}
+
+function children(pid: number): number[] {
   let out = "";
   try {
     out = execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" });
   } catch {
     return []; // ps exits 1 when there are none
   }
-  const children = out
+  return out
     .split("\n")
     .map(Number)
     .filter((n) => n > 0);
-  return children.flatMap((c) => [c, ...descendants(c)]);
 }
 
 async function freePort(): Promise<number> {

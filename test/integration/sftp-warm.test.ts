@@ -37,22 +37,6 @@ const yaml = (name: string, dir: string) =>
     ].join("\n"),
   );
 
-/** The server's session processes once they stop changing (a connection's appear one by one). */
-async function settledSessions(): Promise<number[]> {
-  let last = "";
-  return waitUntil(
-    async () => {
-      const now = sshd.sessions();
-      const same = now.length > 0 && JSON.stringify(now) === last;
-      last = JSON.stringify(now);
-      if (!same) await new Promise((r) => setTimeout(r, 200));
-      return same && now;
-    },
-    15_000,
-    "a session",
-  );
-}
-
 const visible = async (dir: string) => (await readdir(dir)).filter((n) => !n.startsWith("."));
 
 describeEachDb("sftp:// connection opened ahead", (t) => {
@@ -60,13 +44,17 @@ describeEachDb("sftp:// connection opened ahead", (t) => {
     const dir = await sshd.folder(`warm-${t().backend}`);
     const e = await startEngine(t().db, yaml("early", dir));
     cleanup.push(() => e.stop());
-    // nothing is queued, yet the server has a session for it
-    const sessions = await settledSessions();
+    // nothing is queued, yet the server has a connection for it
+    const connections = await waitUntil(
+      async () => sshd.connections().length === 1 && sshd.connections(),
+      15_000,
+      "a connection",
+    );
     await e.enqueue({ subject: "order.created", payload: '{"n":1}' });
     await waitUntil(async () => (await visible(dir)).length === 1, 15_000, "the file");
     const [name] = await visible(dir);
     expect(await readFile(join(dir, name!), "utf8")).toBe('{"n":1}');
-    expect(sshd.sessions()).toEqual(sessions); // the same connection, not a second one
+    expect(sshd.connections()).toEqual(connections); // the same connection, not a second one
   });
 
   it("a server down at start records nothing; the first message is delivered once it is up", async () => {
