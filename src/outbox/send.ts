@@ -43,9 +43,11 @@ export function createSender(opts: SenderOptions): Sender {
   // One agent keeps a connection pool per origin; redirects are never followed (no interceptor).
   const agent = new Agent({ connect: { timeout: 10_000 }, keepAliveTimeout: 30_000, connections: 64 });
   // nodemailer is loaded on the first mail, not by every process that sends webhooks.
-  let mailer: Mailer | null = null;
+  const mailer = loadOnce<Mailer>(async () =>
+    (await import("../notifications/mail.js")).createMailer(opts.smtp.url, opts.smtp.from),
+  );
   // likewise ssh2, on the first sftp:// message; it keeps one connection per subscription
-  let sftp: SftpSender | null = null;
+  const sftp = loadOnce<SftpSender>(async () => new (await import("../sftp/sender.js")).SftpSender());
   const cwd = opts.cwd ?? process.cwd();
 
   async function dispatch(req: OutboundRequest): Promise<Omit<SendResult, "durationMs">> {
@@ -54,15 +56,13 @@ export function createSender(opts: SenderOptions): Sender {
       return { result: { kind: "response", status: 200 }, responseBody: null };
     }
     if (req.sftp) {
-      sftp ??= new (await import("../sftp/sender.js")).SftpSender();
-      return { result: await sftp.send(req.sftp, req), responseBody: null };
+      return { result: await (await sftp.get()).send(req.sftp, req), responseBody: null };
     }
     if (req.url.startsWith("mailto:")) {
       if (!opts.smtp.url)
         throw Object.assign(new Error("notifications.smtp.url is not set"), { code: "NO_SMTP" });
-      mailer ??= (await import("../notifications/mail.js")).createMailer(opts.smtp.url, opts.smtp.from);
       const { title, text } = JSON.parse(req.body.toString("utf8")) as { title: string; text: string };
-      await mailer.send(req.url.slice("mailto:".length), title, text);
+      await (await mailer.get()).send(req.url.slice("mailto:".length), title, text);
       return { result: { kind: "response", status: 250 }, responseBody: null };
     }
     return sendHttp(agent, req);
@@ -87,14 +87,27 @@ export function createSender(opts: SenderOptions): Sender {
     },
     async warm(req) {
       if (!req.sftp) return;
-      sftp ??= new (await import("../sftp/sender.js")).SftpSender();
-      sftp.warm(req.sftp, req.url, req.timeoutMs);
+      (await sftp.get()).warm(req.sftp, req.url, req.timeoutMs);
     },
     async close() {
-      mailer?.close();
-      sftp?.close();
+      (await mailer.loaded())?.close();
+      (await sftp.loaded())?.close();
       await agent.close();
     },
+  };
+}
+
+/**
+ * `load`, run once on first use: callers that come while it loads share it. Each loading its own
+ * (the first message and the early SFTP connection ask in the same tick) would leave one with
+ * connections that close() never ends, and a process that cannot exit.
+ */
+function loadOnce<T>(load: () => Promise<T>) {
+  let loading: Promise<T> | null = null;
+  return {
+    get: () => (loading ??= load()),
+    /** What was loaded, once it has, or null if it never was (or failed). */
+    loaded: async () => (loading ? await loading.catch(() => null) : null),
   };
 }
 

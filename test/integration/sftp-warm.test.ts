@@ -9,6 +9,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
+import { createSender } from "../../src/outbox/send.js";
+import { sftpTarget } from "../../src/outbox/request.js";
+import { buildSubscriptions } from "../../src/subscriptions/subscriptions.js";
 import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { type Sshd, startSshd } from "../helpers/sshd.js";
 
@@ -38,6 +41,35 @@ const yaml = (name: string, dir: string) =>
   );
 
 const visible = async (dir: string) => (await readdir(dir)).filter((n) => !n.startsWith("."));
+
+// The first message and the early connection both load the SFTP sender lazily; asked in the same
+// tick, a second sender made by that race would hold a connection close() never ends.
+it("warm and send in the same tick: one connection, and close ends it", async () => {
+  const dir = await sshd.folder("warm-race");
+  const sender = createSender({ smtp: { url: "", from: "" } });
+  const sub = buildSubscriptions(yaml("race", dir)).find((s) => s.name === "race")!;
+  const target = sftpTarget(sub)!;
+  try {
+    const warming = sender.warm!({ url: sub.url, sftp: target, timeoutMs: 15_000 });
+    const sent = await sender.send({
+      url: sub.url,
+      method: "POST",
+      headers: {},
+      body: Buffer.from('{"n":0}'),
+      timeoutMs: 15_000,
+      fileName: "race.json",
+      sftp: target,
+    });
+    await warming;
+    expect(sent.result).toEqual({ kind: "response", status: 200 });
+    await waitUntil(async () => sshd.connections().length > 0, 15_000, "a connection");
+    await new Promise((r) => setTimeout(r, 500)); // a second connection would be up by now
+    expect(sshd.connections()).toHaveLength(1);
+  } finally {
+    await sender.close();
+  }
+  await waitUntil(async () => sshd.connections().length === 0, 15_000, "no connection after close");
+});
 
 describeEachDb("sftp:// connection opened ahead", (t) => {
   it("connects when the engine takes the subscription, and the first message uses that connection", async () => {
