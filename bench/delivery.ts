@@ -17,7 +17,16 @@ import { startEngine } from "../test/helpers/engine.js";
 import type { Sender } from "../src/outbox/send.js";
 import { createBenchDb } from "./lib/db.js";
 import { floorRun } from "./lib/floor.js";
-import { type Breakdown, BusyClock, cpuSince, describe, serverCpu, timedDb, watch } from "./lib/timing.js";
+import {
+  type Breakdown,
+  BusyClock,
+  cpuSince,
+  describe,
+  describeKinds,
+  serverCpu,
+  timedDb,
+  watch,
+} from "./lib/timing.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { startSink, type Sink } from "./lib/sink.js";
 import { progress, repeat, summarize } from "./lib/stats.js";
@@ -267,7 +276,17 @@ async function engineRun(db: Db, sink: Sink, n: number, shape: Shape): Promise<R
   const rate = delivered / ((performance.now() - started) / 1000);
   const cpu = { processMs: cpuSince(cpu0), serverMs: await server.stop() };
   const result = { rate, delivered, where: { ...watching.stop(), cpu, items: delivered } };
+  statements(`engine ${shape}`, result);
   await engine.stop();
+  return result;
+}
+
+/** For investigations (BENCH_DB_STATEMENTS=1): each run's statements by kind, on stderr. */
+function statements(side: string, result: Result): Result {
+  if (process.env.BENCH_DB_STATEMENTS)
+    progress(
+      `${side}: ${Math.round(result.rate)} msg/s, ${describe(result.where)}\n${describeKinds(clocks.db, result.delivered)}`,
+    );
   return result;
 }
 
@@ -374,7 +393,7 @@ async function floorSide(db: Db, sink: Sink, n: number): Promise<Result> {
   sink.reset();
   const { post, agent } = poster(sink);
   try {
-    return await floorRun(db, clocks, "bulk", n, CONCURRENCY, post);
+    return statements("floor", await floorRun(db, clocks, "bulk", n, CONCURRENCY, post));
   } finally {
     await agent.close();
   }

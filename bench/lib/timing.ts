@@ -28,6 +28,8 @@ export class BusyClock {
   #busy = 0;
   #count = 0;
   #total = 0;
+  /** Per kind of span (a statement's name or first words): count and total ms. */
+  readonly kinds = new Map<string, { count: number; totalMs: number }>();
 
   start(): number {
     const now = performance.now();
@@ -35,10 +37,16 @@ export class BusyClock {
     return now;
   }
 
-  end(startedAt: number): void {
+  end(startedAt: number, kind?: string): void {
     const now = performance.now();
     this.#count++;
     this.#total += now - startedAt;
+    if (kind !== undefined) {
+      const k = this.kinds.get(kind) ?? { count: 0, totalMs: 0 };
+      k.count++;
+      k.totalMs += now - startedAt;
+      this.kinds.set(kind, k);
+    }
     if (--this.#open === 0) this.#busy += now - this.#since;
   }
 
@@ -60,29 +68,45 @@ export class BusyClock {
     this.#busy = 0;
     this.#count = 0;
     this.#total = 0;
+    this.kinds.clear();
     if (this.#open) this.#since = performance.now();
   }
 }
 
 /** `db` with every query and transaction (one span, begin to commit) timed on `clock`. */
 export function timedDb(db: Db, clock: BusyClock): Db {
-  const timed = async <T>(fn: () => Promise<T>) => {
+  const timed = async <T>(fn: () => Promise<T>, kind: string) => {
     const at = clock.start();
     try {
       return await fn();
     } finally {
-      clock.end(at);
+      clock.end(at, kind);
     }
   };
   // the options too: the engine's named (prepared) statements must stay prepared when timed
-  const query: Queryable["query"] = (text, values, opts) => timed(() => db.query(text, values, opts));
+  const query: Queryable["query"] = (text, values, opts) =>
+    timed(() => db.query(text, values, opts), opts?.name ?? statementKind(text));
   return {
     kind: db.kind,
     query,
-    tx: (fn, opts) => timed(() => db.tx(fn, opts)),
+    tx: (fn, opts) => timed(() => db.tx(fn, opts), "transaction"),
     ...(db.listen ? { listen: db.listen.bind(db) } : {}),
     close: () => db.close(),
   };
+}
+
+/** A statement without a name, for the per-kind breakdown: its first words. */
+const statementKind = (text: string) => text.replace(/\s+/g, " ").trim().slice(0, 48);
+
+/** The per-kind breakdown of a clock, largest total first (BENCH_DB_STATEMENTS=1). */
+export function describeKinds(clock: BusyClock, items: number): string {
+  return [...clock.kinds.entries()]
+    .sort((a, b) => b[1].totalMs - a[1].totalMs)
+    .map(
+      ([k, v]) =>
+        `    ${k}: ${v.count} × ${(v.totalMs / v.count).toFixed(2)} ms (${((1000 * v.count) / items).toFixed(1)} per 1,000 messages)`,
+    )
+    .join("\n");
 }
 
 /** Starts watching the event loop and the clocks; `stop()` gives the breakdown. */

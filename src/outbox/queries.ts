@@ -286,8 +286,8 @@ export type SendingLease = { owner: string; forMs: number };
 
 /**
  * The last checks on a delivery `d` (the owed backlog is the caller's): its subscription is
- * enabled and leased to `owner` beyond `until` (placeholders). Made when fetching, so a fetched
- * row may start at once, and again by `mayAttempt` for one that waited.
+ * enabled and leased to `owner` beyond `until` (placeholders). Made by `mayAttempt` for a row
+ * that waited; the fetch (migration 0014) makes the same checks on the subscription row it reads.
  */
 const sendable = (owner: string, forMs: string) =>
   `exists (select 1 from stock_sync.subscriptions s where s.name = d.subscription and s.status = 'enabled'
@@ -295,22 +295,10 @@ const sendable = (owner: string, forMs: string) =>
      and (s.throttled_until is null or s.throttled_until <= now()))`;
 
 /**
- * `key`: a dead delivery holds its key, so that a resume before the replay cannot send the key's
- * later messages ahead of it (index deliveries_dead_by_key); its replay makes it the key's head.
- */
-const KEY_NOT_HELD = `(d.ordering_key is null or not exists (select 1 from stock_sync.deliveries x
-  where x.subscription = d.subscription and x.ordering_key = d.ordering_key and x.status = 'dead' and x.id < d.id))`;
-
-/** The placeholders (or expressions) one due query reads its values from. */
-type DueParams = { sub: string; now: string; limit: string; skip: string; owner: string; forMs: string };
-
-const SINGLE: DueParams = { sub: "$1", now: "$2", limit: "$3", skip: "$4", owner: "$5", forMs: "$6" };
-
-/**
  * What may start now, earliest due first, skipping what this process already holds. `key`: the
- * head of each key's backlog, when due and not held by a dead delivery; `none`: any due delivery. (`fifo` reads `backlogHead`.)
- * Each reads an index range that starts at the earliest due row and stops after `limit` rows
- * (plus the skipped ones), however large the backlog or the history (migration 0007).
+ * head of each key's backlog, when due and not held by a dead delivery; `none`: any due delivery.
+ * (`fifo` reads `backlogHead`.) The same statement as the worker's (`dueForSubscriptions`), for
+ * one subscription.
  */
 export async function dueDeliveries(
   db: Queryable,
@@ -321,44 +309,11 @@ export async function dueDeliveries(
   skip: number[],
   lease: SendingLease,
 ): Promise<DeliveryRow[]> {
-  const { rows } = await db.query<DeliveryRow>(dueQuery(ordering, SINGLE), [
-    subscription,
-    now,
-    limit,
-    skip,
-    lease.owner,
-    lease.forMs,
+  const [answer] = await dueForSubscriptions(db, now, lease.owner, [
+    { subscription, ordering, limit, skip, forMs: lease.forMs },
   ]);
-  return rows;
+  return answer?.rows ?? [];
 }
-
-const dueQuery = (ordering: "key" | "none", p: DueParams) =>
-  `select ${DELIVERY_COLUMNS} from (${ordering === "key" ? dueHeads(p) : dueAny(p)}) due
-     join stock_sync.deliveries d on d.id = due.id join stock_sync.messages m on m.id = d.message_id
-     where d.${BACKLOG} and d.next_attempt_at <= ${p.now} and ${sendable(p.owner, p.forMs)}${ordering === "key" ? ` and ${KEY_NOT_HELD}` : ""}
-     order by d.next_attempt_at, d.id limit ${p.limit}`;
-
-/**
- * Due deliveries with (`keyed`) or without an ordering key, earliest first. Each has its own
- * partial index, which is the only one that returns them in this order: a planner that
- * misjudges how the backlog lies in the history cannot pick a walk over the primary key.
- */
-const dueRows = (keyed: boolean, p: DueParams) => `(select id from stock_sync.deliveries
-    where subscription = ${p.sub} and ${BACKLOG} and ordering_key is ${keyed ? "not " : ""}null
-      and next_attempt_at <= ${p.now} and id <> all(${p.skip}::int8[])
-    order by next_attempt_at, id limit ${p.limit})`;
-
-/** `none`: every due delivery, both indexes merged. */
-const dueAny = (p: DueParams) => `${dueRows(false, p)} union all ${dueRows(true, p)}`;
-
-/**
- * `key`: due heads of the keys (delivery_heads, kept by triggers) and due deliveries without a
- * key (each its own key). A head in flight is skipped, so its key sends nothing meanwhile.
- */
-const dueHeads = (p: DueParams) => `(select delivery_id as id from stock_sync.delivery_heads
-    where subscription = ${p.sub} and due_at <= ${p.now} and delivery_id <> all(${p.skip}::int8[])
-    order by due_at, delivery_id limit ${p.limit})
-  union all ${dueRows(false, p)}`;
 
 /** When the next not-yet-due delivery of the backlog becomes due (to set a timer). */
 export async function nextDueAt(db: Queryable, subscription: string, now: Date): Promise<Date | null> {
@@ -392,10 +347,9 @@ export type DueAnswer = { status: string | undefined; rows: DeliveryRow[]; nextD
 
 /**
  * For every subscription that wants rows, in one statement (#16: twenty workers each reading
- * their backlog made half the statements of a run): its status, what `dueDeliveries` returns for
- * it, and what `nextDueAt` does. Each subscription is one branch of a `union all` holding
- * `dueDeliveries`' own query, so each reads the same index ranges with the same plan; the status
- * is read in the same snapshot, so one round trip serves what took three.
+ * their backlog made half the statements of a run): its status, what may start now and when the
+ * next delivery is due, in one snapshot. One round trip serves what took three. The statement is
+ * the function of migration 0014 (what it reads, and why it is a function: its plan).
  */
 export async function dueForSubscriptions(
   db: Queryable,
@@ -404,31 +358,32 @@ export async function dueForSubscriptions(
   requests: readonly DueRequest[],
 ): Promise<DueAnswer[]> {
   if (requests.length === 0) return [];
-  // $1 now, $2 owner, then four per request
-  const values: unknown[] = [now, owner];
-  const branches = requests.map((r, i) => {
-    values.push(r.subscription, r.limit, r.skip, r.forMs);
-    const at = (k: number) => `$${3 + 4 * i + k}`;
-    const p: DueParams = { sub: at(0), now: "$1", limit: at(1), skip: at(2), owner: "$2", forMs: at(3) };
-    return `(select ${i} as want, st.sub_status, st.next_due, x.* from
-       (select s.status as sub_status, ${nextDue(p.sub, p.now)} as next_due from stock_sync.subscriptions s
-        where s.name = ${p.sub}::text) st
-       left join (${dueQuery(r.ordering, p)}) x on true)`;
-  });
-  const { rows } = await db.query<DeliveryRow & { want: number; sub_status: string; next_due: Date | null }>(
-    branches.join("\n     union all "),
-    values,
+  const { rows } = await db.query<
+    DeliveryRow & { want: number; sub_status: string | null; next_due: Date | null }
+  >(
+    "select * from stock_sync.due_deliveries($1, $2, $3, $4, $5, $6, $7)",
+    [
+      now,
+      owner,
+      requests.map((r) => r.subscription),
+      requests.map((r) => r.ordering),
+      requests.map((r) => r.limit),
+      requests.map((r) => r.forMs),
+      requests.length === 1 ? requests[0]!.skip : requests.flatMap((r) => r.skip),
+    ],
+    { name: "stock_sync_due" },
   );
   const answers: DueAnswer[] = requests.map(() => ({ status: undefined, rows: [], nextDueAt: null }));
   for (const row of rows) {
-    const a = answers[row.want]!;
-    a.status = row.sub_status;
+    // `want` counts from 1 (with ordinality)
+    const a = answers[Number(row.want) - 1]!;
+    a.status = row.sub_status ?? undefined;
     a.nextDueAt = row.next_due;
     if (row.id === null) continue;
     // (`want`, `sub_status` and `next_due` travel with the row: harmless, not worth a copy)
     a.rows.push(row);
   }
-  // each branch in its own order; the union does not promise to keep it
+  // each subscription in its own order; the join does not promise to keep it
   for (const a of answers) a.rows.sort((x, y) => +x.next_attempt_at - +y.next_attempt_at || x.id - y.id);
   return answers;
 }

@@ -381,7 +381,8 @@ export class SubscriptionWorker {
     const abort = this.#abort;
     try {
       // an order event's body.template is applied here, so the signature covers what is sent
-      const prepared = await prepareRequest(this.sub, row, at);
+      const preparing = prepareRequest(this.sub, row, at);
+      const prepared = preparing instanceof Promise ? await preparing : preparing;
       const sent =
         "failed" in prepared
           ? { result: prepared.failed, responseBody: null, durationMs: 0 }

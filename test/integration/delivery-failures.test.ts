@@ -1,3 +1,6 @@
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { beforeEach, expect, it } from "vitest";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { useCleanup } from "../helpers/cleanup.js";
@@ -85,6 +88,42 @@ describeEachDb("delivery failures", (t) => {
       expect(rows.map((r) => r.outcome)).toEqual(["retry", "retry", "dead"]);
       expect(rows.every((r) => r.error_class === errorClass)).toBe(true);
     }
+  });
+
+  it("a reply that keeps trickling is cut at the subscription's timeout: the attempt is a timeout", async () => {
+    // Headers at once, then a byte every 50 ms for 10 s: undici's own timeouts (headers, and
+    // between body chunks) never fire; only the request's deadline (send.ts requestSignal) ends
+    // it, so the lease, which must outlast every request, is never outlasted by one.
+    const server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { "content-type": "text/plain" });
+      const drip = setInterval(() => res.write("x"), 50);
+      const end = setTimeout(() => res.end(), 10_000);
+      res.on("close", () => {
+        clearInterval(drip);
+        clearTimeout(end);
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    cleanup.push(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const e = await engine(
+      `subscriptions:\n${subscriptionYaml("trickles", url, "    timeout: 0.5\n    retry_intervals: [60]\n")}`,
+    );
+    await e.enqueue({ subject: "order.created", payload: "{}" });
+    const [first] = await waitUntil(
+      async () => {
+        const list = await attempts("trickles");
+        return list.length > 0 ? list : undefined;
+      },
+      5000,
+      "the attempt",
+    );
+    expect([first!.outcome, first!.error_class]).toEqual(["retry", "timeout"]);
   });
 
   it("a dead message deactivates the subscription and notifies; later messages wait and flow on resume", async () => {

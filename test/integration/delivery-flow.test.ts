@@ -55,7 +55,7 @@ describeEachDb("delivery flow", (t) => {
       after: (text, rows) => {
         // the backlog read (dueForSubscriptions: a subscription with nothing due answers a row
         // with its status and no delivery)
-        if (text.includes("join stock_sync.deliveries d on d.id = due.id"))
+        if (text.includes("stock_sync.due_deliveries("))
           fetched.push(
             ...(rows as { id: string | null }[])
               .filter((row) => row.id !== null)

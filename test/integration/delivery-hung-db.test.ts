@@ -27,7 +27,9 @@ describeEachDb("a connection hung in the network", (t) => {
       expect(b.engine.owned()).toEqual([]);
       // The next read of the backlog by the first process hangs; its lease renewals go through
       // other connections and still work. Before the fix they kept the lease alive for ever.
-      proxy.freezeOn("join stock_sync.deliveries d on d.id = due.id"); // the backlog fetch (dueDeliveries)
+      // the backlog fetch (dueForSubscriptions), by its prepared statement's name: sent with every
+      // execution (the text only with the first on a connection)
+      proxy.freezeOn("stock_sync_due");
       await b.enqueue({ subject: "order.created", payload: "{}" });
       a.engine.wake(["hung"]);
       await waitUntil(async () => proxy.frozen() === 1, 5000, "the hung read");

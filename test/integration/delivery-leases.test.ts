@@ -119,7 +119,7 @@ describeEachDb("delivery leases", (t) => {
     const db = spyDb(t().db, {
       after: (text, rows) => {
         // the backlog read (dueForSubscriptions: nothing due is a row with no delivery)
-        if (text.includes("join stock_sync.deliveries d on d.id = due.id")) {
+        if (text.includes("stock_sync.due_deliveries(")) {
           const ids = (rows as { id: string | null }[]).filter((row) => row.id !== null);
           fetched.push(...ids.map((row) => Number(row.id)));
           if (ids.length === 0) emptyFetches.push(Date.now());

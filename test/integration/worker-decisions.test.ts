@@ -24,7 +24,7 @@ import { gate, spyDb } from "../helpers/spy-db.js";
 const { cleanup, receiver } = useCleanup();
 
 /** The worker's read of its backlog (queries.ts dueForSubscriptions). */
-const isDueRead = (text: string) => text.includes(" as want");
+const isDueRead = (text: string) => text.includes("stock_sync.due_deliveries(");
 /** The last check before a request (queries.ts mayAttempt). */
 const isLastCheck = (text: string) => text.includes("where d.id = any($1::int8[])");
 /** The status read alone (queries.ts subscriptionStatuses). */
