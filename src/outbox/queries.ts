@@ -287,7 +287,7 @@ export type SendingLease = { owner: string; forMs: number };
 /**
  * The last checks on a delivery `d` (the owed backlog is the caller's): its subscription is
  * enabled and leased to `owner` beyond `until` (placeholders). Made by `mayAttempt` for a row
- * that waited; the fetch (migration 0014) makes the same checks on the subscription row it reads.
+ * that waited; the fetch (migration 0015) makes the same checks on the subscription row it reads.
  */
 const sendable = (owner: string, forMs: string) =>
   `exists (select 1 from stock_sync.subscriptions s where s.name = d.subscription and s.status = 'enabled'
@@ -349,7 +349,7 @@ export type DueAnswer = { status: string | undefined; rows: DeliveryRow[]; nextD
  * For every subscription that wants rows, in one statement (#16: twenty workers each reading
  * their backlog made half the statements of a run): its status, what may start now and when the
  * next delivery is due, in one snapshot. One round trip serves what took three. The statement is
- * the function of migration 0014 (what it reads, and why it is a function: its plan).
+ * the function of migration 0015 (what it reads, and why it is a function: its plan).
  */
 export async function dueForSubscriptions(
   db: Queryable,

@@ -55,7 +55,7 @@ async function plansOf(db: Queryable, call: (db: Queryable) => Promise<unknown>)
 
 /**
  * A session that reports the plan of every statement it runs, those run inside functions too
- * (auto_explain): the worker's read of the backlog is a function (migration 0014), whose plan is
+ * (auto_explain): the worker's read of the backlog is a function (migration 0015), whose plan is
  * made once per session and kept, so only the plan that runs inside it says what it reads.
  */
 async function explainingSession(url: string) {
