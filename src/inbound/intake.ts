@@ -4,6 +4,7 @@ import type { Logger } from "../log.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import { answers, type Intake, planBatch, type Received } from "./batch.js";
 import { type CoalescerStats, createCoalescer } from "../db/coalesce.js";
+import { createCommitOrder, type Turn } from "../db/commit-order.js";
 import { insertEvents } from "./queries.js";
 
 export type { Intake, Received } from "./batch.js";
@@ -26,6 +27,8 @@ export type Intaker = {
 // making one of hundreds.
 const MAX_BATCH = 500;
 const MAX_BATCH_BYTES = 8 << 20;
+// a third would take more connections and hide nothing more: commits are one after the other
+const IN_FLIGHT = 2;
 
 /**
  * Group commit: events that arrive while a batch is being written are stored together in the
@@ -33,43 +36,116 @@ const MAX_BATCH_BYTES = 8 << 20;
  * answered after its batch commits. The inbox insert is what makes intake idempotent: a copy
  * in the same batch is answered as a duplicate, and a copy racing in another process waits on
  * the primary key and then finds one, so an event is stored and delivered once.
+ *
+ * Two batches are in flight (#16: 50 senders each waiting for their 202 made intake latency
+ * bound, one batch's statement and commit after the other). They overlap but never reorder:
+ * a batch's statement goes after the previous batch's has taken its delivery ids, and its commit
+ * after the previous batch's commit (db/commit-order.ts), so ids follow the order of arrival and
+ * a fifo worker, reading the lowest owed id it can see, can never see a later batch first.
  */
 export function createIntake(deps: IntakeDeps): Intaker {
-  const coalescer = createCoalescer<Received, Intake>((batch) => writeBatch(deps, batch), {
-    maxBatch: MAX_BATCH,
-    maxWeight: MAX_BATCH_BYTES,
-    weigh: (r) => r.payload.body.length,
-  });
+  const order = createCommitOrder();
+  // Batches whose statement has not taken its ids yet. The next batch is taken only when there
+  // is none: it could not start before anyway, and what arrives meanwhile joins it (taken at
+  // once, it would hold one or two events and cost a commit of its own).
+  let assigning = 0;
+  const coalescer = createCoalescer<Received, Intake>(
+    (batch) => {
+      assigning++;
+      return writeBatch(
+        deps,
+        batch,
+        started(order.next(), () => {
+          assigning--;
+          coalescer.poke();
+        }),
+      );
+    },
+    {
+      maxBatch: MAX_BATCH,
+      maxWeight: MAX_BATCH_BYTES,
+      weigh: (r) => r.payload.body.length,
+      inFlight: IN_FLIGHT,
+      mayOverlap: () => assigning === 0,
+    },
+  );
   return { intake: coalescer.submit, stats: coalescer.stats };
+}
+
+/** The turn, calling `onAssigned` once when its ids are taken (or it gives up). */
+function started(turn: Turn, onAssigned: () => void): Turn {
+  let pending = true;
+  const once = () => {
+    if (pending) {
+      pending = false;
+      onAssigned();
+    }
+  };
+  return {
+    previous: turn.previous,
+    assigned() {
+      turn.assigned();
+      once();
+    },
+    committed() {
+      turn.committed();
+      once();
+    },
+  };
 }
 
 /**
  * A batch that fails for any reason but an unreachable database is written again one event at
  * a time, so an event that cannot be stored fails only its own request, not its neighbours'.
+ * Those writes commit one by one, so they wait until the batch before is committed, and the
+ * next batch waits for them.
  */
-async function writeBatch(deps: IntakeDeps, batch: Received[]): Promise<PromiseSettledResult<Intake>[]> {
+async function writeBatch(
+  deps: IntakeDeps,
+  batch: Received[],
+  turn: Turn,
+): Promise<PromiseSettledResult<Intake>[]> {
   deps.onBatch?.(batch.length);
   try {
-    return (await write(deps, batch)).map((value) => ({ status: "fulfilled", value }));
+    return (await write(deps, batch, turn)).map((value) => ({ status: "fulfilled", value }));
   } catch (err) {
     if (batch.length === 1 || isDatabaseUnavailable(err)) throw err;
     deps.log.warn({ err, events: batch.length }, "inbound batch failed: writing its events one by one");
+    await turn.previous.committed;
     const results: PromiseSettledResult<Intake>[] = [];
     for (const one of batch) {
       results.push(
-        await write(deps, [one]).then(
-          ([value]) => ({ status: "fulfilled", value: value! }) as const,
+        await writeAlone(deps, one).then(
+          (value) => ({ status: "fulfilled", value }) as const,
           (reason: unknown) => ({ status: "rejected", reason }) as const,
         ),
       );
     }
     return results;
+  } finally {
+    turn.committed();
   }
 }
 
-async function write(deps: IntakeDeps, batch: readonly Received[]): Promise<Intake[]> {
+/** The batch in its turn: ids after the previous batch's, committed after it. */
+async function write(deps: IntakeDeps, batch: readonly Received[], turn: Turn): Promise<Intake[]> {
   const plan = planBatch(deps.subscriptions, batch);
-  return answers(plan, await insertEvents(deps.db, plan.rows));
+  // before the transaction, not in it: the embedded database runs one transaction at a time, and
+  // the previous batch may still need it (its events one by one)
+  await turn.previous.assigned;
+  const inserted = await deps.db.tx(async (tx) => {
+    const ids = await insertEvents(tx, plan.rows);
+    turn.assigned();
+    await turn.previous.committed;
+    return ids;
+  });
+  return answers(plan, inserted);
+}
+
+/** One event of a failed batch, in a statement of its own (its turn is held by the caller). */
+async function writeAlone(deps: IntakeDeps, one: Received): Promise<Intake> {
+  const plan = planBatch(deps.subscriptions, [one]);
+  return answers(plan, await insertEvents(deps.db, plan.rows))[0]!;
 }
 
 export type InboxStatus = {

@@ -61,7 +61,7 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       'OneStock signatures over the timestamp alone are refused: they authenticate no body (use "timestamp.body")',
     );
   }
-  // one per server: at most one batch is written at a time, and requests wait for it together
+  // one per server: batches are written in order (two in flight), and requests wait for theirs together
   const intaker = createIntake({
     db: deps.db,
     log: deps.log,
