@@ -9,12 +9,23 @@ import { insertEvents } from "./queries.js";
 
 export type { Intake, Received } from "./batch.js";
 
+/** A committed batch's time (ms): waiting its turn, and its own round trips. */
+export type BatchPhases = {
+  ids_wait: number;
+  begin: number;
+  statement: number;
+  commit_wait: number;
+  commit: number;
+};
+
 export type IntakeDeps = {
   db: Db;
   log: Logger;
   subscriptions: readonly Subscription[];
   /** Called with the size of each batch written (a metric). */
   onBatch?: (size: number) => void;
+  /** Called with where a batch's time went (ms by phase, a metric), once it has committed. */
+  onWritten?: (phases: BatchPhases) => void;
 };
 
 export type Intaker = {
@@ -130,14 +141,28 @@ async function writeBatch(
 /** The batch in its turn: ids after the previous batch's, committed after it. */
 async function write(deps: IntakeDeps, batch: readonly Received[], turn: Turn): Promise<Intake[]> {
   const plan = planBatch(deps.subscriptions, batch);
+  const at = [performance.now()];
   // before the transaction, not in it: the embedded database runs one transaction at a time, and
   // the previous batch may still need it (its events one by one)
   await turn.previous.assigned;
+  at.push(performance.now());
   const inserted = await deps.db.tx(async (tx) => {
+    at.push(performance.now());
     const ids = await insertEvents(tx, plan.rows);
+    at.push(performance.now());
     turn.assigned();
     await turn.previous.committed;
+    at.push(performance.now());
     return ids;
+  });
+  at.push(performance.now());
+  const [ids_wait, begin, statement, commit_wait, commit] = at.slice(1).map((t, i) => t - at[i]!);
+  deps.onWritten?.({
+    ids_wait: ids_wait!,
+    begin: begin!,
+    statement: statement!,
+    commit_wait: commit_wait!,
+    commit: commit!,
   });
   return answers(plan, inserted);
 }

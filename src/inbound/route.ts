@@ -22,7 +22,7 @@ export type InboundDeps = {
   db: Db;
   log: Logger;
   clock: Clock;
-  metrics: Pick<Metrics, "countInbound" | "observeInboundBatch">;
+  metrics: Pick<Metrics, "countInbound" | "observeInboundBatch" | "observeInboundPhases">;
   settings: InboundSettings;
   subscriptions: readonly Subscription[];
   /** How OneStock signatures are formed, if a tenant differs from the default. */
@@ -67,6 +67,7 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
     log: deps.log,
     subscriptions: deps.subscriptions,
     onBatch: (size) => deps.metrics.observeInboundBatch(size),
+    onWritten: (phases) => deps.metrics.observeInboundPhases(phases),
   });
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
