@@ -3,6 +3,8 @@
  * `stock-sync start`, 50 connections from autocannon, against a bare node:http server
  * answering 204 on the same port. Events fan out to a paused subscription: each one is stored
  * in the inbox, the outbox and a delivery row, but delivering is left to the `latency` figure.
+ * Measured with `server.inbound.batches_in_flight` 1 (the default, which carries the goal) and 2,
+ * each in its own process and database after the baseline.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -39,35 +41,61 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
   });
   await bare.stop();
 
+  // the default first, then the other setting, each in a fresh database and process
+  const one = await measure(port, seconds, 1);
+  if ("unavailable" in one) return [notAvailable(one.unavailable)];
+  const two = await measure(port, seconds, 2);
+  if ("unavailable" in two) return [notAvailable(two.unavailable)];
+  return [...rows(one, baseline), inFlightRow(two, baseline)];
+}
+
+type Measured = (Load & Costs)[];
+
+/** `stock-sync start` with `batches_in_flight`, loaded like the baseline; what it stored is checked. */
+async function measure(
+  port: number,
+  seconds: number,
+  inFlight: 1 | 2,
+): Promise<Measured | { unavailable: string }> {
+  const url = `http://127.0.0.1:${port}/webhooks/oms`;
   const bench = await createBenchDb("inbound");
   const dir = await mkdtemp(join(tmpdir(), "stock-sync-bench-inbound-"));
   try {
     const connector = await startConnector(bench, dir, {
       port,
       subscriptions: `  - name: orders\n    subjects: ["order.*"]\n    url: "http://127.0.0.1:9/unused"\n    status: paused`,
+      inbound: `    batches_in_flight: ${inFlight}\n`,
     });
     try {
       const probe = await fetch(url, { method: "POST", ...signedEvent(0) });
-      if (probe.status === 404) return [notAvailable("POST /webhooks/oms answered 404")];
+      if (probe.status === 404) return { unavailable: "POST /webhooks/oms answered 404" };
       if (probe.status !== 202)
         throw new Error(`probe event answered ${probe.status}: ${await probe.text()}`);
       const pid = connector.child.pid!;
-      const product = await repeat("inbound stock-sync", { warmups: 1, runs: 3 }, async () => {
-        const before = { cpu: await cpuMs(pid), pg: await backendsCpuMs(bench.name), m: await scrape(port) };
-        const l = await load(url, seconds, 202);
-        const after = { cpu: await cpuMs(pid), pg: await backendsCpuMs(bench.name), m: await scrape(port) };
-        return {
-          ...l,
-          ...batchCosts(before.m, after.m),
-          cpuUs: perRequest(after.cpu - before.cpu, l),
-          pgUs: perRequest(after.pg - before.pg, l),
-        };
-      });
+      const product = await repeat(
+        `inbound stock-sync, ${inFlight} in flight`,
+        { warmups: 1, runs: 3 },
+        async () => {
+          const before = {
+            cpu: await cpuMs(pid),
+            pg: await backendsCpuMs(bench.name),
+            m: await scrape(port),
+          };
+          const l = await load(url, seconds, 202);
+          const after = { cpu: await cpuMs(pid), pg: await backendsCpuMs(bench.name), m: await scrape(port) };
+          return {
+            ...l,
+            ...batchCosts(before.m, after.m),
+            cpuUs: perRequest(after.cpu - before.cpu, l),
+            pgUs: perRequest(after.pg - before.pg, l),
+          };
+        },
+      );
       const stored = await bench.db.query<{ n: number }>("select count(*)::int as n from stock_sync.inbox");
       const accepted = 1 + product.reduce((n, r) => n + r.accepted, 0);
       if (stored.rows[0]!.n < accepted)
         throw new Error(`${accepted} accepted but ${stored.rows[0]!.n} stored`);
-      return rows(product, baseline);
+      return product;
     } finally {
       await connector.stop("SIGTERM");
     }
@@ -75,6 +103,21 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
     await bench.drop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The other setting, for information: the default's figure carries the goal. */
+function inFlightRow(product: Measured, baseline: Measured): Row {
+  const ratio = summarize(product.map((p, i) => p.rps / baseline[i]!.rps));
+  return {
+    figure: "inbound, server.inbound.batches_in_flight: 2",
+    unit: "req/s",
+    value: summarize(product.map((p) => p.rps)),
+    baseline: { label: "bare node:http 204", unit: "req/s", value: summarize(baseline.map((b) => b.rps)) },
+    ratio,
+    goal: "(info: the default is 1)",
+    met: null,
+    note: `p99 ${summarize(product.map((p) => p.p99)).median} ms, p50 ${summarize(product.map((p) => p.p50)).median} ms; ${costNote(product, baseline)}`,
+  };
 }
 
 function rows(product: (Load & Costs)[], baseline: (Load & Costs)[]): Row[] {

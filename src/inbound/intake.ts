@@ -9,14 +9,12 @@ import { insertEvents } from "./queries.js";
 
 export type { Intake, Received } from "./batch.js";
 
-/** A committed batch's time (ms): waiting its turn, and its own round trips. */
-export type BatchPhases = {
-  ids_wait: number;
-  begin: number;
-  statement: number;
-  commit_wait: number;
-  commit: number;
-};
+/**
+ * A committed batch's time (ms). One batch in flight: `write`, its statement and commit in one
+ * round trip. Two: `ids_wait` (for the previous batch's statement), `begin`, `statement`,
+ * `commit_wait` (for the previous batch's commit), `commit`.
+ */
+export type BatchPhases = Readonly<Record<string, number>>;
 
 export type IntakeDeps = {
   db: Db;
@@ -26,6 +24,8 @@ export type IntakeDeps = {
   onBatch?: (size: number) => void;
   /** Called with where a batch's time went (ms by phase, a metric), once it has committed. */
   onWritten?: (phases: BatchPhases) => void;
+  /** Batches written at once, 1 or 2 (server.inbound.batches_in_flight). @default 1 */
+  inFlight?: number;
 };
 
 export type Intaker = {
@@ -38,8 +38,6 @@ export type Intaker = {
 // making one of hundreds.
 const MAX_BATCH = 500;
 const MAX_BATCH_BYTES = 8 << 20;
-// a third would take more connections and hide nothing more: commits are one after the other
-const IN_FLIGHT = 2;
 
 /**
  * Group commit: events that arrive while a batch is being written are stored together in the
@@ -55,6 +53,19 @@ const IN_FLIGHT = 2;
  * a fifo worker, reading the lowest owed id it can see, can never see a later batch first.
  */
 export function createIntake(deps: IntakeDeps): Intaker {
+  const limits = {
+    maxBatch: MAX_BATCH,
+    maxWeight: MAX_BATCH_BYTES,
+    weigh: (r: Received) => r.payload.body.length,
+  };
+  if ((deps.inFlight ?? 1) < 2) {
+    // one at a time: each batch is one statement, committed on its own (one round trip)
+    const coalescer = createCoalescer<Received, Intake>(
+      (batch) => writeBatch(deps, batch, undefined),
+      limits,
+    );
+    return { intake: coalescer.submit, stats: coalescer.stats };
+  }
   const order = createCommitOrder();
   // Batches whose statement has not taken its ids yet. The next batch is taken only when there
   // is none: it could not start before anyway, and what arrives meanwhile joins it (taken at
@@ -72,13 +83,7 @@ export function createIntake(deps: IntakeDeps): Intaker {
         }),
       );
     },
-    {
-      maxBatch: MAX_BATCH,
-      maxWeight: MAX_BATCH_BYTES,
-      weigh: (r) => r.payload.body.length,
-      inFlight: IN_FLIGHT,
-      mayOverlap: () => assigning === 0,
-    },
+    { ...limits, inFlight: 2, mayOverlap: () => assigning === 0 },
   );
   return { intake: coalescer.submit, stats: coalescer.stats };
 }
@@ -108,38 +113,39 @@ function started(turn: Turn, onAssigned: () => void): Turn {
 /**
  * A batch that fails for any reason but an unreachable database is written again one event at
  * a time, so an event that cannot be stored fails only its own request, not its neighbours'.
- * Those writes commit one by one, so they wait until the batch before is committed, and the
- * next batch waits for them.
+ * Those writes commit one by one: with a turn (two batches in flight) they wait until the batch
+ * before is committed, and the next batch waits for them.
  */
 async function writeBatch(
   deps: IntakeDeps,
   batch: Received[],
-  turn: Turn,
+  turn: Turn | undefined,
 ): Promise<PromiseSettledResult<Intake>[]> {
   deps.onBatch?.(batch.length);
   try {
-    return (await write(deps, batch, turn)).map((value) => ({ status: "fulfilled", value }));
+    const written = turn ? await writeInTurn(deps, batch, turn) : await writeAlone(deps, batch, true);
+    return written.map((value) => ({ status: "fulfilled", value }));
   } catch (err) {
     if (batch.length === 1 || isDatabaseUnavailable(err)) throw err;
     deps.log.warn({ err, events: batch.length }, "inbound batch failed: writing its events one by one");
-    await turn.previous.committed;
+    await turn?.previous.committed;
     const results: PromiseSettledResult<Intake>[] = [];
     for (const one of batch) {
       results.push(
-        await writeAlone(deps, one).then(
-          (value) => ({ status: "fulfilled", value }) as const,
+        await writeAlone(deps, [one]).then(
+          ([value]) => ({ status: "fulfilled", value: value! }) as const,
           (reason: unknown) => ({ status: "rejected", reason }) as const,
         ),
       );
     }
     return results;
   } finally {
-    turn.committed();
+    turn?.committed();
   }
 }
 
 /** The batch in its turn: ids after the previous batch's, committed after it. */
-async function write(deps: IntakeDeps, batch: readonly Received[], turn: Turn): Promise<Intake[]> {
+async function writeInTurn(deps: IntakeDeps, batch: readonly Received[], turn: Turn): Promise<Intake[]> {
   const plan = planBatch(deps.subscriptions, batch);
   const at = [performance.now()];
   // before the transaction, not in it: the embedded database runs one transaction at a time, and
@@ -167,10 +173,13 @@ async function write(deps: IntakeDeps, batch: readonly Received[], turn: Turn): 
   return answers(plan, inserted);
 }
 
-/** One event of a failed batch, in a statement of its own (its turn is held by the caller). */
-async function writeAlone(deps: IntakeDeps, one: Received): Promise<Intake> {
-  const plan = planBatch(deps.subscriptions, [one]);
-  return answers(plan, await insertEvents(deps.db, plan.rows))[0]!;
+/** A batch (or one event of a failed one) in one statement, committed on its own. */
+async function writeAlone(deps: IntakeDeps, batch: readonly Received[], timed = false): Promise<Intake[]> {
+  const plan = planBatch(deps.subscriptions, batch);
+  const start = performance.now();
+  const inserted = await insertEvents(deps.db, plan.rows);
+  if (timed) deps.onWritten?.({ write: performance.now() - start });
+  return answers(plan, inserted);
 }
 
 export type InboxStatus = {

@@ -61,13 +61,14 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       'OneStock signatures over the timestamp alone are refused: they authenticate no body (use "timestamp.body")',
     );
   }
-  // one per server: batches are written in order (two in flight), and requests wait for theirs together
+  // one per server: batches are written in order, and requests wait for theirs together
   const intaker = createIntake({
     db: deps.db,
     log: deps.log,
     subscriptions: deps.subscriptions,
     onBatch: (size) => deps.metrics.observeInboundBatch(size),
     onWritten: (phases) => deps.metrics.observeInboundPhases(phases),
+    inFlight: deps.settings.batches_in_flight,
   });
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();

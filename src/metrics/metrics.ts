@@ -64,7 +64,7 @@ export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Met
   });
   const inboundPhases = new Histogram({
     name: "stock_sync_inbound_batch_seconds",
-    help: "Where an inbound batch's time goes, by phase: ids_wait (for the previous batch's statement), begin, statement, commit_wait (for the previous batch's commit), commit.",
+    help: "Where an inbound batch's time goes, by phase: write (statement and commit, one batch in flight); with two, ids_wait (for the previous batch's statement), begin, statement, commit_wait (for the previous batch's commit), commit.",
     labelNames: ["phase"],
     buckets: PHASE_BUCKETS,
     registers,

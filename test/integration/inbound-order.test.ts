@@ -26,7 +26,7 @@ const sentIds = (requests: { body: Buffer }[]) =>
   requests.map((q) => JSON.parse(q.body.toString()).id as string);
 
 /** A fifo subscription delivering to a receiver, and an intake writing for it. */
-async function fifoSetup(db: TestDb["db"], name: string) {
+async function fifoSetup(db: TestDb["db"], name: string, inFlight: 1 | 2 = 2) {
   const r = await receiver();
   const e = await startEngine(
     db,
@@ -37,7 +37,7 @@ async function fifoSetup(db: TestDb["db"], name: string) {
   const log = Object.assign(Object.create(quietLog), {
     warn: (_: unknown, msg: string) => warnings.push(msg),
   }) as typeof quietLog;
-  return { r, intaker: createIntake({ db, log, subscriptions: e.subs }), warnings };
+  return { r, intaker: createIntake({ db, log, subscriptions: e.subs, inFlight }), warnings };
 }
 
 const HOLD = 0x5445_5354; // the advisory lock the held commit waits on
@@ -163,28 +163,31 @@ const idleInTransaction = async (c: pg.Client) =>
     ).rows[0].count,
   );
 
-describeEachDb("inbound ordering, two batches in flight", (t) => {
-  it("a fifo receiver gets concurrent events in intake order, a batch retried one by one keeping its place", async () => {
-    await t().db.query(
-      "alter table stock_sync.messages add constraint test_poison check (ordering_key <> 'poison')",
-    );
-    cleanup.push(() => t().db.query("alter table stock_sync.messages drop constraint test_poison"));
-    const { r, intaker, warnings } = await fifoSetup(t().db, "fifo-many");
-    const tag = randomBytes(3).toString("hex");
-    const ids = Array.from({ length: 120 }, (_, n) => `many-${tag}-${String(n).padStart(3, "0")}`);
-    const poison = ids[60]!;
-    const answers = await Promise.all(
-      ids.map((id) =>
-        intaker.intake(received(id, id === poison ? "poison" : undefined)).then(
-          () => "stored",
-          (e: unknown) => (e as { code?: string }).code,
+describeEachDb("inbound ordering, one or two batches in flight", (t) => {
+  it.each([1, 2] as const)(
+    "%i in flight: a fifo receiver gets concurrent events in intake order, a batch retried one by one keeping its place",
+    async (inFlight) => {
+      await t().db.query(
+        "alter table stock_sync.messages add constraint test_poison check (ordering_key <> 'poison')",
+      );
+      cleanup.push(() => t().db.query("alter table stock_sync.messages drop constraint test_poison"));
+      const { r, intaker, warnings } = await fifoSetup(t().db, `fifo-many-${inFlight}`, inFlight);
+      const tag = randomBytes(3).toString("hex");
+      const ids = Array.from({ length: 120 }, (_, n) => `many-${tag}-${String(n).padStart(3, "0")}`);
+      const poison = ids[60]!;
+      const answers = await Promise.all(
+        ids.map((id) =>
+          intaker.intake(received(id, id === poison ? "poison" : undefined)).then(
+            () => "stored",
+            (e: unknown) => (e as { code?: string }).code,
+          ),
         ),
-      ),
-    );
-    expect(answers.filter((a) => a !== "stored")).toEqual(["23514"]);
-    expect(intaker.stats().batches).toBeGreaterThan(1);
-    expect(warnings).toContain("inbound batch failed: writing its events one by one");
-    const good = ids.filter((id) => id !== poison);
-    expect(sentIds(await r.waitFor(good.length))).toEqual(good);
-  });
+      );
+      expect(answers.filter((a) => a !== "stored")).toEqual(["23514"]);
+      expect(intaker.stats().batches).toBeGreaterThan(1);
+      expect(warnings).toContain("inbound batch failed: writing its events one by one");
+      const good = ids.filter((id) => id !== poison);
+      expect(sentIds(await r.waitFor(good.length))).toEqual(good);
+    },
+  );
 });
