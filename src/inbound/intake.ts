@@ -148,8 +148,9 @@ async function writeBatch(
 async function writeInTurn(deps: IntakeDeps, batch: readonly Received[], turn: Turn): Promise<Intake[]> {
   const plan = planBatch(deps.subscriptions, batch);
   const at = [performance.now()];
-  // before the transaction, not in it: the embedded database runs one transaction at a time, and
-  // the previous batch may still need it (its events one by one)
+  // (already so when the batch was taken: the guard stays, before the transaction, not in it:
+  // the embedded database runs one transaction at a time, and the previous batch may still need
+  // it for its events one by one)
   await turn.previous.assigned;
   at.push(performance.now());
   const inserted = await deps.db.tx(async (tx) => {
