@@ -18,7 +18,7 @@ export type Connector = Awaited<ReturnType<typeof startCli>>;
 export async function startConnector(
   bench: BenchDb,
   dir: string,
-  opts: { port: number; subscriptions: string; delivery?: string },
+  opts: { port: number; subscriptions: string; delivery?: string; inbound?: string },
 ): Promise<Connector> {
   await createStockTable(bench.db, 100);
   const config = join(dir, "connector.yaml");
@@ -37,7 +37,7 @@ server:
   port: ${opts.port}
   inbound:
     secrets: ["${OMS_SECRET}"]
-subscriptions:
+${opts.inbound ?? ""}subscriptions:
 ${opts.subscriptions}
 ${opts.delivery ?? ""}
 log: { level: info, format: json }

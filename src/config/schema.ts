@@ -192,6 +192,8 @@ const Inbound = z
       .prefault("5m"),
     max_body: size.prefault("1mb"),
     order_id_field: z.string().min(1).default("data.order_id"),
+    // 2: a batch's statement overlaps the previous batch's commit (intake.ts); see docs
+    batches_in_flight: integer(1, 2).default(1),
     onestock: OnestockSigning,
   })
   // onestock keys are free-form; only Standard Webhooks secrets have a format to check

@@ -42,6 +42,11 @@ export type Coalescer<I, O> = {
   submit(item: I): Promise<O>;
   /** Batches flushed and items they held, for metrics and tests. */
   stats(): CoalescerStats;
+  /**
+   * Starts a batch of what waits, if one may start now: for a `mayOverlap` whose answer changes
+   * while batches are in flight (the caller's own state), not only when items come or go.
+   */
+  poke(): void;
 };
 
 type Waiting<I, O> = { item: I; resolve: (value: O) => void; reject: (reason: unknown) => void };
@@ -92,6 +97,9 @@ export function createCoalescer<I, O>(flush: Flush<I, O>, opts: CoalescerOptions
       return done;
     },
     stats: () => ({ ...stats }),
+    poke() {
+      if (writing.size < inFlight && queue.length > 0) void drain();
+    },
   };
 }
 

@@ -22,7 +22,7 @@ export type InboundDeps = {
   db: Db;
   log: Logger;
   clock: Clock;
-  metrics: Pick<Metrics, "countInbound" | "observeInboundBatch">;
+  metrics: Pick<Metrics, "countInbound" | "observeInboundBatch" | "observeInboundPhases">;
   settings: InboundSettings;
   subscriptions: readonly Subscription[];
   /** How OneStock signatures are formed, if a tenant differs from the default. */
@@ -61,12 +61,14 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       'OneStock signatures over the timestamp alone are refused: they authenticate no body (use "timestamp.body")',
     );
   }
-  // one per server: at most one batch is written at a time, and requests wait for it together
+  // one per server: batches are written in order, and requests wait for theirs together
   const intaker = createIntake({
     db: deps.db,
     log: deps.log,
     subscriptions: deps.subscriptions,
     onBatch: (size) => deps.metrics.observeInboundBatch(size),
+    onWritten: (phases) => deps.metrics.observeInboundPhases(phases),
+    inFlight: deps.settings.batches_in_flight,
   });
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();

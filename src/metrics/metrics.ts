@@ -21,6 +21,8 @@ export type Metrics = {
   countInbound(status: number): void;
   /** Records the size of one group-committed batch of inbound events. */
   observeInboundBatch(size: number): void;
+  /** Records where one written batch's time went, by phase (ms). */
+  observeInboundPhases(phases: Readonly<Record<string, number>>): void;
   /** Shaped like the delivery engine's `onAttempt` hook, so it can be passed as is. */
   observeAttempt(sub: Subscription, row: DeliveryRow, outcome: string, durationMs: number): void;
   /** The text exposition and its content type. */
@@ -40,6 +42,8 @@ const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 
 
 // 1 when idle; up to the intake's cap of 500 under load
 const BATCH_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500];
+// a round trip on a local socket to an fsync on a loaded disk
+const PHASE_BUCKETS = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5];
 
 export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
@@ -56,6 +60,13 @@ export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Met
     name: "stock_sync_inbound_batch_size",
     help: "Inbound events written together in one statement (group commit).",
     buckets: BATCH_BUCKETS,
+    registers,
+  });
+  const inboundPhases = new Histogram({
+    name: "stock_sync_inbound_batch_seconds",
+    help: "Where an inbound batch's time goes, by phase: write (statement and commit, one batch in flight); with two, ids_wait (for the previous batch's statement), begin, statement, commit_wait (for the previous batch's commit), commit.",
+    labelNames: ["phase"],
+    buckets: PHASE_BUCKETS,
     registers,
   });
   const attempts = new Counter({
@@ -100,6 +111,9 @@ export function createMetrics(deps: MetricsDeps, opts: MetricsOptions = {}): Met
     registry,
     countInbound: (status) => inbound.inc({ status: String(status) }),
     observeInboundBatch: (size) => inboundBatch.observe(size),
+    observeInboundPhases(phases) {
+      for (const [phase, ms] of Object.entries(phases)) inboundPhases.observe({ phase }, ms / 1000);
+    },
     observeAttempt(sub, row, outcome) {
       attempts.inc({ subscription: sub.name, outcome });
       if (outcome !== "delivered") return;

@@ -216,7 +216,11 @@ describe("OneStock ids (§6)", () => {
         db: t.db,
         log: quietLog,
         clock: systemClock,
-        metrics: { countInbound: () => undefined, observeInboundBatch: () => undefined },
+        metrics: {
+          countInbound: () => undefined,
+          observeInboundBatch: () => undefined,
+          observeInboundPhases: () => undefined,
+        },
         settings: config.server.inbound,
         subscriptions: [],
         onestock: { signed: "timestamp", encoding: "hex" },

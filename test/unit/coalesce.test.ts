@@ -144,6 +144,21 @@ describe("createCoalescer", () => {
     expect(f.maxInFlight()).toBe(2);
   });
 
+  it("poke: a mayOverlap that turns true while a batch is in flight starts the next batch then, with all that waited", async () => {
+    let open = false;
+    const { f, c } = setup<number>({ inFlight: 2, mayOverlap: () => open });
+    const all = [1, 2, 3].map((i) => c.submit(i));
+    c.poke(); // nothing changed: still one batch
+    expect(f.batches).toEqual([[1]]);
+    open = true;
+    c.poke();
+    expect(f.batches).toEqual([[1], [2, 3]]);
+    await f.finishNext();
+    await f.finishNext();
+    expect(await Promise.all(all)).toEqual(["done 1", "done 2", "done 3"]);
+    expect(f.maxInFlight()).toBe(2);
+  });
+
   it("without mayOverlap, inFlight 2 still writes one batch at a time", async () => {
     const { f, c } = setup<number>({ inFlight: 2 });
     const all = [1, 2, 3].map((i) => c.submit(i));

@@ -167,6 +167,7 @@ describe("loadConfig: defaults", () => {
         tolerance: 300_000,
         max_body: 1_048_576,
         order_id_field: "data.order_id",
+        batches_in_flight: 1,
         onestock: { signed: "t.body", encoding: "hex" },
       },
     });
@@ -224,6 +225,14 @@ subscriptions: [${sub(", retry_intervals: [0.001, 1s, 1m30s], rate_limit: { requ
     expect(config.delivery).toMatchObject({ poll_interval: 500, lease: 120_000 });
     expect(config.subscriptions[0]?.retry_intervals).toEqual([1, 1_000, 90_000]);
     expect(config.subscriptions[0]?.rate_limit).toEqual({ requests: 10, per: 1_000 });
+  });
+
+  it("takes 1 or 2 inbound batches in flight, nothing else", () => {
+    const inFlight = (v: string) => loadConfig(`server: { inbound: { batches_in_flight: ${v} } }`, {});
+    expect(inFlight("2").config.server.inbound.batches_in_flight).toBe(2);
+    expect(inFlight('"2"').config.server.inbound.batches_in_flight).toBe(2); // from ${VAR}
+    expect(() => inFlight("3")).toThrow("batches_in_flight");
+    expect(() => inFlight("0")).toThrow("batches_in_flight");
   });
 
   it("accepts numbers and booleans that arrive as strings through interpolation", () => {
