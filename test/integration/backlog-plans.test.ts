@@ -19,6 +19,15 @@ import { inject } from "vitest";
  * no sequential scan, sort or index walk over the 12,000-row backlogs.
  */
 const BACKLOG = 12_000;
+// the backlog the plans are read over: keyed and plain subscriptions, a history behind it
+const OUTAGE = {
+  history: 2 * BACKLOG,
+  backlog: BACKLOG,
+  keys: BACKLOG / 8,
+  keyed: "keyed",
+  plain: "plain",
+  retryWithinS: 600,
+};
 const BOUND = 400;
 /** A worker's read at concurrency 32 (worker.ts: 4 rows per slot, read when half are left). */
 const LIMIT = 64;
@@ -170,14 +179,7 @@ const pgSkip = !inject("pgTemplate");
       "insert into stock_sync.subscriptions (name, lease_owner, lease_until) select n, $2, $3::timestamptz + interval '1 hour' from unnest($1::text[]) n",
       [["keyed", "plain", "idle"], LEASE.owner, LEASE.until],
     );
-    await buildOutage(t.db, {
-      history: 2 * BACKLOG,
-      backlog: BACKLOG,
-      keys: BACKLOG / 8,
-      keyed: "keyed",
-      plain: "plain",
-      retryWithinS: 600,
-    });
+    await buildOutage(t.db, OUTAGE);
     await t.db.query("vacuum analyze");
   }, 120_000);
   afterAll(async () => {
@@ -232,14 +234,7 @@ const pgSkip = !inject("pgTemplate");
       // planned now, on empty tables
       await session.plansOf(read("keyed", "key"));
       await session.plansOf(read("plain", "none"));
-      await buildOutage(t.db, {
-        history: 2 * BACKLOG,
-        backlog: BACKLOG,
-        keys: BACKLOG / 8,
-        keyed: "keyed",
-        plain: "plain",
-        retryWithinS: 600,
-      });
+      await buildOutage(t.db, OUTAGE);
       for (const sub of ["keyed", "plain"]) await dueNow(t.db, sub);
       const found: Record<string, string[]> = {};
       for (const [name, call] of Object.entries({ key: read("keyed", "key"), none: read("plain", "none") })) {
