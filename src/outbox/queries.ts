@@ -192,20 +192,24 @@ const DELIVERY_COLUMNS = `d.id, d.message_id, d.subscription, d.ordering_key, d.
  * a range and the order includes it, so only deliveries_backlog returns rows in this order: with
  * `=`, the planner may walk the primary key through the whole history instead.
  */
-export const backlogHead = async (db: PayloadReader, subscription: string): Promise<DeliveryRow[]> => {
+export const backlogHead = (db: PayloadReader, subscription: string) => backlogRow(db, subscription);
+
+/** The first delivery of the backlog (after delivery `afterId`), its payload read apart if big. */
+async function backlogRow(db: PayloadReader, subscription: string, afterId?: number): Promise<DeliveryRow[]> {
+  const after = afterId === undefined ? "" : " and id > $2";
   const { rows } = await db.query<SmallPayload<DeliveryRow>>(
     `select ${DELIVERY_COLUMNS.replace("m.payload", smallPayload(db))} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
      where d.id = (select id from stock_sync.deliveries
-                   where subscription >= $1 and subscription <= $1 and ${BACKLOG}
+                   where subscription >= $1 and subscription <= $1 and ${BACKLOG}${after}
                    order by subscription, id limit 1)`,
-    [subscription],
+    afterId === undefined ? [subscription] : [subscription, afterId],
   );
   const [row] = rows;
   if (!row) return [];
   const { payload_size: _, ...head } = row;
   const payload = head.payload ?? (await bigPayload(db, head.id));
   return payload ? [{ ...head, payload }] : [];
-};
+}
 
 /** backlogHead without the message's payload (the worker read it ahead: backlogPayloadAfter). */
 export const backlogHeadMeta = async (db: Queryable, subscription: string) =>
@@ -224,17 +228,8 @@ export const backlogHeadMeta = async (db: Queryable, subscription: string) =>
  * while `afterId` is being sent (a stock part's megabyte then does not wait between two parts).
  */
 export const backlogPayloadAfter = async (db: PayloadReader, subscription: string, afterId: number) => {
-  const { rows } = await db.query<SmallPayload<{ id: number; message_id: string; payload: Uint8Array }>>(
-    `select d.id, m.id as message_id, ${smallPayload(db)} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
-     where d.id = (select id from stock_sync.deliveries
-                   where subscription >= $1 and subscription <= $1 and ${BACKLOG} and id > $2
-                   order by subscription, id limit 1)`,
-    [subscription, afterId],
-  );
-  const [row] = rows;
-  if (!row) return undefined;
-  const payload = row.payload ?? (await bigPayload(db, row.id));
-  return payload ? { message_id: row.message_id, payload } : undefined;
+  const [row] = await backlogRow(db, subscription, afterId);
+  return row && { message_id: row.message_id, payload: row.payload };
 };
 
 /** A database the payload reads use: COPY where the back end has it (see bigPayload). */
