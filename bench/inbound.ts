@@ -8,12 +8,14 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
 import { startConnector, signedEvent } from "./lib/connector.js";
-import { createBenchDb, serverInfo, withAdmin } from "./lib/db.js";
+import { processCpuMs } from "./lib/cpu.js";
+import { serverCpu } from "./lib/timing.js";
+import { createBenchDb, serverInfo } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
 import { freePort } from "./lib/sink.js";
 import { progress, repeat, summarize } from "./lib/stats.js";
@@ -35,9 +37,9 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
 
   const bare = await startBare(port);
   const baseline = await repeat("inbound baseline", { warmups: 1, runs: 3 }, async () => {
-    const cpu = await cpuMs(bare.pid);
+    const cpu = processCpuMs(bare.pid);
     const l = await load(url, seconds, 204);
-    return { ...l, cpuUs: perRequest((await cpuMs(bare.pid)) - cpu, l) };
+    return { ...l, cpuUs: perRequest(processCpuMs(bare.pid) - cpu, l) };
   });
   await bare.stop();
 
@@ -76,18 +78,19 @@ async function measure(
         `inbound stock-sync, ${inFlight} in flight`,
         { warmups: 1, runs: 3 },
         async () => {
-          const before = {
-            cpu: await cpuMs(pid),
-            pg: await backendsCpuMs(bench.name),
+          const pg = await serverCpu(bench.db);
+          const before = { cpu: processCpuMs(pid), m: await scrape(port) };
+          const l = await load(url, seconds, 202);
+          const after = {
+            cpu: processCpuMs(pid),
+            pg: (await pg.stop()) ?? Number.NaN,
             m: await scrape(port),
           };
-          const l = await load(url, seconds, 202);
-          const after = { cpu: await cpuMs(pid), pg: await backendsCpuMs(bench.name), m: await scrape(port) };
           return {
             ...l,
             ...batchCosts(before.m, after.m),
             cpuUs: perRequest(after.cpu - before.cpu, l),
-            pgUs: perRequest(after.pg - before.pg, l),
+            pgUs: perRequest(after.pg, l),
           };
         },
       );
@@ -173,30 +176,6 @@ function costNote(product: (Load & Costs)[], baseline: Costs[]): string {
     `bare ${med(baseline.map((r) => r.cpuUs)).toFixed(0)} µs; batches of ${med(product.map((r) => r.batch)).toFixed(1)} events, ` +
     `per batch (ms): ${phases}`
   );
-}
-
-const CLOCK_TICKS_PER_SEC = 100; // Linux USER_HZ
-
-/** CPU time (user + system, ms) a process has used so far, from /proc; NaN where there is none. */
-async function cpuMs(pid: number): Promise<number> {
-  try {
-    const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** The same for every server process connected to a database (the connector's pool). */
-async function backendsCpuMs(database: string): Promise<number> {
-  const pids = await withAdmin(
-    async (c) =>
-      (await c.query<{ pid: number }>("select pid from pg_stat_activity where datname = $1", [database]))
-        .rows,
-  );
-  let ms = 0;
-  for (const { pid } of pids) ms += (await cpuMs(pid)) || 0;
-  return ms;
 }
 
 const perRequest = (ms: number, l: Load) => (ms * 1000) / Math.max(1, l.accepted);

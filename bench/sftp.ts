@@ -18,7 +18,8 @@ import { SSHD, startSshd, type Sshd } from "../test/helpers/sshd.js";
 import { runStockSync } from "./lib/child.js";
 import { type BenchDb, createBenchDb } from "./lib/db.js";
 import type { BenchOptions, Row } from "./lib/report.js";
-import { cpuSnapshot, pidsCpuMs, treeCpuMs } from "./lib/cpu.js";
+import { cpuSnapshot, treeCpuMs } from "./lib/cpu.js";
+import { serverCpu } from "./lib/timing.js";
 import { progress, repeat, summarize } from "./lib/stats.js";
 import { createStockTable, stockQueriesYaml } from "./lib/stock.js";
 
@@ -148,6 +149,7 @@ async function deliver(
   const started = performance.now();
   const cpu0 = process.cpuUsage();
   const procs0 = cpuSnapshot();
+  const pg = await serverCpu(bench.db);
   const engine = await startEngine(bench.db, loadConfig(yaml, {}).config, {
     onAttempt: (_s, _r, outcome) => {
       recorded.push(performance.now());
@@ -160,17 +162,10 @@ async function deliver(
     const ms = performance.now() - started;
     const used = process.cpuUsage(cpu0);
     const procs1 = cpuSnapshot();
-    const backends = await bench.db.query<{ pid: number }>(
-      "select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
-    );
     const cpu = {
       engine: (used.user + used.system) / 1000,
       sshd: treeCpuMs(procs0, procs1, sshd.pid()!),
-      pg: pidsCpuMs(
-        procs0,
-        procs1,
-        backends.rows.map((r) => r.pid),
-      ),
+      pg: (await pg.stop()) ?? Number.NaN,
     };
     let record = 0;
     let next = 0;

@@ -43,7 +43,13 @@ export function treeCpuMs(before: CpuSnapshot, after: CpuSnapshot, root: number)
   return ms;
 }
 
-/** CPU ms of `pids` (live at `after`) between two snapshots. */
-export function pidsCpuMs(before: CpuSnapshot, after: CpuSnapshot, pids: readonly number[]): number {
-  return pids.reduce((sum, pid) => sum + (after.get(pid)?.ms ?? 0) - (before.get(pid)?.ms ?? 0), 0);
+/** CPU ms a process has used so far, its own only (not its ended children's); NaN if gone. */
+export function processCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) * TICK_MS;
+  } catch {
+    return Number.NaN;
+  }
 }
