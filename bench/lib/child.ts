@@ -18,7 +18,7 @@ export async function runStockSync(args: string[], env: NodeJS.ProcessEnv = {}):
  * An operator runs the bundle `npm ci` built; after an edit to src/ bin.js would run src/ through
  * tsx instead (~30 MB more), so the figures would not be the product's.
  */
-async function ensureBuilt(): Promise<void> {
+export async function ensureBuilt(): Promise<void> {
   const dist = distFreshness();
   if (dist.fresh) return;
   progress(`building dist/ (${dist.reason})`);

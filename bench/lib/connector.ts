@@ -2,6 +2,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { signatureHeaders } from "../../src/subscriptions/signing.js";
 import { startCli } from "../../test/helpers/cli.js";
+import { ensureBuilt } from "./child.js";
 import { createStockTable, stockQueriesYaml } from "./stock.js";
 import type { BenchDb } from "./db.js";
 
@@ -20,6 +21,8 @@ export async function startConnector(
   dir: string,
   opts: { port: number; subscriptions: string; delivery?: string; inbound?: string },
 ): Promise<Connector> {
+  // the bundle, as deployed: after an edit to src/ the child would run it through tsx instead
+  await ensureBuilt();
   await createStockTable(bench.db, 100);
   const config = join(dir, "connector.yaml");
   await writeFile(
@@ -43,7 +46,10 @@ ${opts.delivery ?? ""}
 log: { level: info, format: json }
 `,
   );
-  return startCli(["--config", config], { timeoutMs: 60_000 });
+  // for investigations: node's own flags for the connector, e.g. a CPU profile of it
+  // (BENCH_CONNECTOR_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"; NODE_OPTIONS refuses --cpu-prof)
+  const nodeArgs = process.env.BENCH_CONNECTOR_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
+  return startCli(["--config", config], { timeoutMs: 60_000, nodeArgs });
 }
 
 /** A signed order event with a unique id, as the OMS would send it. */

@@ -25,14 +25,14 @@ export async function runCli(
 /** Starts `stock-sync start` and resolves once it logged its URL. */
 export async function startCli(
   args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; nodeArgs?: string[] } = {},
 ): Promise<{
   child: ChildProcess;
   url: string;
   output: () => RunResult;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }> {
-  const child = spawn(process.execPath, [BIN, "start", ...args], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, "start", ...args], {
     cwd: opts.cwd ?? ROOT,
     env: { ...cleanEnv(), ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
