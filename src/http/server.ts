@@ -12,6 +12,7 @@ import { authorize, registerAdmin } from "./admin.js";
 import { createAuthThrottle } from "./auth-throttle.js";
 import { clientErrorHandler, installErrorHandlers } from "./errors.js";
 import { registerOps } from "./ops.js";
+import { lazyRequestLogger } from "./request-log.js";
 import { stockStatus } from "../export/status.js";
 import { fullOverdueAfterMs as fullOverdueAfter } from "../scheduler/full-due.js";
 import { registerStatusPage } from "../statuspage/route.js";
@@ -39,6 +40,8 @@ export function createHttpServer(deps: HttpDeps) {
     loggerInstance: log as FastifyBaseLogger,
     // Request lines would drown the log at webhook rates; failures are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
+    // and a request's own logger is made only if it logs a line (most never do)
+    childLoggerFactory: lazyRequestLogger,
     clientErrorHandler,
     // A slow or silent client must not hold a connection (and its buffered body) for ever.
     requestTimeout: LIMITS.requestMs,
@@ -48,19 +51,24 @@ export function createHttpServer(deps: HttpDeps) {
   });
   app.server.maxConnections = LIMITS.maxConnections;
   installErrorHandlers(app, log);
-  app.addHook("onSend", async (_req, reply) => {
+  // (hooks that run on every request take a callback: an async one costs a promise each time)
+  app.addHook("onSend", (_req, reply, payload, done) => {
     // nothing here is meant to be framed or content-sniffed (clickjacking the /status buttons)
-    reply.header("x-frame-options", "DENY");
-    reply.header("content-security-policy", "frame-ancestors 'none'");
-    reply.header("x-content-type-options", "nosniff");
+    reply.headers(SECURITY_HEADERS);
+    done(null, payload);
   });
   const throttle = createAuthThrottle(log);
   const adminToken = deps.config.server.admin_token;
   if (!isLoopback(deps.config.server.host)) {
     // Reachable from other hosts (for the OMS's webhooks): what the ops pages tell is for the
     // operator only, so they take the admin token like the admin API (disabled without one).
-    app.addHook("onRequest", async (req) => {
-      if (isOpsRead(req.method, req.url)) authorize(req, adminToken, throttle, deps.clock);
+    app.addHook("onRequest", (req, _reply, done) => {
+      try {
+        if (isOpsRead(req.method, req.url)) authorize(req, adminToken, throttle, deps.clock);
+      } catch (err) {
+        return done(err as Error);
+      }
+      done();
     });
   }
 
@@ -124,6 +132,12 @@ export const LIMITS = {
   /** Connections beyond this are refused at once (each may hold up to max_body). */
   maxConnections: 2048,
 };
+
+const SECURITY_HEADERS = Object.freeze({
+  "x-frame-options": "DENY",
+  "content-security-policy": "frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+});
 
 const isLoopback = (host: string) =>
   /^(?:127\.\d+\.\d+\.\d+|::1|localhost|::ffff:127\.\d+\.\d+\.\d+)$/i.test(host);

@@ -55,10 +55,32 @@ export function planBatch(subs: readonly Subscription[], batch: readonly Receive
       payload: payload.body,
       contentType: payload.contentType,
       orderingKey: event.orderId,
-      subscriptions: targetsOf(subs, { subject: event.subject }).map((s) => s.name),
+      subscriptions: routeOf(subs, event.subject),
     });
   }
   return { rows, rowOf, copy };
+}
+
+// The subscriptions each subject goes to, per configured list: matched once per subject, not for
+// every event (the list is fixed for a process's life; a few subjects carry all the events). A
+// list of names is shared by the rows of its subject: read, never changed. Bounded, since
+// senders choose the subjects.
+const routes = new WeakMap<readonly Subscription[], Map<string, string[]>>();
+const MAX_SUBJECTS = 1000;
+
+function routeOf(subs: readonly Subscription[], subject: string): string[] {
+  let bySubject = routes.get(subs);
+  if (!bySubject) {
+    bySubject = new Map();
+    routes.set(subs, bySubject);
+  }
+  let names = bySubject.get(subject);
+  if (!names) {
+    names = targetsOf(subs, { subject }).map((s) => s.name);
+    if (bySubject.size >= MAX_SUBJECTS) bySubject.clear();
+    bySubject.set(subject, names);
+  }
+  return names;
 }
 
 /** Each request's answer: new when its row was inserted and it was the first copy. */

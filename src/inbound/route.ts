@@ -79,9 +79,12 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       { parseAs: "buffer", bodyLimit: deps.settings.max_body },
       (_req, body, done) => done(null, body),
     );
-    scope.addHook("onRequest", async (req, reply) => {
+    // (hooks run for every event: they take a callback, as an async one costs a promise each)
+    scope.addHook("onRequest", (req, reply, done) => {
       if (!jsonMediaType(req.headers["content-type"])) {
-        throw new HttpError(415, "unsupported_media_type", "the body must be application/json (UTF-8)");
+        return done(
+          new HttpError(415, "unsupported_media_type", "the body must be application/json (UTF-8)"),
+        );
       }
       try {
         // in the documented order, 413 before 401: a declared length over the limit first
@@ -92,10 +95,14 @@ export function registerInbound(app: FastifyInstance, deps: InboundDeps): void {
       } catch (err) {
         // the body is never read: close rather than wait for (or drain) it
         reply.header("connection", "close");
-        throw err;
+        return done(err as Error);
       }
+      done();
     });
-    scope.addHook("onResponse", async (_req, reply) => deps.metrics.countInbound(reply.statusCode));
+    scope.addHook("onResponse", (_req, reply, done) => {
+      deps.metrics.countInbound(reply.statusCode);
+      done();
+    });
     scope.post(deps.settings.path, (req, reply) => receive(deps, intaker, req, reply));
   });
 }

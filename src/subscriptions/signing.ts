@@ -2,7 +2,7 @@
  * Webhook signatures: Standard Webhooks v1 for what we send and receive (SPEC §5, §7), and
  * OneStock's `Onestock-Signature` for what an OMS sends us. Pure: time comes in as unix seconds.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto";
 import { ConnectorError } from "../errors.ts";
 
 export type VerifyFailure =
@@ -56,8 +56,11 @@ export function sign(
       `webhook timestamp must be whole unix seconds, got ${timestamp}`,
     );
   }
-  const content = standardContent(msgId, String(timestamp), toBuffer(body));
-  return secrets.map((secret) => `v1,${hmac(decodeSecret(secret), content).toString("base64")}`).join(" ");
+  const prefix = standardPrefix(msgId, String(timestamp));
+  const content = toBuffer(body);
+  return secrets
+    .map((secret) => `v1,${hmac(standardKey(secret), prefix, content).toString("base64")}`)
+    .join(" ");
 }
 
 /** The Standard Webhooks headers; `webhook-signature` only when there is a secret to sign with. */
@@ -91,18 +94,24 @@ export function verifyStandard(
   const timestamp = checkTimestamp(ts, nowSec, toleranceSec);
   if (typeof timestamp !== "number") return timestamp;
 
+  // nothing to match (the check of the headers alone, before the body is read): no HMAC to make
+  if (secrets.length === 0) return fail("no_matching_signature");
+
   // sign the timestamp as sent, so "0170…" is checked as the sender signed it
-  const content = standardContent(id, ts, rawBody);
+  const prefix = standardPrefix(id, ts);
   const offered = signature.split(/\s+/).flatMap((entry) => {
     const comma = entry.indexOf(",");
     return comma > 0 && entry.slice(0, comma) === "v1" ? [decodeBase64(entry.slice(comma + 1))] : [];
   });
-  const expected = secrets.map((secret) => hmac(decodeSecret(secret), content));
+  const expected = secrets.map((secret) => hmac(standardKey(secret), prefix, rawBody));
   return anyEqual(offered, expected) ? { ok: true, id, timestamp } : fail("no_matching_signature");
 }
 
-const standardContent = (msgId: string, timestamp: string, body: Buffer) =>
-  Buffer.concat([Buffer.from(`${msgId}.${timestamp}.`), body]);
+/** What goes before the body in the signed content: `${msgId}.${timestamp}.` */
+const standardPrefix = (msgId: string, timestamp: string) => `${msgId}.${timestamp}.`;
+
+/** The HMAC key of a Standard Webhooks secret, decoded once (see keyOf). */
+const standardKey = (secret: string) => keyOf(standardKeys, secret, decodeSecret);
 
 // ---------------------------------------------------------------- OneStock
 
@@ -136,7 +145,7 @@ export function signOnestock(
   scheme: OnestockScheme = DEFAULT_ONESTOCK_SCHEME,
 ): string {
   const content = onestockContent(String(t), toBuffer(body), scheme);
-  const sigs = keys.map((key, i) => `h${i}=${hmac(Buffer.from(key), content).toString(scheme.encoding)}`);
+  const sigs = keys.map((key, i) => `h${i}=${hmac(onestockKey(key), ...content).toString(scheme.encoding)}`);
   return [`t=${t}`, ...sigs].join(",");
 }
 
@@ -157,11 +166,12 @@ export function verifyOnestock(
   if (!fields) return fail("missing_headers");
   const timestamp = checkTimestamp(fields.t, nowSec, toleranceSec);
   if (typeof timestamp !== "number") return timestamp;
+  if (keys.length === 0) return fail("no_matching_signature");
 
   const content = onestockContent(fields.t, rawBody, scheme);
   const decode = scheme.encoding === "hex" ? decodeHex : decodeBase64;
   const offered = fields.sigs.map(decode);
-  const expected = keys.map((key) => hmac(Buffer.from(key), content));
+  const expected = keys.map((key) => hmac(onestockKey(key), ...content));
   return anyEqual(offered, expected) ? { ok: true, id: "", timestamp } : fail("no_matching_signature");
 }
 
@@ -178,12 +188,12 @@ function parseOnestockHeader(header: string): { t: string; sigs: string[] } | nu
   return t === undefined || sigs.length === 0 ? null : { t, sigs };
 }
 
-const onestockContent = (t: string, body: Buffer, scheme: OnestockScheme) =>
-  scheme.signed === "timestamp"
-    ? Buffer.from(t)
-    : scheme.signed === "body"
-      ? body
-      : Buffer.concat([Buffer.from(`${t}.`), body]);
+/** What a OneStock signature covers, in the order it is hashed. */
+const onestockContent = (t: string, body: Buffer, scheme: OnestockScheme): (string | Buffer)[] =>
+  scheme.signed === "timestamp" ? [t] : scheme.signed === "body" ? [body] : [`${t}.`, body];
+
+/** A OneStock key (free-form, used as its UTF-8 bytes), imported once (see keyOf). */
+const onestockKey = (key: string) => keyOf(onestockKeys, key, (k) => Buffer.from(k));
 
 // ---------------------------------------------------------------- shared
 
@@ -205,7 +215,28 @@ function anyEqual(offered: readonly (Buffer | null)[], expected: readonly Buffer
   );
 }
 
-const hmac = (key: Buffer, content: Buffer) => createHmac("sha256", key).update(content).digest();
+/** HMAC-SHA256 of the parts one after the other (strings as UTF-8), as if concatenated. */
+function hmac(key: KeyObject, ...parts: (string | Buffer)[]): Buffer {
+  const h = createHmac("sha256", key);
+  for (const part of parts) h.update(part);
+  return h.digest();
+}
+
+// Secrets decoded and imported as keys once, not at every request (#16: decoding the secret and
+// importing the key each time cost more than the HMAC itself). Keyed by the configured text;
+// the bound only keeps a process that is handed ever new secrets from growing for ever.
+const standardKeys = new Map<string, KeyObject>();
+const onestockKeys = new Map<string, KeyObject>();
+const MAX_KEYS = 256;
+
+function keyOf(cache: Map<string, KeyObject>, secret: string, decode: (s: string) => Buffer): KeyObject {
+  let key = cache.get(secret);
+  if (key) return key;
+  key = createSecretKey(decode(secret)); // throws, uncached, as decodeSecret says
+  if (cache.size >= MAX_KEYS) cache.clear();
+  cache.set(secret, key);
+  return key;
+}
 const toBuffer = (body: Buffer | string) => (typeof body === "string" ? Buffer.from(body) : body);
 const fail = (reason: VerifyFailure): VerifyResult => ({ ok: false, reason });
 
