@@ -24,6 +24,7 @@ export type SharedBatches = {
   /**
    * Its status, what may start now and when the next delivery is due, read with the backlogs of
    * the other subscriptions that want rows at the same time (queries.ts dueForSubscriptions).
+   * For a subscription last found not enabled, its status alone, until that says enabled.
    */
   due(req: DueRequest): Promise<DueAnswer>;
   /** Still owed, enabled, and leased to us for at least `forMs` more (queries.ts mayAttempt). */
@@ -87,9 +88,25 @@ export function createSharedBatches(deps: RecordDeps & { owner: string }): Share
     });
     return items.map((f) => answer.get(f)!);
   }, RECORDS);
+  // Subscriptions whose last read found them not enabled (paused, or no row): a wake (every
+  // intake batch's notify, every poll) reads their status alone, and the backlog only once it
+  // says enabled. A paused subscription's backlog grows with every event while nothing is sent
+  // from it; reading it at every wake was most of PostgreSQL's work per inbound event beside the
+  // intake's own statement (#16). A resume wakes the worker, which then reads both.
+  const notEnabled = new Set<string>();
+  async function due(req: DueRequest): Promise<DueAnswer> {
+    if (notEnabled.has(req.subscription)) {
+      const status = await statuses.submit(req.subscription);
+      if (status !== "enabled") return { status, rows: [], nextDueAt: null };
+    }
+    const answer = await dues.submit(req);
+    if (answer.status === "enabled") notEnabled.delete(req.subscription);
+    else notEnabled.add(req.subscription);
+    return answer;
+  }
   return {
     status: (name) => statuses.submit(name),
-    due: (req) => dues.submit(req),
+    due,
     check: (id, forMs) => checks.submit({ id, forMs }),
     record: (sub, rec, onFenced) => records.submit({ sub, rec, onFenced }),
   };
