@@ -73,20 +73,35 @@ export function createCoalescer<I, O>(flush: Flush<I, O>, opts: CoalescerOptions
     return n ? queue.splice(0, batchLength(queue.slice(0, n), maxBatch, opts)) : [];
   }
 
+  /**
+   * Writes one batch, if one may start. When it is written, the next batch starts before its
+   * items are answered: their answers (an HTTP reply each, for the intake) would otherwise hold
+   * the next statement back while they are written (#16). Nothing is answered before its own
+   * batch is written, and batches start in the same order as before.
+   */
   async function drain(): Promise<void> {
-    for (;;) {
-      const batch = writing.size < inFlight && queue.length > 0 ? take() : [];
-      if (batch.length === 0) return;
-      writing.add(batch);
-      stats.batches++;
-      stats.items += batch.length;
-      try {
-        await settle(batch, flush);
-      } finally {
-        writing.delete(batch);
-      }
-      // a batch done: room for what waited on it (another drain may take it first)
-      if (writing.size < inFlight - 1 && queue.length > 0) void drain();
+    const batch = writing.size < inFlight && queue.length > 0 ? take() : [];
+    if (batch.length === 0) return;
+    writing.add(batch);
+    stats.batches++;
+    stats.items += batch.length;
+    let outcome: Outcome<O>;
+    try {
+      outcome = await write(batch, flush);
+    } finally {
+      writing.delete(batch);
+    }
+    // a batch done: room for what waited on it
+    startAll();
+    answer(batch, outcome);
+  }
+
+  /** Starts batches while there is room and something that may go. */
+  function startAll(): void {
+    while (writing.size < inFlight && queue.length > 0) {
+      const before = writing.size;
+      void drain(); // takes its batch at once, before its first await
+      if (writing.size === before) return; // nothing may go now (mayOverlap)
     }
   }
 
@@ -97,9 +112,7 @@ export function createCoalescer<I, O>(flush: Flush<I, O>, opts: CoalescerOptions
       return done;
     },
     stats: () => ({ ...stats }),
-    poke() {
-      if (writing.size < inFlight && queue.length > 0) void drain();
-    },
+    poke: startAll,
   };
 }
 
@@ -116,20 +129,29 @@ function batchLength<I>(queue: readonly { item: I }[], maxBatch: number, opts: C
   return n;
 }
 
-/** Answers every waiting item of a batch, whatever `flush` does (throws, or miscounts). */
-async function settle<I, O>(batch: Waiting<I, O>[], flush: Flush<I, O>): Promise<void> {
-  let results: PromiseSettledResult<O>[];
+type Outcome<O> = { results: PromiseSettledResult<O>[] } | { error: unknown };
+
+/** A batch's flush, as data: every item's result, or what failed them all (a throw, a miscount). */
+async function write<I, O>(batch: Waiting<I, O>[], flush: Flush<I, O>): Promise<Outcome<O>> {
   try {
-    results = await flush(batch.map((w) => w.item));
+    const results = await flush(batch.map((w) => w.item));
     if (results.length !== batch.length) {
       throw new Error(`flush answered ${results.length} results for ${batch.length} items`);
     }
-  } catch (err) {
-    for (const w of batch) w.reject(err);
+    return { results };
+  } catch (error) {
+    return { error };
+  }
+}
+
+/** Answers every waiting item of a batch with its outcome. */
+function answer<I, O>(batch: Waiting<I, O>[], outcome: Outcome<O>): void {
+  if ("error" in outcome) {
+    for (const w of batch) w.reject(outcome.error);
     return;
   }
   batch.forEach((w, i) => {
-    const r = results[i]!;
+    const r = outcome.results[i]!;
     if (r.status === "fulfilled") w.resolve(r.value);
     else w.reject(r.reason);
   });

@@ -57,6 +57,21 @@ describe("createCoalescer", () => {
     expect(c.stats()).toEqual({ batches: 2, items: 4 });
   });
 
+  it("starts the next batch before answering the items of the one that finished", async () => {
+    // (#16: the intake's next statement waited while a batch's HTTP answers were written)
+    const { f, c } = setup<number>();
+    let batchesWhenAnswered = 0;
+    const first = c.submit(1).then(() => {
+      batchesWhenAnswered = f.batches.length;
+    });
+    const second = c.submit(2);
+    await f.finishNext();
+    await first;
+    expect(batchesWhenAnswered).toBe(2); // [2] was on its way when 1 was answered
+    await f.finishNext();
+    expect(await second).toBe("done 2");
+  });
+
   it("goes idle after draining, so the next item is again written at once", async () => {
     const { f, c } = setup<number>();
     const a = c.submit(1);
