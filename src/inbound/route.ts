@@ -36,6 +36,7 @@ const UTF8 = /^"?utf-8"?$/;
 /** The media type (lower case, no parameters) when the request says JSON in UTF-8. */
 export function jsonMediaType(header: string | undefined): string | undefined {
   if (!header) return undefined;
+  if (header === "application/json") return header; // what nearly every sender sends, as is
   const [type = "", ...params] = header.split(";").map((p) => p.trim().toLowerCase());
   if (!JSON_MEDIA.test(type)) return undefined;
   for (const param of params) {
