@@ -80,6 +80,7 @@ export async function openSession(
       return ok;
     },
   });
+  client.setNoDelay(true);
   try {
     await ready;
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
