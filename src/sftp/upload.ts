@@ -9,6 +9,8 @@ import type { SftpSession } from "./connection.js";
 import type { SftpOptions } from "./options.js";
 import { traced } from "./trace.js";
 
+export type RemoteNames = { temp: string; final: string; marker: string | null };
+
 /**
  * The names one message uses. The temporary name is the same at every attempt (no random part),
  * so a retry after a crash truncates and replaces the leftover of the attempt that died instead
@@ -20,7 +22,7 @@ export function remoteNames(
   dir: string,
   name: string,
   opts: Pick<SftpOptions, "temp_prefix" | "temp_suffix" | "marker">,
-): { temp: string; final: string; marker: string | null } {
+): RemoteNames {
   return {
     temp: posix.join(dir, `${opts.temp_prefix}${name}${opts.temp_suffix}`),
     final: posix.join(dir, name),
@@ -39,8 +41,22 @@ export async function uploadFile(
   body: Buffer,
   opts: Pick<SftpOptions, "temp_prefix" | "temp_suffix" | "marker">,
 ): Promise<void> {
-  const { sftp } = session;
   const names = remoteNames(dir, name, opts);
+  await writeTemp(session, dir, names, body);
+  await publishTemp(session, names);
+}
+
+/**
+ * The bytes under the temporary name, durable on the server's disk, the handle closed: all of an
+ * upload but its publication (an importer ignores the name). Staging (issue 13) does only this.
+ */
+export async function writeTemp(
+  session: SftpSession,
+  dir: string,
+  names: RemoteNames,
+  body: Buffer,
+): Promise<void> {
+  const { sftp } = session;
   const handle = await traced("open", () =>
     call<Buffer>("open", (cb) => sftp.open(names.temp, "w", cb)),
   ).catch((err) => {
@@ -65,11 +81,23 @@ export async function uploadFile(
     : Promise.resolve();
   const closed = traced("close", () => call("close", (cb) => sftp.close(handle, cb)));
   await Promise.all([synced, closed.catch(() => undefined)]);
-  await traced("rename", () => renameOver(session, names.temp, names.final));
+}
+
+/** What an importer sees: the written temporary file renamed into place, then the marker. */
+export async function publishTemp(session: SftpSession, names: RemoteNames): Promise<void> {
+  const { sftp } = session;
+  await traced("rename", () => renameOver(session, names.temp, names.final), names.final);
   if (names.marker) {
     const marker = await call<Buffer>("open", (cb) => sftp.open(names.marker!, "w", cb));
     await call("close", (cb) => sftp.close(marker, cb));
   }
+}
+
+/** Removes a temporary file nobody will publish (an abandoned staging); a missing one is fine. */
+export async function removeTemp(session: SftpSession, names: RemoteNames): Promise<void> {
+  await call("remove", (cb) => session.sftp.unlink(names.temp, cb)).catch((err) => {
+    if ((err as { code?: unknown }).code !== 2) throw err;
+  });
 }
 
 /** Creates `dir` and its missing parents (an existing one is fine). */
