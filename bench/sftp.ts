@@ -25,6 +25,8 @@ import { createStockTable, stockQueriesYaml } from "./lib/stock.js";
 
 const GOAL = 0.7;
 const PHASES = ["connect", "open", "write", "fsync", "close", "rename"];
+/** Staging (fifo: the part behind the one sent, uploaded meanwhile): its time overlaps the rest. */
+const STAGE = "stage";
 const med = (xs: number[]) => summarize(xs).median.toFixed(0);
 
 export async function run(opts: BenchOptions): Promise<Row[]> {
@@ -38,7 +40,7 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
   try {
     progress(`sftp: filling ${rows.toLocaleString("en-US")} rows`);
     await createStockTable(bench.db, rows);
-    const drop = await sshd.folder("drop");
+    const drop = await remoteFolder(sshd, "drop");
     const config = join(dir, "config.yaml");
     const yaml = configYaml(bench, sshd, drop, partRows);
     await writeFile(config, yaml);
@@ -77,7 +79,10 @@ export async function run(opts: BenchOptions): Promise<Row[]> {
           `${med(runs.map((r) => r.split.first))} ms to the first upload's start + in the SFTP sender ` +
           `${med(runs.map((r) => r.split.phases.send ?? 0))} ms (${PHASES.map((p) => `${p} ${med(runs.map((r) => r.split.phases[p] ?? 0))}`).join(", ")}) ` +
           `+ recording outcomes ${med(runs.map((r) => r.split.record))} ms + from a record to the next upload ` +
-          `${med(runs.map((r) => r.split.next))} ms (backlog read, checks); sftp -b ${med(runs.map((r) => r.sftpMs))} ms. ` +
+          `${med(runs.map((r) => r.split.next))} ms (backlog read, checks, of which waiting for the part's staging to end ` +
+          `${med(runs.map((r) => r.split.phases.wait ?? 0))} ms); staging the next part meanwhile ` +
+          `${med(runs.map((r) => r.split.phases[STAGE] ?? 0))} ms (overlapped; open, write, fsync and close above ` +
+          `include it); sftp -b ${med(runs.map((r) => r.sftpMs))} ms. ` +
           `CPU used (ms, medians): engine run ${med(runs.map((r) => r.split.cpu.engine + r.split.cpu.sshd + r.split.cpu.pg))} ` +
           `(the engine's process ${med(runs.map((r) => r.split.cpu.engine))}, sshd ${med(runs.map((r) => r.split.cpu.sshd))}, ` +
           `PostgreSQL ${med(runs.map((r) => r.split.cpu.pg))}); sftp -b ${med(runs.map((r) => r.sftpCpu.client + r.sftpCpu.sshd))} ` +
@@ -184,7 +189,7 @@ async function deliver(
 
 /** The product's destination, without the engine: the floor of one-part-at-a-time delivery. */
 async function destinationAlone(sshd: Sshd, yaml: string, drop: string, files: string[]): Promise<number> {
-  const target = await sshd.folder("alone");
+  const target = await remoteFolder(sshd, "alone");
   await clear(target);
   const sub = loadConfig(yaml, {}).config.subscriptions[0]!;
   const bodies = await Promise.all(files.map((f) => readFile(join(drop, f))));
@@ -208,7 +213,7 @@ async function sftpBatch(
   drop: string,
   files: string[],
 ): Promise<{ ms: number; cpu: { client: number; sshd: number } }> {
-  const target = await sshd.folder("sftp-b");
+  const target = await remoteFolder(sshd, "sftp-b");
   await clear(target);
   const batch = join(dir, "batch");
   await writeFile(batch, files.map((f) => `put ${join(drop, f)} ${join(target, f)}\n`).join(""));
@@ -239,6 +244,15 @@ async function sftpBatch(
   // the client (sftp and the ssh it ran) has ended: its time is in this process's children's time
   const self = (snap: typeof procs0) => snap.get(process.pid)?.ms ?? 0;
   return { ms, cpu: { client: self(procs1) - self(procs0), sshd: treeCpuMs(procs0, procs1, sshd.pid()!) } };
+}
+
+/**
+ * A remote folder; with SFTP_BENCH_TMPFS=1 (and root) on a tmpfs of its own, which takes the
+ * disk out of the figure: the server's fsync and PostgreSQL's commits then no longer share it.
+ */
+async function remoteFolder(sshd: Sshd, name: string): Promise<string> {
+  const tmpfs = process.env.SFTP_BENCH_TMPFS === "1" ? await sshd.smallDisk(name, 512 * 1024 * 1024) : null;
+  return tmpfs ?? sshd.folder(name);
 }
 
 async function clear(folder: string): Promise<void> {

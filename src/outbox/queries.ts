@@ -211,26 +211,31 @@ async function backlogRow(db: PayloadReader, subscription: string, afterId?: num
   return payload ? [{ ...head, payload }] : [];
 }
 
-/** backlogHead without the message's payload (the worker read it ahead: backlogPayloadAfter). */
-export const backlogHeadMeta = async (db: Queryable, subscription: string) =>
+/**
+ * backlogHead without the message's payload (the worker read it ahead: backlogPayloadAfter). With
+ * `lease`, each row also says whether the last checks pass (`sendable`, as the due fetch makes
+ * them), so a head that passes may start without another round trip (issue 13).
+ */
+export const backlogHeadMeta = async (db: Queryable, subscription: string, lease?: SendingLease) =>
   (
-    await db.query<Omit<DeliveryRow, "payload">>(
-      `select ${DELIVERY_COLUMNS.replace("m.payload, ", "")} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+    await db.query<Omit<DeliveryRow, "payload"> & { sendable?: boolean }>(
+      `select ${DELIVERY_COLUMNS.replace("m.payload, ", "")}${lease ? `, ${sendable("$2", "$3")} as sendable` : ""}
+       from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
        where d.id = (select id from stock_sync.deliveries
                      where subscription >= $1 and subscription <= $1 and ${BACKLOG}
                      order by subscription, id limit 1)`,
-      [subscription],
+      lease ? [subscription, lease.owner, lease.forMs] : [subscription],
     )
   ).rows;
 
 /**
- * fifo, read ahead: the payload of the message behind delivery `afterId` in the backlog, read
- * while `afterId` is being sent (a stock part's megabyte then does not wait between two parts).
+ * fifo, read ahead: the delivery behind `afterId` in the backlog with its message's payload, read
+ * while `afterId` is being sent (a stock part's megabyte then does not wait between two parts),
+ * and staged where the destination can (issue 13). Its row is as it was then: the worker reads
+ * the head again before it sends anything.
  */
-export const backlogPayloadAfter = async (db: PayloadReader, subscription: string, afterId: number) => {
-  const [row] = await backlogRow(db, subscription, afterId);
-  return row && { message_id: row.message_id, payload: row.payload };
-};
+export const backlogPayloadAfter = async (db: PayloadReader, subscription: string, afterId: number) =>
+  (await backlogRow(db, subscription, afterId))[0];
 
 /** A database the payload reads use: COPY where the back end has it (see bigPayload). */
 export type PayloadReader = Queryable & Pick<Db, "copyTo">;

@@ -24,8 +24,25 @@ export type OutboundRequest = {
 };
 
 export type SendResult = { result: AttemptResult; responseBody: string | null; durationMs: number };
+
+/**
+ * A message whose bytes went to the destination ahead of its turn without becoming visible there
+ * (sftp://: under the temporary name importers ignore). fifo stages the message behind the one it
+ * sends (issue 13); the staged message's own attempt is `publish`.
+ */
+export type Staged = {
+  /** The attempt of `req` (the same message): made visible, or uploaded whole if the staging failed. */
+  publish(req: OutboundRequest): Promise<SendResult>;
+  /** Not to be published: waits for the staging to end, then removes what it left if `remove`. */
+  abandon(remove: boolean): Promise<void>;
+  /** Settles when the staging's upload has ended (the message's bytes are up, or it failed). */
+  uploaded: Promise<void>;
+};
+
 export type Sender = {
   send(req: OutboundRequest): Promise<SendResult>;
+  /** Where the destination can stage (sftp://): starts uploading `req` without publishing it. */
+  stage?(req: OutboundRequest): Promise<Staged | null>;
   /**
    * Where the destination keeps a connection (sftp://), opens it now, ahead of the first message;
    * a failure is left to that message's attempt.
@@ -69,22 +86,34 @@ export function createSender(opts: SenderOptions): Sender {
     return sendHttp(agent, req);
   }
 
+  /** `work` timed, a throw turned into the attempt's error. */
+  async function timed(req: OutboundRequest, work: () => Promise<Omit<SendResult, "durationMs">>) {
+    const started = performance.now();
+    try {
+      const out = await work();
+      return { ...out, durationMs: performance.now() - started };
+    } catch (err) {
+      const scheme = req.url.startsWith("file://") ? "file" : req.url.startsWith("mailto:") ? "mail" : null;
+      const classified = classifyError(err);
+      const errorClass = scheme && classified.errorClass === "other" ? scheme : classified.errorClass;
+      return {
+        result: { kind: "error" as const, errorClass, message: classified.message },
+        responseBody: null,
+        durationMs: performance.now() - started,
+      };
+    }
+  }
+
   return {
-    async send(req) {
-      const started = performance.now();
-      try {
-        const out = await dispatch(req);
-        return { ...out, durationMs: performance.now() - started };
-      } catch (err) {
-        const scheme = req.url.startsWith("file://") ? "file" : req.url.startsWith("mailto:") ? "mail" : null;
-        const classified = classifyError(err);
-        const errorClass = scheme && classified.errorClass === "other" ? scheme : classified.errorClass;
-        return {
-          result: { kind: "error", errorClass, message: classified.message },
-          responseBody: null,
-          durationMs: performance.now() - started,
-        };
-      }
+    send: (req) => timed(req, () => dispatch(req)),
+    async stage(req) {
+      if (!req.sftp) return null;
+      const staged = (await sftp.get()).stage(req.sftp, req);
+      return {
+        publish: (r) => timed(r, async () => ({ result: await staged.publish(r), responseBody: null })),
+        abandon: (remove) => staged.abandon(remove),
+        uploaded: staged.uploaded,
+      };
     },
     async warm(req) {
       if (!req.sftp) return;

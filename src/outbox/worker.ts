@@ -11,7 +11,7 @@ import { prepareRequest } from "../formats/events.js";
 import { runJob } from "../jobs/run.js";
 import { SendLimiter, type Slot } from "./limiter.js";
 import { type AttemptResult, type Decision, decide } from "./retry.js";
-import type { Sender } from "./send.js";
+import type { OutboundRequest, SendResult, Sender, Staged } from "./send.js";
 
 export type WorkerDeps = {
   db: Db;
@@ -83,8 +83,18 @@ export class SubscriptionWorker {
   #backoffUntil = 0;
   /** The receiver asked for a pause (429/503 with Retry-After): nothing starts before this time. */
   #holdUntil = 0;
-  /** fifo: the payload of the message behind the one being sent, read meanwhile (see #fifoHead). */
-  #ahead: Promise<{ message_id: string; payload: Uint8Array } | undefined> | null = null;
+  /** fifo: the message behind the one being sent, with its payload, read meanwhile (see #fifoHead). */
+  #ahead: Promise<DeliveryRow | undefined> | null = null;
+  /** fifo: the read of the message behind the one being staged, started with the staging. */
+  #aheadOfStaged: { afterId: number; read: Promise<DeliveryRow | undefined> } | null = null;
+  /** fifo: the message behind the one being sent, uploaded meanwhile without being published. */
+  #staged: Promise<{ id: number; staged: Staged } | null> | null = null;
+  /** fifo: an abandoned staging still ending: nothing is sent before it has (same temporary name). */
+  #abandoning: Promise<void> | null = null;
+  /** fifo: when the head last read passed the last checks with its read (-Infinity: it did not). */
+  #fifoCheckedAt = Number.NEGATIVE_INFINITY;
+  /** Aborts stagings when the shutdown grace ends (like #requests). */
+  readonly #stagingAbort = new AbortController();
 
   constructor(
     readonly sub: Subscription,
@@ -151,9 +161,9 @@ export class SubscriptionWorker {
     const now = clock.now();
     if (now.getTime() < this.#backoffUntil) return this.#wakeAt(this.#backoffUntil);
     if (now.getTime() < this.#holdUntil) return this.#wakeAt(this.#holdUntil);
-    // fifo's head is read without the checks (see backlogHead), so it is checked before it starts
-    const checkedAt = this.sub.ordering === "fifo" ? Number.NEGATIVE_INFINITY : now.getTime();
     const rows = await this.#due(now);
+    // fifo's head passed the checks with its read (from `now`) or is checked before it starts
+    const checkedAt = this.sub.ordering === "fifo" ? this.#fifoCheckedAt : now.getTime();
     if (!this.#enabled || this.#stopped) return;
     for (const row of rows) {
       this.#inFlight.add(row.id);
@@ -186,17 +196,47 @@ export class SubscriptionWorker {
     return due.rows;
   }
 
-  /** fifo: the head of the backlog, when nothing is in flight and it is due. */
-  async #fifo(now: Date): Promise<DeliveryRow[]> {
-    this.#enabled = (await this.deps.batches.status(this.sub.name)) === "enabled";
-    if (!this.#enabled || this.#stopped || this.#inFlight.size > 0) return [];
-    const head = await this.#fifoHead();
-    if (!head) return [];
+  /**
+   * fifo: the head of the backlog, when nothing is in flight and it is due. The status and the
+   * head are read together (one round trip less between two parts, issue 13).
+   */
+  async #fifo(at: Date): Promise<DeliveryRow[]> {
+    this.#fifoCheckedAt = Number.NEGATIVE_INFINITY;
+    let now = at;
+    // An abandoned staging (a pause) ends before the head is read and checked, not inside the
+    // head's attempt: the attempt's last checks promise its lease for one timeout from its start,
+    // and the wait (the staging's upload, then its removal) can take two.
+    if (this.#abandoning) {
+      await this.#abandoning;
+      now = this.deps.clock.now();
+    }
+    const idle = !this.#stopped && this.#inFlight.size === 0;
+    const [status, read] = await Promise.all([
+      this.deps.batches.status(this.sub.name),
+      idle ? this.#fifoHead() : undefined,
+    ]);
+    this.#enabled = status === "enabled";
+    if (!this.#enabled) this.#abandonStaged(); // paused: nothing staged waits on the server
+    if (!this.#enabled || this.#stopped || this.#inFlight.size > 0 || !read) return [];
+    const { head, checked } = read;
+    // A staging that is not the head's (the part before it is owed again: its record was lost, a
+    // replay) is abandoned and has ended before the head is checked, as a paused one (above).
+    const staged = this.#staged && (await this.#staged.catch(() => null));
+    if (staged && staged.id !== head.id) {
+      this.#abandonStaged();
+      return this.#fifo(this.deps.clock.now()); // read again after the wait, which can be long
+    }
+    if (checked) this.#fifoCheckedAt = now.getTime();
     if (head.next_attempt_at > now) {
       this.#wakeAt(head.next_attempt_at.getTime());
       return [];
     }
-    this.#ahead = backlogPayloadAfter(this.deps.db, this.sub.name, head.id);
+    const prefetched = this.#aheadOfStaged;
+    this.#aheadOfStaged = null;
+    this.#ahead =
+      prefetched?.afterId === head.id
+        ? prefetched.read
+        : backlogPayloadAfter(this.deps.db, this.sub.name, head.id);
     this.#ahead.catch(() => undefined); // a failed read ahead only means reading it whole later
     return [head];
   }
@@ -208,17 +248,21 @@ export class SubscriptionWorker {
    * payload never changes; the row itself (status, attempts, lease checks) is always read fresh,
    * and a head that is not the message read ahead (a failed attempt, a replay) is read whole.
    */
-  async #fifoHead(): Promise<DeliveryRow | undefined> {
+  async #fifoHead(): Promise<{ head: DeliveryRow; checked: boolean } | undefined> {
     const { db } = this.deps;
     const ahead = this.#ahead && (await this.#ahead.catch(() => undefined));
     this.#ahead = null;
-    let head: DeliveryRow | undefined;
     if (ahead) {
-      const [meta] = await backlogHeadMeta(db, this.sub.name);
-      if (meta?.message_id === ahead.message_id) head = { ...meta, payload: ahead.payload };
-      else if (!meta) return undefined;
+      const lease = { owner: this.deps.owner, forMs: this.sub.timeout };
+      const [meta] = await backlogHeadMeta(db, this.sub.name, lease);
+      if (!meta) return undefined;
+      if (meta.message_id === ahead.message_id) {
+        const { sendable, ...row } = meta;
+        return { head: { ...row, payload: ahead.payload }, checked: sendable === true };
+      }
     }
-    return head ?? (await backlogHead(db, this.sub.name))[0];
+    const [head] = await backlogHead(db, this.sub.name);
+    return head && { head, checked: false };
   }
 
   /** Queue only what can start soon, so a pause or a lost lease leaves little queued. */
@@ -352,7 +396,7 @@ export class SubscriptionWorker {
    * which re-reads the status), so the slot covers only the request.
    */
   async #send(row: DeliveryRow, fetchedAt: number) {
-    const { clock, sender } = this.deps;
+    const { clock } = this.deps;
     const now = () => clock.now().getTime();
     let checkedAt = fetchedAt;
     // true when the database checks were made (from the moment they were asked) a moment ago
@@ -398,13 +442,101 @@ export class SubscriptionWorker {
                 stillOwed: () => this.deps.batches.check(row.id, this.sub.timeout),
                 takeSlot: this.#jobSlots(slot),
               })
-            : await sender.send({ ...prepared.request, signal: abort.signal });
+            : await this.#sendOrPublish(row, { ...prepared.request, signal: abort.signal });
       if (!sent) return null;
       const answered = answeredBy(at, performance.now() - started, clockError);
       return { at, answered, sent, interrupted: abort.signal.aborted };
     } finally {
       slot?.answered();
     }
+  }
+
+  /**
+   * The request, or the publication of this very message if it was staged; under fifo, where the
+   * destination can stage (sftp://), the message behind it is uploaded meanwhile (issue 13).
+   * Ordering as an importer sees it is what becomes visible in the folder, and a staged message
+   * becomes visible only here, as the head's attempt: after every outcome before it is recorded,
+   * with the same last checks, rate slot and attempt record as any request. A head that is not the
+   * staged message (the one before it failed, a replay) has the staging abandoned first.
+   */
+  async #sendOrPublish(row: DeliveryRow, req: OutboundRequest): Promise<SendResult> {
+    const { sender } = this.deps;
+    const staged = this.#staged || this.#abandoning ? await this.#takeStaged(row.id) : null;
+    const sending = staged ? staged.publish(req) : sender.send(req);
+    // only sftp:// destinations stage (other schemes would prepare each message twice for nothing)
+    if (this.sub.ordering === "fifo" && this.sub.sftp && sender.stage)
+      this.#stageNext(staged ? { uploaded: staged.uploaded } : { sent: sending });
+    return sending;
+  }
+
+  /** The staging of delivery `id` if there is one; any other is abandoned (and has ended). */
+  async #takeStaged(id: number): Promise<Staged | null> {
+    const pending = this.#staged;
+    this.#staged = null;
+    await this.#abandoning;
+    const s = await pending?.catch(() => null);
+    if (s?.id === id) return s.staged;
+    if (s) await s.staged.abandon(this.#mayRemove());
+    return null;
+  }
+
+  /**
+   * Starts staging the message read ahead (the one behind the message going out now). Behind a
+   * publication it starts once that one's bytes are up (its own staging `uploaded`), so its writes
+   * overlap that one's fsync and rename (on another channel), its record and the reads before its
+   * own turn, and never another staging's writes; behind a
+   * whole upload it waits until that one is in place (`after` succeeded), so behind a failure
+   * nothing goes up and its writes do not share the connection with the upload before it. A
+   * staging started behind a publication that then fails is abandoned like any other (#fifo).
+   * Reads the message behind it meanwhile.
+   */
+  #stageNext(after: { sent: Promise<SendResult> } | { uploaded: Promise<void> }): void {
+    const ahead = this.#ahead;
+    if (!ahead) return;
+    const stage = this.deps.sender.stage!;
+    this.#staged = (async () => {
+      if ("sent" in after) {
+        const { result } = await after.sent;
+        if (result.kind !== "response" || result.status < 200 || result.status >= 300) return null;
+      } else await after.uploaded;
+      const next = await ahead;
+      if (!next || !this.#stillOurs()) return null;
+      const prepared = await prepareRequest(this.sub, next, this.deps.clock.now());
+      if ("failed" in prepared) return null;
+      const staged = await stage({ ...prepared.request, signal: this.#stagingAbort.signal });
+      if (!staged) return null;
+      const read = backlogPayloadAfter(this.deps.db, this.sub.name, next.id);
+      read.catch(() => undefined);
+      this.#aheadOfStaged = { afterId: next.id, read };
+      return { id: next.id, staged };
+    })().catch(() => null);
+  }
+
+  /** Drops the staging, if any, in the background; the next send waits until it has ended. */
+  #abandonStaged(): void {
+    const pending = this.#staged;
+    if (!pending) return;
+    this.#staged = null;
+    this.#aheadOfStaged = null;
+    const previous = this.#abandoning;
+    const abandoning = (async () => {
+      await previous;
+      const s = await pending.catch(() => null);
+      await s?.staged.abandon(this.#mayRemove());
+    })().catch(() => undefined);
+    this.#abandoning = abandoning;
+    void abandoning.finally(() => {
+      if (this.#abandoning === abandoning) this.#abandoning = null;
+    });
+  }
+
+  /**
+   * Whether an abandoned staging's temporary file may be removed: only while our lease certainly
+   * holds. Once it may have moved, another process may be uploading the same message under the
+   * same temporary name; what we left is then overwritten by that upload (or the next one).
+   */
+  #mayRemove(): boolean {
+    return !this.#stagingAbort.signal.aborted && this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
   }
 
   /** An import job's rate slots: this attempt's (already sent) for its first request, then new ones. */
@@ -452,9 +584,13 @@ export class SubscriptionWorker {
     const idle = () =>
       this.#queue.onIdle().then(async () => {
         while (this.#recording.size) await Promise.all(this.#recording.keys());
+        // a staging is ended too: the next owner uploads the same message under the same name
+        this.#abandonStaged();
+        await this.#abandoning;
       });
     await waitAtMost(idle(), graceMs);
     this.#abort.abort();
+    this.#stagingAbort.abort();
     await waitAtMost(idle(), RECORD_AFTER_ABORT_MS);
   }
 }

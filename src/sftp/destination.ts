@@ -8,7 +8,9 @@ import { classifySftpError, isStatusReply, sftpFault } from "./classify.js";
 import { openSession, type SftpSession } from "./connection.js";
 import { parseSftpUrl, type SftpOptions, type SftpUrl } from "./options.js";
 import { traced } from "./trace.js";
-import { ensureDir, uploadFile } from "./upload.js";
+import { ensureDir, publishTemp, removeTemp, remoteNames, uploadFile, writeTemp } from "./upload.js";
+
+type Op = (session: SftpSession) => Promise<void>;
 
 export type SftpMessage = {
   url: string;
@@ -16,6 +18,25 @@ export type SftpMessage = {
   body: Buffer;
   timeoutMs: number;
   signal?: AbortSignal;
+};
+
+/**
+ * A message uploaded ahead of its turn (fifo, issue 13): its bytes are under the temporary name,
+ * which importers ignore, and nothing is visible until `publish`.
+ */
+export type StagedFile = {
+  /**
+   * `msg`'s attempt: the rename into place (and the marker). A staging that failed, or that holds
+   * other bytes than `msg`'s, is not used: `msg` is then uploaded whole, as by `send`.
+   */
+  publish(msg: SftpMessage): Promise<AttemptResult>;
+  /**
+   * Nobody will publish it: waits until its upload has ended (it is bounded by the message's
+   * timeout and signal) and, if `remove`, deletes the temporary file (best effort).
+   */
+  abandon(remove: boolean): Promise<void>;
+  /** Settles when the staging's upload has ended, whether it succeeded or not. */
+  uploaded: Promise<void>;
 };
 
 export class SftpDestination {
@@ -36,21 +57,112 @@ export class SftpDestination {
   }
 
   /** One attempt: the file is in place (delivered), or the error's class and text. */
-  async send(msg: SftpMessage): Promise<AttemptResult> {
+  send(msg: SftpMessage): Promise<AttemptResult> {
+    return this.#attempt(msg, "send", (session) =>
+      uploadFile(session, this.#target.dir, msg.fileName, msg.body, this.opts),
+    );
+  }
+
+  /**
+   * Starts uploading `msg` under its temporary name (the same one `send` uses, so a re-delivery
+   * after a crash overwrites what a staging left) and returns at once. It writes on the
+   * connection's second channel, beside the message in flight on the first (its fsync and rename
+   * then overlap these writes), and takes none of the `concurrency` places: fifo, the only user,
+   * sends one message at a time, so this is the one upload more it adds. The data is made durable
+   * by `publish`, before the rename.
+   */
+  stage(msg: SftpMessage): StagedFile {
+    const names = remoteNames(this.#target.dir, msg.fileName, this.opts);
+    const upload = this.#run(
+      msg,
+      "stage",
+      async (session) => {
+        // a server that allows one channel a connection (MaxSessions 1) gets it on the first
+        const channel = await session.second().catch(() => session.sftp);
+        await writeTemp(session, this.#target.dir, names, msg.body, { channel, sync: false });
+      },
+      { slot: false },
+    );
+    const uploaded = upload.catch(() => undefined);
+    return {
+      uploaded,
+      publish: async (m) => {
+        // The attempt's timeout covers the wait for the staging too: the worker checked that its
+        // lease outlasts one timeout from now, and no rename may go out after that.
+        const started = performance.now();
+        const deadline = AbortSignal.timeout(m.timeoutMs);
+        const stop = m.signal ? AbortSignal.any([m.signal, deadline]) : deadline;
+        let staged: boolean;
+        try {
+          staged = await traced("wait", () =>
+            abortable(
+              upload.then(
+                () => true,
+                () => false,
+              ),
+              stop,
+              // as a send's timeout: the connection goes, and the staging's writes with it
+              () => this.#drop(),
+            ),
+          );
+        } catch (err) {
+          const { errorClass, message } = classifySftpError(
+            err === stop.reason ? abortError(m, deadline.aborted) : err,
+          );
+          return { kind: "error", errorClass, message };
+        }
+        const rest = {
+          ...m,
+          timeoutMs: Math.max(1, Math.floor(m.timeoutMs - (performance.now() - started))),
+        };
+        if (!staged || m.fileName !== msg.fileName || !m.body.equals(msg.body)) return this.send(rest);
+        return this.#attempt(rest, "send", (session) => publishTemp(session, names, { sync: true }));
+      },
+      abandon: async (remove) => {
+        await upload.catch(() => undefined);
+        if (!remove) return;
+        const stop = AbortSignal.timeout(msg.timeoutMs);
+        const removal = this.#connect(msg.timeoutMs).then((session) => removeTemp(session, names));
+        await abortable(removal, stop, () => this.#drop()).catch(() => undefined);
+      },
+    };
+  }
+
+  close(): void {
+    this.#drop();
+  }
+
+  /** `op` as one attempt: classified, never thrown. */
+  async #attempt(msg: SftpMessage, phase: string, op: Op): Promise<AttemptResult> {
+    try {
+      await this.#run(msg, phase, op);
+      return { kind: "response", status: 200 };
+    } catch (err) {
+      const { errorClass, message } = classifySftpError(err);
+      return { kind: "error", errorClass, message };
+    }
+  }
+
+  /**
+   * `op` in a place among the uploads (unless `slot` is false), within the message's timeout; a
+   * timeout or abort is named.
+   */
+  async #run(msg: SftpMessage, phase: string, op: Op, { slot = true } = {}): Promise<void> {
     const deadline = AbortSignal.timeout(msg.timeoutMs);
     const stop = msg.signal ? AbortSignal.any([msg.signal, deadline]) : deadline;
     try {
-      await this.#slot(stop);
+      if (slot) await this.#slot(stop);
       try {
-        await traced("send", () => abortable(this.#deliver(msg, stop), stop, () => this.#drop()));
+        await traced(
+          phase,
+          () => abortable(this.#deliver(msg, stop, op), stop, () => this.#drop()),
+          msg.fileName,
+        );
       } finally {
-        this.#release();
+        if (slot) this.#release();
       }
-      return { kind: "response", status: 200 };
     } catch (err) {
-      const e = stop.aborted && err === stop.reason ? abortError(msg, deadline.aborted) : err;
-      const { errorClass, message } = classifySftpError(e);
-      return { kind: "error", errorClass, message };
+      throw stop.aborted && err === stop.reason ? abortError(msg, deadline.aborted) : err;
     }
   }
 
@@ -63,26 +175,22 @@ export class SftpDestination {
     this.#connect(timeoutMs).catch(() => undefined);
   }
 
-  close(): void {
-    this.#drop();
-  }
-
   /**
-   * Upload on the current connection; a reused connection that turns out dead (the server closed
+   * `op` on the current connection; a reused connection that turns out dead (the server closed
    * it while idle) gets one more try on a fresh one within the same attempt.
    */
-  async #deliver(msg: SftpMessage, stop: AbortSignal): Promise<void> {
+  async #deliver(msg: SftpMessage, stop: AbortSignal, op: Op): Promise<void> {
     const reused = this.#session !== null;
     try {
-      await this.#upload(msg, stop);
+      await this.#upload(msg, stop, op);
     } catch (err) {
       if (!reused || isStatusReply(err) || stop.aborted) throw err;
       this.#drop();
-      await this.#upload(msg, stop);
+      await this.#upload(msg, stop, op);
     }
   }
 
-  async #upload(msg: SftpMessage, stop: AbortSignal): Promise<void> {
+  async #upload(msg: SftpMessage, stop: AbortSignal, op: Op): Promise<void> {
     const session = await traced("connect", () => this.#connect(msg.timeoutMs));
     stop.throwIfAborted();
     try {
@@ -90,7 +198,7 @@ export class SftpDestination {
         await ensureDir(session.sftp, this.#target.dir);
         this.#dirReady = true;
       }
-      await uploadFile(session, this.#target.dir, msg.fileName, msg.body, this.opts);
+      await op(session);
     } catch (err) {
       // a reply (no such folder, denied) leaves the connection usable; anything else may not
       if (!isStatusReply(err) || !session.alive()) this.#drop();

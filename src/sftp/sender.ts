@@ -3,7 +3,7 @@
  * made at its first message and closed with the sender.
  */
 import type { AttemptResult } from "../outbox/retry.js";
-import { SftpDestination, type SftpMessage } from "./destination.js";
+import { SftpDestination, type SftpMessage, type StagedFile } from "./destination.js";
 import type { SftpOptions } from "./options.js";
 
 /** What a request to an sftp:// subscription carries besides the message (set by buildRequest). */
@@ -14,6 +14,11 @@ export class SftpSender {
 
   send(target: SftpTarget, msg: SftpMessage): Promise<AttemptResult> {
     return this.#destination(target, msg.url).send(msg);
+  }
+
+  /** Uploads `msg` under its temporary name now, to be published later (see StagedFile). */
+  stage(target: SftpTarget, msg: SftpMessage): StagedFile {
+    return this.#destination(target, msg.url).stage(msg);
   }
 
   /** Opens the subscription's connection ahead of its first message (SftpDestination.warm). */

@@ -9,6 +9,8 @@ import type { SftpSession } from "./connection.js";
 import type { SftpOptions } from "./options.js";
 import { traced } from "./trace.js";
 
+export type RemoteNames = { temp: string; final: string; marker: string | null };
+
 /**
  * The names one message uses. The temporary name is the same at every attempt (no random part),
  * so a retry after a crash truncates and replaces the leftover of the attempt that died instead
@@ -20,7 +22,7 @@ export function remoteNames(
   dir: string,
   name: string,
   opts: Pick<SftpOptions, "temp_prefix" | "temp_suffix" | "marker">,
-): { temp: string; final: string; marker: string | null } {
+): RemoteNames {
   return {
     temp: posix.join(dir, `${opts.temp_prefix}${name}${opts.temp_suffix}`),
     final: posix.join(dir, name),
@@ -39,8 +41,24 @@ export async function uploadFile(
   body: Buffer,
   opts: Pick<SftpOptions, "temp_prefix" | "temp_suffix" | "marker">,
 ): Promise<void> {
-  const { sftp } = session;
   const names = remoteNames(dir, name, opts);
+  await writeTemp(session, dir, names, body);
+  await publishTemp(session, names);
+}
+
+/**
+ * The bytes under the temporary name, the handle closed: all of an upload but its publication (an
+ * importer ignores the name). With `sync` (a plain upload) they are also on the server's disk; a
+ * staging (issue 13) leaves that to `publishTemp`, and writes on its own `channel`.
+ */
+export async function writeTemp(
+  session: SftpSession,
+  dir: string,
+  names: RemoteNames,
+  body: Buffer,
+  { channel = session.sftp, sync = true }: { channel?: SFTPWrapper; sync?: boolean } = {},
+): Promise<void> {
+  const sftp = channel;
   const handle = await traced("open", () =>
     call<Buffer>("open", (cb) => sftp.open(names.temp, "w", cb)),
   ).catch((err) => {
@@ -54,22 +72,55 @@ export async function uploadFile(
     await call("close", (cb) => sftp.close(handle, cb)).catch(() => undefined);
     throw err;
   }
-  // The fsync is not for our own crash (a re-delivery truncates the same temporary name and
-  // renames over the same final name) but for the server's: the rename is only sent once the
-  // data is on its disk, because once we record the part delivered nobody sends it again, and a
-  // server that lost power after a rename journaled before the data (ext4 does not flush a new
-  // name's data on rename) would leave the importer a short or empty stock file: zero stock for
-  // everything after it. The close goes out with it (one round trip, answered in order).
-  const synced = session.fsync
-    ? traced("fsync", () => call("fsync", (cb) => sftp.ext_openssh_fsync(handle, cb)))
-    : Promise.resolve();
-  const closed = traced("close", () => call("close", (cb) => sftp.close(handle, cb)));
-  await Promise.all([synced, closed.catch(() => undefined)]);
-  await traced("rename", () => renameOver(session, names.temp, names.final));
+  await syncAndClose(session, sftp, handle, sync ? names.temp : null);
+}
+
+/**
+ * What an importer sees: the written temporary file renamed into place, then the marker. With
+ * `sync` (a staged file, written without it) its data is first made durable through a handle
+ * opened again: fsync(2) flushes the file, whichever descriptor wrote it.
+ */
+export async function publishTemp(
+  session: SftpSession,
+  names: RemoteNames,
+  { sync = false }: { sync?: boolean } = {},
+): Promise<void> {
+  const { sftp } = session;
+  if (sync && session.fsync) {
+    const handle = await traced("open", () => call<Buffer>("open", (cb) => sftp.open(names.temp, "r", cb)));
+    await syncAndClose(session, sftp, handle, names.temp);
+  }
+  await traced("rename", () => renameOver(session, names.temp, names.final), names.final);
   if (names.marker) {
     const marker = await call<Buffer>("open", (cb) => sftp.open(names.marker!, "w", cb));
     await call("close", (cb) => sftp.close(marker, cb));
   }
+}
+
+/**
+ * Closes `handle`, after making the data of the file (`path`) durable unless `path` is null.
+ *
+ * The fsync is not for our own crash (a re-delivery truncates the same temporary name and
+ * renames over the same final name) but for the server's: the rename is only sent once the
+ * data is on its disk, because once we record the part delivered nobody sends it again, and a
+ * server that lost power after a rename journaled before the data (ext4 does not flush a new
+ * name's data on rename) would leave the importer a short or empty stock file: zero stock for
+ * everything after it. The close goes out with it (one round trip, answered in order).
+ */
+async function syncAndClose(session: SftpSession, sftp: SFTPWrapper, handle: Buffer, path: string | null) {
+  const synced =
+    path !== null && session.fsync
+      ? traced("fsync", () => call("fsync", (cb) => sftp.ext_openssh_fsync(handle, cb)), path)
+      : Promise.resolve();
+  const closed = traced("close", () => call("close", (cb) => sftp.close(handle, cb)));
+  await Promise.all([synced, closed.catch(() => undefined)]);
+}
+
+/** Removes a temporary file nobody will publish (an abandoned staging); a missing one is fine. */
+export async function removeTemp(session: SftpSession, names: RemoteNames): Promise<void> {
+  await call("remove", (cb) => session.sftp.unlink(names.temp, cb)).catch((err) => {
+    if ((err as { code?: unknown }).code !== 2) throw err;
+  });
 }
 
 /** Creates `dir` and its missing parents (an existing one is fine). */

@@ -69,6 +69,8 @@ export type Sshd = {
 export type SshdOptions = {
   /** Flags for the server's SFTP subsystem (internal-sftp takes sftp-server's), e.g. `-P req,…`. */
   sftpFlags?: string[];
+  /** The server's MaxSessions: channels one connection may open (OpenSSH's default: 10). */
+  maxSessions?: number;
 };
 
 export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
@@ -104,7 +106,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   await mkdir(root);
   if (owner) await chown(root, owner.uid, owner.gid);
   const port = await freePort();
-  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot, options.sftpFlags ?? []));
+  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot, options));
   // sshd insists on its privilege separation folder when it runs as root
   if (asRoot) await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
 
@@ -206,7 +208,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   };
 }
 
-function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, sftpFlags: string[]): string {
+function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, options: SshdOptions): string {
   return `${[
     `Port ${port}`,
     "ListenAddress 127.0.0.1",
@@ -220,7 +222,8 @@ function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, sf
     "PubkeyAuthentication yes",
     "PermitRootLogin yes",
     `AllowUsers ${user}`,
-    `Subsystem sftp ${["internal-sftp", ...sftpFlags].join(" ")}`,
+    `Subsystem sftp ${["internal-sftp", ...(options.sftpFlags ?? [])].join(" ")}`,
+    ...(options.maxSessions === undefined ? [] : [`MaxSessions ${options.maxSessions}`]),
     "LogLevel ERROR",
   ].join("\n")}\n`;
 }
