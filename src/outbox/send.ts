@@ -35,8 +35,6 @@ export type Staged = {
   publish(req: OutboundRequest): Promise<SendResult>;
   /** Not to be published: waits for the staging to end, then removes what it left if `remove`. */
   abandon(remove: boolean): Promise<void>;
-  /** Settles when the staging's upload has ended (the message's bytes are up, or it failed). */
-  uploaded: Promise<void>;
 };
 
 export type Sender = {
@@ -112,7 +110,6 @@ export function createSender(opts: SenderOptions): Sender {
       return {
         publish: (r) => timed(r, async () => ({ result: await staged.publish(r), responseBody: null })),
         abandon: (remove) => staged.abandon(remove),
-        uploaded: staged.uploaded,
       };
     },
     async warm(req) {

@@ -464,8 +464,7 @@ export class SubscriptionWorker {
     const staged = this.#staged || this.#abandoning ? await this.#takeStaged(row.id) : null;
     const sending = staged ? staged.publish(req) : sender.send(req);
     // only sftp:// destinations stage (other schemes would prepare each message twice for nothing)
-    if (this.sub.ordering === "fifo" && this.sub.sftp && sender.stage)
-      this.#stageNext(staged ? { uploaded: staged.uploaded } : { sent: sending });
+    if (this.sub.ordering === "fifo" && this.sub.sftp && sender.stage) this.#stageNext(sending);
     return sending;
   }
 
@@ -481,24 +480,18 @@ export class SubscriptionWorker {
   }
 
   /**
-   * Starts staging the message read ahead (the one behind the message going out now). Behind a
-   * publication it starts once that one's bytes are up (its own staging `uploaded`), so its writes
-   * overlap that one's fsync and rename (on another channel), its record and the reads before its
-   * own turn, and never another staging's writes; behind a
-   * whole upload it waits until that one is in place (`after` succeeded), so behind a failure
-   * nothing goes up and its writes do not share the connection with the upload before it. A
-   * staging started behind a publication that then fails is abandoned like any other (#fifo).
-   * Reads the message behind it meanwhile.
+   * Starts staging the message read ahead (the one behind the message going out now) once that
+   * one is in place (`after` succeeded): behind a failure nothing goes up, and the upload does
+   * not queue in front of the rename on the connection. The staging overlaps the record of the
+   * message before it and the reads before its own turn. Reads the message behind it meanwhile.
    */
-  #stageNext(after: { sent: Promise<SendResult> } | { uploaded: Promise<void> }): void {
+  #stageNext(after: Promise<SendResult>): void {
     const ahead = this.#ahead;
     if (!ahead) return;
     const stage = this.deps.sender.stage!;
     this.#staged = (async () => {
-      if ("sent" in after) {
-        const { result } = await after.sent;
-        if (result.kind !== "response" || result.status < 200 || result.status >= 300) return null;
-      } else await after.uploaded;
+      const { result } = await after;
+      if (result.kind !== "response" || result.status < 200 || result.status >= 300) return null;
       const next = await ahead;
       if (!next || !this.#stillOurs()) return null;
       const prepared = await prepareRequest(this.sub, next, this.deps.clock.now());

@@ -16,12 +16,6 @@ export type SftpSession = {
   fsync: boolean;
   /** statvfs@openssh.com: tells a full disk from other failures. */
   statvfs: boolean;
-  /**
-   * A second SFTP channel on the same connection, opened at its first use, for a staged upload
-   * (fifo, issue 13): the server answers one channel's requests in order, so on the first channel
-   * the next file's writes would wait behind this one's fsync and rename.
-   */
-  second(): Promise<SFTPWrapper>;
   /** False once the connection closed or failed: the next message opens a new one. */
   alive(): boolean;
   close(): void;
@@ -89,28 +83,22 @@ export async function openSession(
   client.setNoDelay(true);
   try {
     await ready;
-    const sftp = await openChannel(client, () => {
+    const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
+      client.sftp((err, s) => (err ? reject(err) : resolve(s))),
+    );
+    // an SFTP channel error with no listener would end the process: it only ends this connection
+    sftp.on("error", () => {
       closed = true;
     });
-    let second: Promise<SFTPWrapper> | null = null;
+    sftp.on("close", () => {
+      closed = true;
+    });
     const ext = (sftp as unknown as { _extensions: Record<string, string> })._extensions ?? {};
     return {
       sftp,
       posixRename: ext["posix-rename@openssh.com"] === "1",
       fsync: ext["fsync@openssh.com"] === "1",
       statvfs: ext["statvfs@openssh.com"] === "2",
-      second: () => {
-        // one that fails or closes is opened again at the next use; the connection stays
-        if (!second) {
-          const opening = openChannel(client, () => forget());
-          const forget = () => {
-            if (second === opening) second = null;
-          };
-          second = opening;
-          opening.catch(forget);
-        }
-        return second;
-      },
       alive: () => !closed,
       close: () => {
         closed = true;
@@ -124,14 +112,4 @@ export async function openSession(
     client.destroy();
     throw err;
   }
-}
-
-/** An SFTP channel; `onEnd` when it fails or closes (an error with no listener would end the process). */
-async function openChannel(client: Client, onEnd: () => void): Promise<SFTPWrapper> {
-  const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
-    client.sftp((err, s) => (err ? reject(err) : resolve(s))),
-  );
-  sftp.on("error", onEnd);
-  sftp.on("close", onEnd);
-  return sftp;
 }

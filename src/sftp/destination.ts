@@ -35,8 +35,6 @@ export type StagedFile = {
    * timeout and signal) and, if `remove`, deletes the temporary file (best effort).
    */
   abandon(remove: boolean): Promise<void>;
-  /** Settles when the staging's upload has ended, whether it succeeded or not. */
-  uploaded: Promise<void>;
 };
 
 export class SftpDestination {
@@ -65,27 +63,16 @@ export class SftpDestination {
 
   /**
    * Starts uploading `msg` under its temporary name (the same one `send` uses, so a re-delivery
-   * after a crash overwrites what a staging left) and returns at once. It writes on the
-   * connection's second channel, beside the message in flight on the first (its fsync and rename
-   * then overlap these writes), and takes none of the `concurrency` places: fifo, the only user,
-   * sends one message at a time, so this is the one upload more it adds. The data is made durable
-   * by `publish`, before the rename.
+   * after a crash overwrites what a staging left) and returns at once. It takes one of the
+   * `concurrency` places while it uploads; `publish` takes one for its rename.
    */
   stage(msg: SftpMessage): StagedFile {
     const names = remoteNames(this.#target.dir, msg.fileName, this.opts);
-    const upload = this.#run(
-      msg,
-      "stage",
-      async (session) => {
-        // a server that allows one channel a connection (MaxSessions 1) gets it on the first
-        const channel = await session.second().catch(() => session.sftp);
-        await writeTemp(session, this.#target.dir, names, msg.body, { channel, sync: false });
-      },
-      { slot: false },
+    const upload = this.#run(msg, "stage", (session) =>
+      writeTemp(session, this.#target.dir, names, msg.body),
     );
-    const uploaded = upload.catch(() => undefined);
+    upload.catch(() => undefined);
     return {
-      uploaded,
       publish: async (m) => {
         // The attempt's timeout covers the wait for the staging too: the worker checked that its
         // lease outlasts one timeout from now, and no rename may go out after that.
@@ -116,7 +103,7 @@ export class SftpDestination {
           timeoutMs: Math.max(1, Math.floor(m.timeoutMs - (performance.now() - started))),
         };
         if (!staged || m.fileName !== msg.fileName || !m.body.equals(msg.body)) return this.send(rest);
-        return this.#attempt(rest, "send", (session) => publishTemp(session, names, { sync: true }));
+        return this.#attempt(rest, "send", (session) => publishTemp(session, names));
       },
       abandon: async (remove) => {
         await upload.catch(() => undefined);
@@ -143,15 +130,12 @@ export class SftpDestination {
     }
   }
 
-  /**
-   * `op` in a place among the uploads (unless `slot` is false), within the message's timeout; a
-   * timeout or abort is named.
-   */
-  async #run(msg: SftpMessage, phase: string, op: Op, { slot = true } = {}): Promise<void> {
+  /** `op` in a place among the uploads, within the message's timeout; a timeout or abort is named. */
+  async #run(msg: SftpMessage, phase: string, op: Op): Promise<void> {
     const deadline = AbortSignal.timeout(msg.timeoutMs);
     const stop = msg.signal ? AbortSignal.any([msg.signal, deadline]) : deadline;
     try {
-      if (slot) await this.#slot(stop);
+      await this.#slot(stop);
       try {
         await traced(
           phase,
@@ -159,7 +143,7 @@ export class SftpDestination {
           msg.fileName,
         );
       } finally {
-        if (slot) this.#release();
+        this.#release();
       }
     } catch (err) {
       throw stop.aborted && err === stop.reason ? abortError(msg, deadline.aborted) : err;

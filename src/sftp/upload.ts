@@ -47,18 +47,16 @@ export async function uploadFile(
 }
 
 /**
- * The bytes under the temporary name, the handle closed: all of an upload but its publication (an
- * importer ignores the name). With `sync` (a plain upload) they are also on the server's disk; a
- * staging (issue 13) leaves that to `publishTemp`, and writes on its own `channel`.
+ * The bytes under the temporary name, durable on the server's disk, the handle closed: all of an
+ * upload but its publication (an importer ignores the name). Staging (issue 13) does only this.
  */
 export async function writeTemp(
   session: SftpSession,
   dir: string,
   names: RemoteNames,
   body: Buffer,
-  { channel = session.sftp, sync = true }: { channel?: SFTPWrapper; sync?: boolean } = {},
 ): Promise<void> {
-  const sftp = channel;
+  const { sftp } = session;
   const handle = await traced("open", () =>
     call<Buffer>("open", (cb) => sftp.open(names.temp, "w", cb)),
   ).catch((err) => {
@@ -72,48 +70,27 @@ export async function writeTemp(
     await call("close", (cb) => sftp.close(handle, cb)).catch(() => undefined);
     throw err;
   }
-  await syncAndClose(session, sftp, handle, sync ? names.temp : null);
+  // The fsync is not for our own crash (a re-delivery truncates the same temporary name and
+  // renames over the same final name) but for the server's: the rename is only sent once the
+  // data is on its disk, because once we record the part delivered nobody sends it again, and a
+  // server that lost power after a rename journaled before the data (ext4 does not flush a new
+  // name's data on rename) would leave the importer a short or empty stock file: zero stock for
+  // everything after it. The close goes out with it (one round trip, answered in order).
+  const synced = session.fsync
+    ? traced("fsync", () => call("fsync", (cb) => sftp.ext_openssh_fsync(handle, cb)), names.temp)
+    : Promise.resolve();
+  const closed = traced("close", () => call("close", (cb) => sftp.close(handle, cb)));
+  await Promise.all([synced, closed.catch(() => undefined)]);
 }
 
-/**
- * What an importer sees: the written temporary file renamed into place, then the marker. With
- * `sync` (a staged file, written without it) its data is first made durable through a handle
- * opened again: fsync(2) flushes the file, whichever descriptor wrote it.
- */
-export async function publishTemp(
-  session: SftpSession,
-  names: RemoteNames,
-  { sync = false }: { sync?: boolean } = {},
-): Promise<void> {
+/** What an importer sees: the written temporary file renamed into place, then the marker. */
+export async function publishTemp(session: SftpSession, names: RemoteNames): Promise<void> {
   const { sftp } = session;
-  if (sync && session.fsync) {
-    const handle = await traced("open", () => call<Buffer>("open", (cb) => sftp.open(names.temp, "r", cb)));
-    await syncAndClose(session, sftp, handle, names.temp);
-  }
   await traced("rename", () => renameOver(session, names.temp, names.final), names.final);
   if (names.marker) {
     const marker = await call<Buffer>("open", (cb) => sftp.open(names.marker!, "w", cb));
     await call("close", (cb) => sftp.close(marker, cb));
   }
-}
-
-/**
- * Closes `handle`, after making the data of the file (`path`) durable unless `path` is null.
- *
- * The fsync is not for our own crash (a re-delivery truncates the same temporary name and
- * renames over the same final name) but for the server's: the rename is only sent once the
- * data is on its disk, because once we record the part delivered nobody sends it again, and a
- * server that lost power after a rename journaled before the data (ext4 does not flush a new
- * name's data on rename) would leave the importer a short or empty stock file: zero stock for
- * everything after it. The close goes out with it (one round trip, answered in order).
- */
-async function syncAndClose(session: SftpSession, sftp: SFTPWrapper, handle: Buffer, path: string | null) {
-  const synced =
-    path !== null && session.fsync
-      ? traced("fsync", () => call("fsync", (cb) => sftp.ext_openssh_fsync(handle, cb)), path)
-      : Promise.resolve();
-  const closed = traced("close", () => call("close", (cb) => sftp.close(handle, cb)));
-  await Promise.all([synced, closed.catch(() => undefined)]);
 }
 
 /** Removes a temporary file nobody will publish (an abandoned staging); a missing one is fine. */

@@ -69,8 +69,6 @@ export type Sshd = {
 export type SshdOptions = {
   /** Flags for the server's SFTP subsystem (internal-sftp takes sftp-server's), e.g. `-P req,…`. */
   sftpFlags?: string[];
-  /** The server's MaxSessions: channels one connection may open (OpenSSH's default: 10). */
-  maxSessions?: number;
 };
 
 export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
@@ -106,7 +104,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   await mkdir(root);
   if (owner) await chown(root, owner.uid, owner.gid);
   const port = await freePort();
-  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot, options));
+  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot, options.sftpFlags ?? []));
   // sshd insists on its privilege separation folder when it runs as root
   if (asRoot) await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
 
@@ -208,7 +206,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   };
 }
 
-function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, options: SshdOptions): string {
+function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, sftpFlags: string[]): string {
   return `${[
     `Port ${port}`,
     "ListenAddress 127.0.0.1",
@@ -222,8 +220,7 @@ function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, op
     "PubkeyAuthentication yes",
     "PermitRootLogin yes",
     `AllowUsers ${user}`,
-    `Subsystem sftp ${["internal-sftp", ...(options.sftpFlags ?? [])].join(" ")}`,
-    ...(options.maxSessions === undefined ? [] : [`MaxSessions ${options.maxSessions}`]),
+    `Subsystem sftp ${["internal-sftp", ...sftpFlags].join(" ")}`,
     "LogLevel ERROR",
   ].join("\n")}\n`;
 }
