@@ -23,6 +23,15 @@ export async function runCli(
 }
 
 /** Starts `stock-sync start` and resolves once it logged its URL. */
+/**
+ * The `stock-sync start` processes of this test process still running: killed when it exits, so
+ * one a test lost track of (it timed out, or failed before its cleanup) does not outlive it.
+ */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 export async function startCli(
   args: string[],
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; nodeArgs?: string[] } = {},
@@ -38,9 +47,15 @@ export async function startCli(
     stdio: ["ignore", "pipe", "pipe"],
   });
   const out = collect(child);
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`no start within timeout:\n${out().stderr}`)),
+      () => {
+        // nobody gets this child to stop it: it goes now, or it outlives its test (and its worker)
+        child.kill("SIGKILL");
+        reject(new Error(`no start within timeout:\n${out().stderr}`));
+      },
       // a bound, not a speed check: an embedded start boots PGlite, which a loaded machine slows
       opts.timeoutMs ?? 45_000,
     );
