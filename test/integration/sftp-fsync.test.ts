@@ -12,6 +12,7 @@ import { sftpTrace } from "../../src/sftp/trace.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { dropContents, expectedFiles } from "../helpers/sftp-drop.js";
+import { enqueueParts, fifoSftpYaml } from "../helpers/sftp-parts.js";
 import { type Sshd, startSshd } from "../helpers/sshd.js";
 
 let sshd: Sshd;
@@ -25,31 +26,9 @@ afterAll(async () => {
 
 type Phase = { phase: string; start: number; end: number; detail?: string };
 
-const yaml = (server: Sshd, name: string, dir: string) =>
-  [
-    "subscriptions:",
-    `  - name: ${name}`,
-    "    subjects: [stock.delta]",
-    "    ordering: fifo",
-    `    url: "${server.url(dir)}"`,
-    "    timeout: 10s",
-    "    sftp:",
-    `      host_key: "${server.hostKey}"`,
-    `      private_key: ${JSON.stringify(server.clientKey)}`,
-    "",
-  ].join("\n");
-
 /** Enqueues `n` parts, starts the engine, and waits until every part is in `dir`. */
 async function deliverParts(engine: TestEngine, db: Db, name: string, dir: string, n: number) {
-  for (let i = 1; i <= n; i++) {
-    await engine.enqueue({
-      subject: "stock.delta",
-      payload: `sku,location,quantity\n${`SKU-${i},L,${i}\n`.repeat(20_000)}`,
-      contentType: "text/csv",
-      headers: { "stock-sync-kind": "delta", "stock-sync-part": `${i}/${n}` },
-      sequenced: true,
-    });
-  }
+  await enqueueParts(engine, n, 20_000);
   const files = await expectedFiles(db, name);
   await engine.engine.start();
   await waitUntil(async () => (await dropContents(dir)).size === files.length, 30_000, "all parts");
@@ -63,7 +42,9 @@ describeEachDb("sftp:// durability before publication", (t) => {
     const dir = await sshd.folder(name);
     const phases: Phase[] = [];
     sftpTrace.on = (phase, start, end, detail) => phases.push({ phase, start, end, detail });
-    const engine = await startEngine(db, testConfig(yaml(sshd, name, dir)), { start: false });
+    const engine = await startEngine(db, testConfig(fifoSftpYaml(sshd, name, dir, { timeout: "10s" })), {
+      start: false,
+    });
     try {
       const files = await deliverParts(engine, db, name, dir, 4);
       // staging ran: some parts were published from their temporary file, not uploaded whole

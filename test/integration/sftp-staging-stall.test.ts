@@ -14,10 +14,11 @@ import type { Db } from "../../src/db/db.js";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { sftpTrace } from "../../src/sftp/trace.js";
 import { describeEachDb } from "../helpers/db.js";
-import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { type StallProxy, startStallProxy } from "../helpers/freeze-proxy.js";
 import { dropContents, expectedFiles, watchDrop } from "../helpers/sftp-drop.js";
 import { spyDb } from "../helpers/spy-db.js";
+import { enqueueParts, fifoSftpYaml } from "../helpers/sftp-parts.js";
 import { type Sshd, startSshd } from "../helpers/sshd.js";
 
 const TIMEOUT_MS = 3000;
@@ -40,22 +41,9 @@ afterAll(async () => {
   await sshd?.close();
 });
 
-function yaml(name: string, dir: string): string {
-  return [
-    "subscriptions:",
-    `  - name: ${name}`,
-    "    subjects: [stock.delta]",
-    "    ordering: fifo",
-    // through the proxy: the server's host key is checked as ever
-    `    url: "sftp://${sshd.user}@127.0.0.1:${proxy.port}${dir}"`,
-    `    timeout: ${TIMEOUT_MS}ms`,
-    `    retry_intervals: [${Array(30).fill("100ms").join(", ")}]`,
-    "    sftp:",
-    `      host_key: "${sshd.hostKey}"`,
-    `      private_key: ${JSON.stringify(sshd.clientKey)}`,
-    "",
-  ].join("\n");
-}
+// through the proxy: the server's host key is checked as ever
+const yaml = (name: string, dir: string) =>
+  fifoSftpYaml(sshd, name, dir, { via: proxy.port, timeout: `${TIMEOUT_MS}ms`, retries: 30 });
 
 type AttemptRow = { at: number; durationMs: number; errorClass: string };
 
@@ -77,17 +65,6 @@ async function attempts(db: Db, name: string): Promise<AttemptRow[][]> {
 }
 
 /** `n` stock parts of ~200 KB, each with its own bytes. */
-async function enqueueParts(engine: TestEngine, n: number): Promise<void> {
-  for (let i = 1; i <= n; i++) {
-    await engine.enqueue({
-      subject: "stock.delta",
-      payload: `sku,location,quantity\n${`SKU-${i},L,${i}\n`.repeat(200_000 / 12)}`,
-      contentType: "text/csv",
-      headers: { "stock-sync-kind": "delta", "stock-sync-part": `${i}/${n}` },
-      sequenced: true,
-    });
-  }
-}
 
 /**
  * The rename times are this process's clock, `attempted_at` the engine's, which is the database's

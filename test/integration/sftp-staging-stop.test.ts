@@ -10,10 +10,11 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import type { Db } from "../../src/db/db.js";
 import { sftpTrace } from "../../src/sftp/trace.js";
 import { describeEachDb } from "../helpers/db.js";
-import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { type StallProxy, startStallProxy } from "../helpers/freeze-proxy.js";
 import { expectedFiles } from "../helpers/sftp-drop.js";
 import { gate, spyDb } from "../helpers/spy-db.js";
+import { enqueueParts, fifoSftpYaml } from "../helpers/sftp-parts.js";
 import { type Sshd, startSshd } from "../helpers/sshd.js";
 
 const TIMEOUT_MS = 3000;
@@ -30,34 +31,12 @@ afterAll(async () => {
   await sshd?.close();
 });
 
-function yaml(name: string, dir: string, grace: string): string {
-  return [
-    "delivery:",
-    `  shutdown_grace: ${grace}`,
-    "subscriptions:",
-    `  - name: ${name}`,
-    "    subjects: [stock.delta]",
-    "    ordering: fifo",
-    `    url: "sftp://${sshd.user}@127.0.0.1:${proxy.port}${dir}"`,
-    `    timeout: ${TIMEOUT_MS}ms`,
-    "    sftp:",
-    `      host_key: "${sshd.hostKey}"`,
-    `      private_key: ${JSON.stringify(sshd.clientKey)}`,
-    "",
-  ].join("\n");
-}
-
-async function enqueueParts(engine: TestEngine, n: number): Promise<void> {
-  for (let i = 1; i <= n; i++) {
-    await engine.enqueue({
-      subject: "stock.delta",
-      payload: `sku,location,quantity\n${`SKU-${i},L,${i}\n`.repeat(200_000 / 12)}`,
-      contentType: "text/csv",
-      headers: { "stock-sync-kind": "delta", "stock-sync-part": `${i}/${n}` },
-      sequenced: true,
-    });
-  }
-}
+const yaml = (name: string, dir: string, grace: string) =>
+  fifoSftpYaml(sshd, name, dir, {
+    via: proxy.port,
+    timeout: `${TIMEOUT_MS}ms`,
+    delivery: [`shutdown_grace: ${grace}`],
+  });
 
 async function attemptCount(db: Db, name: string): Promise<number> {
   const { rows } = await db.query<{ n: string }>(

@@ -11,9 +11,10 @@ import type { Db } from "../../src/db/db.js";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
 import { sftpTrace } from "../../src/sftp/trace.js";
 import { describeEachDb } from "../helpers/db.js";
-import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
+import { startEngine, testConfig, waitUntil } from "../helpers/engine.js";
 import { dropContents, expectedFiles } from "../helpers/sftp-drop.js";
 import { gate, spyDb } from "../helpers/spy-db.js";
+import { enqueueParts, fifoSftpYaml } from "../helpers/sftp-parts.js";
 import { type Sshd, startSshd } from "../helpers/sshd.js";
 
 let sshd: Sshd;
@@ -26,34 +27,9 @@ afterAll(async () => {
   await sshd?.close();
 });
 
-function yaml(name: string, dir: string): string {
-  return [
-    "subscriptions:",
-    `  - name: ${name}`,
-    "    subjects: [stock.delta]",
-    "    ordering: fifo",
-    `    url: "${sshd.url(dir)}"`,
-    "    timeout: 10s",
-    `    retry_intervals: [${Array(30).fill("100ms").join(", ")}]`,
-    "    sftp:",
-    `      host_key: "${sshd.hostKey}"`,
-    `      private_key: ${JSON.stringify(sshd.clientKey)}`,
-    "",
-  ].join("\n");
-}
+const yaml = (name: string, dir: string) => fifoSftpYaml(sshd, name, dir, { timeout: "10s", retries: 30 });
 
 /** `n` stock parts of ~200 KB, each with its own bytes. */
-async function enqueueParts(engine: TestEngine, n: number): Promise<void> {
-  for (let i = 1; i <= n; i++) {
-    await engine.enqueue({
-      subject: "stock.delta",
-      payload: `sku,location,quantity\n${`SKU-${i},L,${i}\n`.repeat(200_000 / 12)}`,
-      contentType: "text/csv",
-      headers: { "stock-sync-kind": "delta", "stock-sync-part": `${i}/${n}` },
-      sequenced: true,
-    });
-  }
-}
 
 /**
  * An importer polling `dir`: regular files only, dotfiles (temporary names) skipped. Each poll's
