@@ -80,6 +80,8 @@ export async function openSession(
       return ok;
     },
   });
+  // Every SFTP request is small and waits for its answer (open, fsync, close, rename): Nagle's
+  // algorithm, which ssh2 leaves on, held each back (the destination alone: 0.73x -> 0.95x sftp -b)
   client.setNoDelay(true);
   try {
     await ready;
