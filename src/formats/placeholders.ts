@@ -7,8 +7,11 @@ export const FIELDS_HEADER = "stock-sync-fields";
 
 const PLACEHOLDER = /\{\{\s*([^}]*?)\s*\}\}/g;
 
+/** Whether `text` has a `{{field}}` to fill (a url without one names the same target every time). */
+export const hasPlaceholders = (text: string): boolean => text.includes("{{");
+
 export function fillPlaceholders(text: string, fields: Readonly<Record<string, unknown>>): string {
-  if (!text.includes("{{")) return text;
+  if (!hasPlaceholders(text)) return text;
   return text.replace(PLACEHOLDER, (_, name: string) => encodeURIComponent(String(fields[name] ?? "")));
 }
 

@@ -11,7 +11,7 @@ import type { DeliveryRow } from "../outbox/queries.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import { buildRequest } from "../outbox/request.js";
 import type { Slot } from "../outbox/limiter.js";
-import type { AttemptResult } from "../outbox/retry.js";
+import { isDelivered } from "../outbox/retry.js";
 import type { OutboundRequest, Sender, SendResult } from "../outbox/send.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { JobStep } from "./config.ts";
@@ -112,18 +112,18 @@ async function sendSteps(ctx: JobContext, input: Input): Promise<Omit<SendResult
     input.open = await openedRun(db, sub.name, snapshot);
     if (input.open === undefined) {
       const res = await request(ctx, "open", await stepRequest(ctx, job.open, input));
-      if (!ok(res.result)) return failedStep("open", res);
+      if (!isDelivered(res.result)) return failedStep("open", res);
       input.open = parseJson(res.responseBody);
       await saveOpenedRun(db, sub.name, snapshot, input.open, clock.now());
     }
   }
   const res = await request(ctx, "send", await sendRequest(ctx, input));
-  if (!ok(res.result)) return failedStep("send", res);
+  if (!isDelivered(res.result)) return failedStep("send", res);
   input.send = parseJson(res.responseBody);
   const [part, parts] = (row.headers["stock-sync-part"] ?? "1/1").split("/");
   if (job.close && part === parts) {
     const closed = await request(ctx, "close", await stepRequest(ctx, job.close, input));
-    if (!ok(closed.result)) return failedStep("close", closed);
+    if (!isDelivered(closed.result)) return failedStep("close", closed);
     input.close = parseJson(closed.responseBody);
   }
   return null;
@@ -152,7 +152,7 @@ async function pollUntilEnd(
     }
     const res = await request(ctx, "poll", await stepRequest(ctx, poll, input));
     if (ctx.signal.aborted) return null;
-    if (!ok(res.result)) {
+    if (!isDelivered(res.result)) {
       await endJob(db, row.id, "failed", { rows: [], total: 0 }, clock.now());
       return failedStep("poll", res);
     }
@@ -193,8 +193,6 @@ async function finish(
   });
   if (wake.length) ctx.wake(wake);
 }
-
-const ok = (r: AttemptResult) => r.kind === "response" && r.status >= 200 && r.status < 300;
 
 const jobError = (message: string): Omit<SendResult, "durationMs"> => ({
   result: { kind: "error", errorClass: "other", message: `import job: ${message}` },

@@ -16,6 +16,7 @@ import {
   releaseLeases,
   syncSubscriptions,
 } from "./queries.js";
+import { hasPlaceholders } from "../formats/placeholders.js";
 import { sftpTarget } from "./request.js";
 import { purgeDelivered } from "./retention.js";
 import { vacuumChurned } from "./vacuum.js";
@@ -136,7 +137,7 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
     // backlog's first read, rather than once the first part is read (issue 13). A URL with
     // {{placeholders}} names its server per message: it connects at its first.
     const sftp = sftpTarget(sub);
-    if (sftp && !sub.url.includes("{{")) {
+    if (sftp && !hasPlaceholders(sub.url)) {
       deps.sender.warm?.({ url: sub.url, sftp, timeoutMs: sub.timeout }).catch(() => undefined);
     }
   }

@@ -194,14 +194,16 @@ const DELIVERY_COLUMNS = `d.id, d.message_id, d.subscription, d.ordering_key, d.
  */
 export const backlogHead = (db: PayloadReader, subscription: string) => backlogRow(db, subscription);
 
+/** `where`: the first delivery of $1's backlog (after delivery `after`, a placeholder). */
+const backlogFirst = (after?: string) => `where d.id = (select id from stock_sync.deliveries
+  where subscription >= $1 and subscription <= $1 and ${BACKLOG}${after ? ` and id > ${after}` : ""}
+  order by subscription, id limit 1)`;
+
 /** The first delivery of the backlog (after delivery `afterId`), its payload read apart if big. */
 async function backlogRow(db: PayloadReader, subscription: string, afterId?: number): Promise<DeliveryRow[]> {
-  const after = afterId === undefined ? "" : " and id > $2";
   const { rows } = await db.query<SmallPayload<DeliveryRow>>(
     `select ${DELIVERY_COLUMNS.replace("m.payload", smallPayload(db))} from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
-     where d.id = (select id from stock_sync.deliveries
-                   where subscription >= $1 and subscription <= $1 and ${BACKLOG}${after}
-                   order by subscription, id limit 1)`,
+     ${backlogFirst(afterId === undefined ? undefined : "$2")}`,
     afterId === undefined ? [subscription] : [subscription, afterId],
   );
   const [row] = rows;
@@ -221,9 +223,7 @@ export const backlogHeadMeta = async (db: Queryable, subscription: string, lease
     await db.query<Omit<DeliveryRow, "payload"> & { sendable?: boolean }>(
       `select ${DELIVERY_COLUMNS.replace("m.payload, ", "")}${lease ? `, ${sendable("$2", "$3")} as sendable` : ""}
        from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
-       where d.id = (select id from stock_sync.deliveries
-                     where subscription >= $1 and subscription <= $1 and ${BACKLOG}
-                     order by subscription, id limit 1)`,
+       ${backlogFirst()}`,
       lease ? [subscription, lease.owner, lease.forMs] : [subscription],
     )
   ).rows;

@@ -56,6 +56,10 @@ const JITTER = 0.2;
  * @example decide({ kind: "response", status: 500 }, 1, [30_000, 60_000], now, Math.random)
  *   // { kind: "retry", delayMs: 24_000…36_000 }
  */
+/** An attempt the destination took: a 2xx answer (SFTP and file:// record theirs as 200). */
+export const isDelivered = (result: AttemptResult): boolean =>
+  result.kind === "response" && result.status >= 200 && result.status < 300;
+
 export function decide(
   result: AttemptResult,
   attemptNumber: number,
@@ -63,7 +67,7 @@ export function decide(
   now: Date,
   random: () => number,
 ): Decision {
-  if (result.kind === "response" && result.status >= 200 && result.status < 300) return { kind: "delivered" };
+  if (isDelivered(result)) return { kind: "delivered" };
   const hint = retryAfterHint(result, now);
   const gone = result.kind === "response" && result.status === 410;
   // A 410 keeps the message, and a throttled attempt uses up no retry: past the schedule's end,

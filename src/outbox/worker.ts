@@ -10,7 +10,7 @@ import { backlogHead, backlogHeadMeta, backlogPayloadAfter, type DeliveryRow } f
 import { prepareRequest } from "../formats/events.js";
 import { runJob } from "../jobs/run.js";
 import { SendLimiter, type Slot } from "./limiter.js";
-import { type AttemptResult, type Decision, decide } from "./retry.js";
+import { type AttemptResult, type Decision, decide, isDelivered } from "./retry.js";
 import type { OutboundRequest, SendResult, Sender, Staged } from "./send.js";
 
 export type WorkerDeps = {
@@ -491,7 +491,7 @@ export class SubscriptionWorker {
     const stage = this.deps.sender.stage!;
     this.#staged = (async () => {
       const { result } = await after;
-      if (result.kind !== "response" || result.status < 200 || result.status >= 300) return null;
+      if (!isDelivered(result)) return null;
       const next = await ahead;
       if (!next || !this.#stillOurs()) return null;
       const prepared = await prepareRequest(this.sub, next, this.deps.clock.now());

@@ -77,8 +77,7 @@ export class SftpDestination {
         // The attempt's timeout covers the wait for the staging too: the worker checked that its
         // lease outlasts one timeout from now, and no rename may go out after that.
         const started = performance.now();
-        const deadline = AbortSignal.timeout(m.timeoutMs);
-        const stop = m.signal ? AbortSignal.any([m.signal, deadline]) : deadline;
+        const { deadline, stop } = attemptStop(m);
         let staged: boolean;
         try {
           staged = await traced("wait", () =>
@@ -132,8 +131,7 @@ export class SftpDestination {
 
   /** `op` in a place among the uploads, within the message's timeout; a timeout or abort is named. */
   async #run(msg: SftpMessage, phase: string, op: Op): Promise<void> {
-    const deadline = AbortSignal.timeout(msg.timeoutMs);
-    const stop = msg.signal ? AbortSignal.any([msg.signal, deadline]) : deadline;
+    const { deadline, stop } = attemptStop(msg);
     try {
       await this.#slot(stop);
       try {
@@ -241,6 +239,12 @@ export class SftpDestination {
     if (next) next();
     else this.#active--;
   }
+}
+
+/** An attempt's bound: its timeout (`deadline`), and that or the caller's signal (`stop`). */
+function attemptStop(msg: SftpMessage): { deadline: AbortSignal; stop: AbortSignal } {
+  const deadline = AbortSignal.timeout(msg.timeoutMs);
+  return { deadline, stop: msg.signal ? AbortSignal.any([msg.signal, deadline]) : deadline };
 }
 
 /** `work`, or the abort's reason as soon as `stop` fires (then `onAbort` cleans up behind it). */
