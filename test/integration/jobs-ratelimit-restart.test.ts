@@ -1,4 +1,5 @@
 import { expect, inject, it } from "vitest";
+import { recentAnswers } from "../../src/outbox/queries.js";
 import { maxInWindow, useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngineProcess } from "../helpers/engine-process.js";
@@ -50,10 +51,16 @@ const part = {
 };
 
 describeEachDb("import jobs: the rate limit across restarts", (t) => {
-  /** An OMS that keeps the job running until its TOTAL-th request, recording every arrival. */
-  async function oms() {
+  /**
+   * An OMS that keeps the job running until its TOTAL-th request, recording every arrival;
+   * answering each `delayMs` after it arrived.
+   */
+  async function oms(delayMs = 0) {
     const box: { count: () => number } = { count: () => 0 };
-    const fake = fluentFake({ final: () => (box.count() >= TOTAL ? "COMPLETE" : "NEVER") });
+    const fake = fluentFake({
+      final: () => (box.count() >= TOTAL ? "COMPLETE" : "NEVER"),
+      weather: { delayMs: () => delayMs },
+    });
     const r = await receiver(fake.respond);
     box.count = () => r.requests.length;
     return { fake, r };
@@ -116,4 +123,33 @@ describeEachDb("import jobs: the rate limit across restarts", (t) => {
       );
     },
   );
+
+  it("the answer times a restart seeds its window with come after the OMS answered each job request", async () => {
+    // The OMS answers 300 ms after each arrival: an answer time counted from the request's start
+    // (not its end) would precede the answer by that much. Half of it is the slack for timers.
+    const DELAY_MS = 300;
+    const name = "job-answer-times";
+    const { r } = await oms(DELAY_MS);
+    const e = await startEngine(t().db, testConfig(config(r.url, name)));
+    cleanup.push(() => e.stop());
+    await e.enqueue(part);
+    await r.waitFor(BEFORE, 20_000);
+    await e.stop();
+    // the seeded answer times, and the database's time they count from (one transaction: now()
+    // is the same in both statements)
+    const seeded = await t().db.tx(async (tx) => {
+      const { rows } = await tx.query<{ now: number }>("select extract(epoch from now()) * 1000 as now");
+      const ages = await recentAnswers(tx, name, 60_000, 10);
+      return ages.map((age) => Number(rows[0]!.now) - age);
+    });
+    // newest answer against newest arrival, and so on: open, send and four polls, none recorded
+    // as an attempt (the job was cut short)
+    const desc = (a: number[]) => [...a].sort((x, y) => y - x);
+    const arrivals = desc(r.requests.map((q) => q.at));
+    expect(seeded).toHaveLength(arrivals.length);
+    const early = desc(seeded).map((answer, i) => Math.max(0, arrivals[i]! + DELAY_MS / 2 - answer));
+    expect(early, "ms by which seeded answers precede arrival + half the OMS's delay").toEqual(
+      arrivals.map(() => 0),
+    );
+  });
 });
