@@ -1,4 +1,5 @@
 import { expect, inject, it } from "vitest";
+import { recordJobRequest } from "../../src/jobs/state.js";
 import { recentAnswers } from "../../src/outbox/queries.js";
 import { maxInWindow, useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
@@ -151,5 +152,26 @@ describeEachDb("import jobs: the rate limit across restarts", (t) => {
     expect(early, "ms by which seeded answers precede arrival + half the OMS's delay").toEqual(
       arrivals.map(() => 0),
     );
+  });
+
+  it("job_requests stays small: a write drops its subscription's rows older than its window and a minute", async () => {
+    const keepMs = 3000;
+    // two hours old, and just inside window + minute, for two subscriptions
+    await t().db.query(
+      `insert into stock_sync.job_requests (subscription, answered_by)
+       select s, now() - a * interval '1 millisecond'
+       from unnest(array['pruned', 'other']) s, unnest(array[7200000, $1::int + 30000]) a`,
+      [keepMs],
+    );
+    await recordJobRequest(t().db, "pruned", new Date(), keepMs);
+    const left = await t().db.query<{ subscription: string; n: number }>(
+      `select subscription, count(*)::int as n from stock_sync.job_requests
+       where subscription in ('pruned', 'other') group by subscription order by subscription`,
+    );
+    // the two-hour-old row of `pruned` is gone; one inside window + minute stays; `other` untouched
+    expect(left.rows).toEqual([
+      { subscription: "other", n: 2 },
+      { subscription: "pruned", n: 2 },
+    ]);
   });
 });
