@@ -7,6 +7,7 @@
  */
 import type { Clock } from "../clock.js";
 import type { Db } from "../db/db.js";
+import { answeredBy } from "../outbox/answer.js";
 import type { DeliveryRow } from "../outbox/queries.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import { buildRequest } from "../outbox/request.js";
@@ -21,6 +22,7 @@ import {
   loadJob,
   markStopped,
   openedRun,
+  recordJobRequest,
   recordPoll,
   saveOpenedRun,
   startJob,
@@ -34,7 +36,10 @@ const JOB_REPLY_CAP = 4 * 1024 * 1024;
 export type JobContext = {
   db: Db;
   sender: Sender;
+  /** The engine's estimate of the database's clock (answer times are on it). */
   clock: Clock;
+  /** How far `clock` may be behind the database's (outbox/answer.ts). */
+  clockErrorMs: () => number;
   sub: Subscription;
   row: DeliveryRow;
   /** The request the subscription sends without a job (signed for this attempt). */
@@ -214,11 +219,29 @@ async function request(ctx: JobContext, step: string, req: OutboundRequest) {
     throw new Stopped();
   }
   slot?.sent();
+  // the answer time counts from here, as an attempt's does (worker.ts #send)
+  const started = performance.now();
+  const at = ctx.clock.now();
+  const clockError = ctx.clockErrorMs();
   try {
     return await ctx.sender.send({ ...req, signal: ctx.signal, responseCap: JOB_REPLY_CAP, fileName: step });
   } finally {
+    const answered = answeredBy(at, performance.now() - started, clockError);
     slot?.answered();
+    await recordAnswer(ctx, answered);
   }
+}
+
+/**
+ * A rate-limited job's request is recorded before the next one goes: the attempt's row stands
+ * for one request at most, and for none when the attempt is cut short while polling, so without
+ * these a restart's window would miss the job's polls. An unclean takeover still assumes the
+ * request on the wire unrecorded (engine.ts). Without a limit nothing reads them.
+ */
+async function recordAnswer(ctx: JobContext, answered: Date): Promise<void> {
+  const limit = ctx.sub.rate_limit;
+  if (!limit) return;
+  await recordJobRequest(ctx.db, ctx.sub.name, answered, limit.per + ctx.sub.timeout);
 }
 
 /** The subscription's own request, with what `send` overrides (a body template is signed anew). */

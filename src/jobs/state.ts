@@ -125,3 +125,25 @@ export async function lastRejected(db: Queryable): Promise<{ subscription: strin
   );
   return rows;
 }
+
+/**
+ * A request of the job (open, send, close, a poll) answered at the latest at `answeredBy` (on the
+ * database's clock, outbox/answer.ts): the next holder of a rate-limited subscription counts it in
+ * its window (recentAnswers), as it counts attempts. The same statement drops the subscription's
+ * rows older than its window (`keepMs`, plus the minute recentAnswers looks further back), so the
+ * table holds about a window's requests per subscription.
+ */
+export async function recordJobRequest(
+  db: Queryable,
+  subscription: string,
+  answeredBy: Date,
+  keepMs: number,
+) {
+  await db.query(
+    `with pruned as (
+       delete from stock_sync.job_requests
+       where subscription = $1 and answered_by < now() - $3 * interval '1 millisecond' - interval '1 minute')
+     insert into stock_sync.job_requests (subscription, answered_by) values ($1, $2)`,
+    [subscription, answeredBy, keepMs],
+  );
+}

@@ -418,10 +418,12 @@ export async function mayAttempt(
 const UNBOUNDED_ANSWER_MARGIN_MS = 250;
 
 /**
- * When this subscription's latest attempts were answered at the latest, as ages in ms on the
+ * When this subscription's latest requests were answered at the latest, as ages in ms on the
  * database's clock, newest first, at most `cap`, within `windowMs`: a worker that takes the
  * subscription seeds its rate limit with them, so a restart or a handover keeps the receiver's
- * window.
+ * window. Its attempts, and each request of its import jobs (job_requests, migration 0016: a job
+ * makes several per attempt, and records no attempt when cut short while polling). A finished
+ * job's attempt row is then one answer more than the OMS saw: the window errs full, never empty.
  */
 export async function recentAnswers(
   db: Queryable,
@@ -431,14 +433,20 @@ export async function recentAnswers(
 ): Promise<number[]> {
   const answered = `coalesce(a.answered_by,
     a.attempted_at + (a.duration_ms + ${UNBOUNDED_ANSWER_MARGIN_MS}) * interval '1 millisecond')`;
+  const since = "now() - $2 * interval '1 millisecond' - interval '1 minute'";
   const { rows } = await db.query<{ age: number }>(
-    `select greatest(0, extract(epoch from now() - ${answered}) * 1000)::float8 as age
-     from stock_sync.deliveries d join stock_sync.attempts a on a.delivery_id = d.id
-     where d.subscription = $1
-       and d.status in ('pending', 'failed', 'delivered', 'dead', 'superseded')
-       and d.updated_at > now() - $2 * interval '1 millisecond' - interval '1 minute'
-       and a.attempted_at > now() - $2 * interval '1 millisecond' - interval '1 minute'
-     order by ${answered} desc
+    `select greatest(0, extract(epoch from now() - answered) * 1000)::float8 as age
+     from ((select ${answered} as answered
+            from stock_sync.deliveries d join stock_sync.attempts a on a.delivery_id = d.id
+            where d.subscription = $1
+              and d.status in ('pending', 'failed', 'delivered', 'dead', 'superseded')
+              and d.updated_at > ${since} and a.attempted_at > ${since}
+            order by 1 desc limit $3)
+           union all
+           (select j.answered_by from stock_sync.job_requests j
+            where j.subscription = $1 and j.answered_by > ${since}
+            order by 1 desc limit $3)) r
+     order by answered desc
      limit $3`,
     [subscription, windowMs, cap],
   );

@@ -2,7 +2,8 @@ import type { Queryable } from "../db/db.js";
 
 /**
  * Deletes delivered (and superseded) deliveries older than the retention, their attempts,
- * messages no delivery needs any more, old inbox ids whose message is gone and empty delta runs.
+ * messages no delivery needs any more, old inbox ids whose message is gone, empty delta runs and
+ * old answer times of import-job requests.
  * Undelivered messages are never purged.
  */
 export async function purgeDelivered(db: Queryable, now: Date, retentionMs: number): Promise<number> {
@@ -23,6 +24,8 @@ export async function purgeDelivered(db: Queryable, now: Date, retentionMs: numb
      and not exists (select 1 from stock_sync.messages m where m.id = i.message_id)`,
     [cutoff],
   );
+  // each write prunes its own subscription's; these are of subscriptions no longer sending
+  await db.query("delete from stock_sync.job_requests where answered_by < $1", [cutoff]);
   await db.query(
     "delete from stock_sync.stock_runs where finished_at < $1 and status in ('empty', 'dry-run')",
     [cutoff],

@@ -6,9 +6,10 @@ import type { Queryable } from "../db/db.js";
  * every due fetch walks until a vacuum (bench `backlog`: the `none` drain at 0.40× the empty table
  * right after 300,000 retries came due). Migration 0011 tells autovacuum to come at 2% dead rows;
  * where it never comes — PGlite, the embedded default, has no autovacuum, and a server may run
- * with it off — the engine vacuums them itself on the same threshold.
+ * with it off — the engine vacuums them itself on the same threshold. job_requests (0016) is
+ * small, but each request of a rate-limited import job writes a row and prunes an old one.
  */
-export const CHURNING = ["deliveries", "delivery_heads"] as const;
+export const CHURNING = ["deliveries", "delivery_heads", "job_requests"] as const;
 
 export type TableStats = { table: string; dead: number; live: number };
 
