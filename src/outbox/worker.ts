@@ -81,6 +81,8 @@ export class SubscriptionWorker {
   #enabled = true;
   /** After a database failure nothing new starts before this time (no hot loop of re-sends). */
   #backoffUntil = 0;
+  /** After a refused check (#refused): no new read before then, unless woken from outside. */
+  #refusedUntil = 0;
   /** The receiver asked for a pause (429/503 with Retry-After): nothing starts before this time. */
   #holdUntil = 0;
   /** fifo: the message behind the one being sent, with its payload, read meanwhile (see #fifoHead). */
@@ -114,8 +116,17 @@ export class SubscriptionWorker {
     return this.#inFlight.size;
   }
 
-  /** Look for due work now (new messages, a resume, a finished attempt). Coalesces bursts. */
+  /**
+   * Look for due work now (new messages, a resume, a lease renewed, a timer). Coalesces bursts.
+   * Something changed outside, so a refused head is read and checked again at once.
+   */
   wake(): void {
+    this.#refusedUntil = 0;
+    this.#look();
+  }
+
+  /** wake() from within: a finished attempt, which leaves a refused head's wait in place. */
+  #look(): void {
     if (this.#stopped) return;
     if (this.#pumping) {
       this.#again = true;
@@ -160,6 +171,7 @@ export class SubscriptionWorker {
     const { clock } = this.deps;
     const now = clock.now();
     if (now.getTime() < this.#backoffUntil) return this.#wakeAt(this.#backoffUntil);
+    if (now.getTime() < this.#refusedUntil) return this.#wakeAt(this.#refusedUntil);
     if (now.getTime() < this.#holdUntil) return this.#wakeAt(this.#holdUntil);
     const rows = await this.#due(now);
     // fifo's head passed the checks with its read (from `now`) or is checked before it starts
@@ -384,7 +396,7 @@ export class SubscriptionWorker {
 
   #done(id: number): void {
     this.#inFlight.delete(id);
-    if (this.#wantsMore()) this.wake();
+    if (this.#wantsMore()) this.#look();
   }
 
   /**
@@ -406,16 +418,20 @@ export class SubscriptionWorker {
       // The lease must outlast the whole request of the last one to start.
       return this.deps.batches.check(row.id, this.sub.timeout);
     };
-    if (this.#stopped || !(await recheck())) return null;
+    if (this.#stopped) return null;
+    if (!(await recheck())) return this.#refused();
     const slot = this.#limiter ? await this.#limiter.acquire() : undefined;
     if (slot === null) return null; // the limiter was closed: stopping
-    let go = false;
+    let go: boolean | "refused" = false;
     try {
-      // The wait for a rate slot can be long: check again, holding the slot.
-      go = !this.#stopped && (!slot || (await recheck())) && now() >= this.#holdUntil && this.#stillOurs();
+      // The wait for a rate slot can be long: check again, holding the slot. (A throttle's hold
+      // needs no back-off: #fill waits for it.)
+      if (!this.#stopped && now() >= this.#holdUntil)
+        go = (!slot || (await recheck())) && this.#stillOurs() ? true : "refused";
     } finally {
-      if (!go) slot?.cancel();
+      if (go !== true) slot?.cancel();
     }
+    if (go === "refused") return this.#refused();
     if (!go) return null;
     slot?.sent();
     // the answer time recorded counts from here: the preparation of the request is part of it
@@ -546,6 +562,19 @@ export class SubscriptionWorker {
   }
 
   /** In memory: not stopping, enabled, and our lease good for a whole request more. */
+  /**
+   * A delivery the checks refused (in the database: no longer owed, paused, the lease moved or too
+   * short; or the lease as this process knows it too short) is not sent, and the worker reads and
+   * checks again only when woken from outside (a resume, a renewal, new messages, the poll) or
+   * after RETRY_PUMP_MS: its own finished attempt changes nothing. Read again at once, fifo's head
+   * was checked in a loop: a busy loop on PostgreSQL until the next renewal, and on PGlite, where
+   * each turn is promise callbacks only, one that never let a timer (the renewal's) run again.
+   */
+  #refused(): null {
+    this.#refusedUntil = this.deps.clock.now().getTime() + RETRY_PUMP_MS;
+    return null;
+  }
+
   #stillOurs(): boolean {
     return !this.#stopped && this.#enabled && this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
   }

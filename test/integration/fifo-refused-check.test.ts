@@ -1,12 +1,13 @@
 /**
- * KNOWN DEFECT, found by sftp-staging-lease.test.ts (this test is `it.fails` until it is fixed):
- * a fifo worker whose head is refused by the database's last check (`mayAttempt`: here the lease
- * moved to another process, which this one learns only at its next renewal) reads the head and
- * checks it again at once, over and over (#attempt → #done → wake → #fifo → #send → refused). On
- * PostgreSQL that is a busy loop on the database until the renewal stops the worker; on PGlite
- * each turn is promise callbacks only, so the loop never yields to the event loop: no timer fires,
- * the renewal that would stop it never runs, and the process spins for good. Here the loop is cut
- * by the test (a pause written from inside the 50th refused check) so that the run ends.
+ * Found by sftp-staging-lease.test.ts: a fifo worker whose head is refused by the database's last
+ * check (`mayAttempt`: here the lease moved to another process, which this one learns only at its
+ * next renewal) read the head and checked it again at once, over and over (#attempt → #done →
+ * wake → #fifo → #send → refused). On PostgreSQL that was a busy loop on the database until the
+ * renewal stopped the worker; on PGlite each turn was promise callbacks only, so the loop never
+ * yielded to the event loop: no timer fired, the renewal that would stop it never ran, and the
+ * process spun for good. Now a refusal makes the worker wait (worker.ts #refused). A loop, if it
+ * comes back, is cut by the test (a pause written from inside the 50th refused check) so that the
+ * run ends.
  */
 import { expect, it } from "vitest";
 import { setSubscriptionStatus } from "../../src/outbox/admin.js";
@@ -32,7 +33,7 @@ subscriptions:
 const CUT_AT = 50;
 
 describeEachDb("fifo, head refused by the last check", (t) => {
-  it.fails("the worker does not check a refused head again at once, in a loop that never yields", async () => {
+  it("the worker does not check a refused head again at once, in a loop that never yields", async () => {
     const r = await receiver();
     let refused = 0;
     let ticks = 0; // timer callbacks run so far: unchanged across refusals = the loop never yielded
@@ -56,13 +57,14 @@ describeEachDb("fifo, head refused by the last check", (t) => {
     );
     const stolenAt = Date.now();
     await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n: 1 }) });
-    // two seconds: a worker that waits a second after a refusal checks two or three times
+    // two seconds: a worker woken by the engine's poll (each second) and by its own wait after a
+    // refusal (a second) checks a few times; one in a loop checks 50 times in ~0.1 s
     await waitUntil(async () => refused >= CUT_AT || Date.now() > stolenAt + 2000, 10_000, "refusals");
     expect(r.requests).toEqual([]); // the checks themselves hold: nothing is sent
     // on PGlite the first refusals come with no timer run in between (ticks unchanged)
     expect(
       refused,
       `refused checks of one head, timer runs at each: ${ticksAtRefusal.slice(0, 8)}`,
-    ).toBeLessThanOrEqual(3);
+    ).toBeLessThanOrEqual(6);
   });
 });
