@@ -117,7 +117,7 @@ export class SubscriptionWorker {
   }
 
   /**
-   * Look for due work now (new messages, a resume, a lease renewed, a timer). Coalesces bursts.
+   * Look for due work now (new messages, a resume, the engine's poll, a timer). Coalesces bursts.
    * Something changed outside, so a refused head is read and checked again at once.
    */
   wake(): void {
@@ -561,11 +561,10 @@ export class SubscriptionWorker {
     };
   }
 
-  /** In memory: not stopping, enabled, and our lease good for a whole request more. */
   /**
    * A delivery the checks refused (in the database: no longer owed, paused, the lease moved or too
    * short; or the lease as this process knows it too short) is not sent, and the worker reads and
-   * checks again only when woken from outside (a resume, a renewal, new messages, the poll) or
+   * checks again only when woken from outside (a resume, new messages, the engine's poll) or
    * after RETRY_PUMP_MS: its own finished attempt changes nothing. Read again at once, fifo's head
    * was checked in a loop: a busy loop on PostgreSQL until the next renewal, and on PGlite, where
    * each turn is promise callbacks only, one that never let a timer (the renewal's) run again.
@@ -575,6 +574,7 @@ export class SubscriptionWorker {
     return null;
   }
 
+  /** In memory: not stopping, enabled, and our lease good for a whole request more. */
   #stillOurs(): boolean {
     return !this.#stopped && this.#enabled && this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
   }
