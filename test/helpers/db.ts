@@ -69,10 +69,12 @@ const BACKENDS: readonly Backend[] = (() => {
 
 /**
  * The same tests against both back ends: `describeEachDb("outbox", (t) => { it(..., () => t().db) })`.
+ * `backend` is known while the tests are declared (`backend === "pglite" ? it.fails : it` for a
+ * defect of one back end only).
  * Real PostgreSQL is skipped, with the reason in the suite's name, only where it is unreachable
  * and not required (global-setup fails the run when CI=true).
  */
-export function describeEachDb(title: string, body: (current: () => TestDb) => void): void {
+export function describeEachDb(title: string, body: (current: () => TestDb, backend: Backend) => void): void {
   for (const backend of BACKENDS) {
     const skip = backend === "postgres" && !inject("pgTemplate");
     const name = skip ? `${title} [postgres] (SKIPPED: ${inject("pgSkipReason")})` : `${title} [${backend}]`;
@@ -91,7 +93,7 @@ export function describeEachDb(title: string, body: (current: () => TestDb) => v
       body(() => {
         if (!current) throw new Error("test database not ready");
         return current;
-      });
+      }, backend);
     });
   }
 }
