@@ -153,6 +153,11 @@ export class SubscriptionWorker {
     do {
       this.#again = false;
       this.#pumpSince = performance.now();
+      // One turn of the event loop per read of the backlog. Attempts that need no I/O (an event
+      // its body.template cannot render) on an in-process database (PGlite, the embedded default)
+      // otherwise chain read → attempt → record → read in promise callbacks alone: no timer (the
+      // lease's renewal), request or signal ran until the whole due backlog had failed.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       try {
         await this.#fill();
       } catch (err) {
