@@ -18,12 +18,19 @@ function compiled(text: string): Template {
   return t;
 }
 
+/**
+ * A job template that cannot be evaluated for this message (an answer without the field it reads,
+ * a body that gives nothing): the attempt's failure, recorded and retried like any, never a reason
+ * to start the job again at once (run.ts).
+ */
+export class JobTemplateError extends Error {}
+
 export async function evaluate(text: string, input: Record<string, unknown>): Promise<unknown> {
   try {
     return await compiled(text).expr.evaluate(input);
   } catch (err) {
     const e = err as { message?: string; position?: number };
-    throw new Error(
+    throw new JobTemplateError(
       `${JSON.stringify(text)} failed at character ${e.position ?? "?"}: ${e.message ?? String(err)}`,
     );
   }
@@ -47,7 +54,8 @@ export async function fill(text: string, input: Record<string, unknown>, encode:
 /** A step's body as JSON text; an expression that gives nothing is an error, not an empty body. */
 export async function renderBody(text: string, input: Record<string, unknown>): Promise<string> {
   const v = await evaluate(text, input);
-  if (v === undefined) throw new Error(`${JSON.stringify(text)} produced nothing for this message`);
+  if (v === undefined)
+    throw new JobTemplateError(`${JSON.stringify(text)} produced nothing for this message`);
   return JSON.stringify(v);
 }
 

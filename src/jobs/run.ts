@@ -16,7 +16,7 @@ import { isDelivered } from "../outbox/retry.js";
 import type { OutboundRequest, Sender, SendResult } from "../outbox/send.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { JobStep } from "./config.ts";
-import { evaluate, fill, parseJson, renderBody } from "./render.ts";
+import { evaluate, fill, JobTemplateError, parseJson, renderBody } from "./render.ts";
 import {
   endJob,
   loadJob,
@@ -73,9 +73,19 @@ export async function runJob(ctx: JobContext): Promise<SendResult | null> {
   try {
     out = await runSteps(ctx);
   } catch (err) {
-    if (!(err instanceof Stopped)) throw err;
-    await markStopped(ctx.db, ctx.row.id, ctx.clock.now());
-    out = null;
+    // A template that cannot render for this message fails the attempt: recorded, on the retry
+    // schedule. Thrown on, the worker took it for a database failure, recorded nothing and began
+    // the job again a second later: the part sent once a second, for ever.
+    if (err instanceof JobTemplateError) {
+      out = {
+        result: { kind: "error", errorClass: "template", message: `import job: ${err.message}` },
+        responseBody: null,
+      };
+    } else {
+      if (!(err instanceof Stopped)) throw err;
+      await markStopped(ctx.db, ctx.row.id, ctx.clock.now());
+      out = null;
+    }
   }
   return out && { ...out, durationMs: performance.now() - started };
 }
