@@ -12,7 +12,7 @@ import type { DeliveryRow } from "../outbox/queries.js";
 import { notifyOnce } from "../outbox/outcome.js";
 import { buildRequest } from "../outbox/request.js";
 import type { Slot } from "../outbox/limiter.js";
-import { isDelivered } from "../outbox/retry.js";
+import { type ErrorClass, isDelivered } from "../outbox/retry.js";
 import type { OutboundRequest, Sender, SendResult } from "../outbox/send.js";
 import type { Subscription } from "../subscriptions/subscriptions.js";
 import type { JobStep } from "./config.ts";
@@ -76,16 +76,11 @@ export async function runJob(ctx: JobContext): Promise<SendResult | null> {
     // A template that cannot render for this message fails the attempt: recorded, on the retry
     // schedule. Thrown on, the worker took it for a database failure, recorded nothing and began
     // the job again a second later: the part sent once a second, for ever.
-    if (err instanceof JobTemplateError) {
-      out = {
-        result: { kind: "error", errorClass: "template", message: `import job: ${err.message}` },
-        responseBody: null,
-      };
-    } else {
-      if (!(err instanceof Stopped)) throw err;
+    if (err instanceof JobTemplateError) out = jobError(err.message, "template");
+    else if (err instanceof Stopped) {
       await markStopped(ctx.db, ctx.row.id, ctx.clock.now());
       out = null;
-    }
+    } else throw err;
   }
   return out && { ...out, durationMs: performance.now() - started };
 }
@@ -209,8 +204,8 @@ async function finish(
   if (wake.length) ctx.wake(wake);
 }
 
-const jobError = (message: string): Omit<SendResult, "durationMs"> => ({
-  result: { kind: "error", errorClass: "other", message: `import job: ${message}` },
+const jobError = (message: string, errorClass: ErrorClass = "other"): Omit<SendResult, "durationMs"> => ({
+  result: { kind: "error", errorClass, message: `import job: ${message}` },
   responseBody: null,
 });
 

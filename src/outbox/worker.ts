@@ -550,7 +550,7 @@ export class SubscriptionWorker {
    * same temporary name; what we left is then overwritten by that upload (or the next one).
    */
   #mayRemove(): boolean {
-    return !this.#stagingAbort.signal.aborted && this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
+    return !this.#stagingAbort.signal.aborted && this.#leaseHolds();
   }
 
   /** An import job's rate slots: this attempt's (already sent) for its first request, then new ones. */
@@ -581,7 +581,12 @@ export class SubscriptionWorker {
 
   /** In memory: not stopping, enabled, and our lease good for a whole request more. */
   #stillOurs(): boolean {
-    return !this.#stopped && this.#enabled && this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
+    return !this.#stopped && this.#enabled && this.#leaseHolds();
+  }
+
+  /** Our lease, as this process knows it, good for a whole request (the timeout) more. */
+  #leaseHolds(): boolean {
+    return this.deps.leaseLeft(this.sub.name) > this.sub.timeout;
   }
 
   #wakeAt(at: number): void {
