@@ -64,8 +64,6 @@ async function attempts(db: Db, name: string): Promise<AttemptRow[][]> {
   return [...byDelivery.values()];
 }
 
-/** `n` stock parts of ~200 KB, each with its own bytes. */
-
 /**
  * The rename times are this process's clock, `attempted_at` the engine's, which is the database's
  * as estimated from its lease heartbeat (engine.ts offsetMs): the two differ by up to half that
@@ -89,6 +87,62 @@ function lateRenames(
     if (own && at <= own.at + TIMEOUT_MS + MARGIN_MS) return [];
     return [`${file}: ${own ? `${at - own.at} ms after its attempt's start` : "before any attempt"}`];
   });
+}
+
+/** Waits until each of the three parts has a delivered attempt. */
+async function threeDelivered(db: Db, name: string): Promise<void> {
+  await waitUntil(
+    async () => {
+      const all = await attempts(db, name);
+      return all.length === 3 && all.every((a) => a.some((x) => x.errorClass === "ok"));
+    },
+    60_000,
+    "three parts delivered",
+  );
+}
+
+/** Each part in the folder once, byte for byte, and nothing left under a temporary name. */
+async function expectArrived(dir: string, files: { name: string; body: Buffer }[], order: string[]) {
+  const got = await dropContents(dir);
+  expect([...got.keys()].sort()).toEqual(order);
+  for (const f of files) expect(got.get(f.name)!.equals(f.body)).toBe(true);
+  expect((await readdir(dir)).filter((n) => n.startsWith("."))).toEqual([]);
+}
+
+/** The id of the subscription's first delivery (part 1). */
+async function firstDeliveryId(db: Db, name: string): Promise<number> {
+  const { rows } = await db.query<{ id: string }>(
+    "select min(id) as id from stock_sync.deliveries where subscription = $1",
+    [name],
+  );
+  return Number(rows[0]!.id);
+}
+
+/**
+ * Logs the renames into `dir` and, as part 2 (`order()[1]`) starts staging, stalls the network
+ * before its first byte for 2.5 timeouts (the staging's own timeout, then the removal's, then
+ * half of the attempt that waited for both). `end()` clears the hook and lets the network go.
+ */
+function stallPart2Staging(dir: string, order: () => string[]) {
+  const state = { stalled: false, renames: [] as { file: string; at: number }[] };
+  let resumeAt: NodeJS.Timeout | undefined;
+  sftpTrace.start = (phase, detail) => {
+    if (phase === "rename" && detail?.startsWith(`${dir}/`))
+      state.renames.push({ file: detail, at: Date.now() });
+    if (phase === "stage" && detail === order()[1] && !state.stalled) {
+      state.stalled = true;
+      proxy.stall();
+      resumeAt = setTimeout(() => proxy.resume(), TIMEOUT_MS * 2.5);
+    }
+  };
+  return {
+    state,
+    end: () => {
+      sftpTrace.start = undefined;
+      clearTimeout(resumeAt);
+      proxy.resume();
+    },
+  };
 }
 
 describeEachDb("sftp:// fifo staging, network stalled", (t) => {
@@ -120,14 +174,7 @@ describeEachDb("sftp:// fifo staging, network stalled", (t) => {
       order = files.map((f) => f.name);
       const watch = watchDrop(dir, (n) => files.find((f) => f.name === n)?.body.length);
       await engine.engine.start();
-      await waitUntil(
-        async () => {
-          const all = await attempts(db, name);
-          return all.length === 3 && all.every((a) => a.some((x) => x.errorClass === "ok"));
-        },
-        60_000,
-        "three parts delivered",
-      );
+      await threeDelivered(db, name);
       await watch.stop();
       expect(resumeAt).toBeDefined(); // the stall came with part 2's staging and lasted past its publish
       const all = await attempts(db, name);
@@ -144,10 +191,7 @@ describeEachDb("sftp:// fifo staging, network stalled", (t) => {
       expect(all.map((a) => a.filter((x) => x.errorClass === "ok").length)).toEqual([1, 1, 1]);
       expect(watch.partial).toEqual([]);
       expect(watch.outOfOrder(order)).toEqual([]);
-      const got = await dropContents(dir);
-      expect([...got.keys()].sort()).toEqual(order);
-      for (const f of files) expect(got.get(f.name)!.equals(f.body)).toBe(true);
-      expect((await readdir(dir)).filter((n) => n.startsWith("."))).toEqual([]);
+      await expectArrived(dir, files, order);
     } finally {
       sftpTrace.start = undefined;
       clearTimeout(resumeAt);
@@ -160,11 +204,8 @@ describeEachDb("sftp:// fifo staging, network stalled", (t) => {
     const dir = await sshd.folder(name);
     let order: string[] = [];
     let firstId = 0;
-    let stalled = false;
     let paused = false;
     let resumed = false;
-    let resumeAt: NodeJS.Timeout | undefined;
-    const renames: { file: string; at: number }[] = [];
     // part 1's record lets the pause in first; once the worker read it paused, the subscription is
     // enabled again (the staging of part 2 is abandoned meanwhile, its upload and removal stalled)
     const db = spyDb(t().db, {
@@ -184,49 +225,24 @@ describeEachDb("sftp:// fifo staging, network stalled", (t) => {
         void setSubscriptionStatus(t().db, name, "enabled", new Date(), "test");
       },
     });
-    sftpTrace.start = (phase, detail) => {
-      if (phase === "rename" && detail?.startsWith(`${dir}/`)) renames.push({ file: detail, at: Date.now() });
-      // part 2's staging starts: the network stalls before its first byte, for 2.5 timeouts (the
-      // staging's own timeout, then the removal's, then half of the attempt that waited for both)
-      if (phase === "stage" && detail === order[1] && !stalled) {
-        stalled = true;
-        proxy.stall();
-        resumeAt = setTimeout(() => proxy.resume(), TIMEOUT_MS * 2.5);
-      }
-    };
+    const stall = stallPart2Staging(dir, () => order);
     const engine = await startEngine(db, testConfig(yaml(name, dir)), { start: false });
     try {
       await enqueueParts(engine, 3);
       const files = await expectedFiles(db, name);
       order = files.map((f) => f.name);
-      const { rows } = await db.query<{ id: string }>(
-        "select min(id) as id from stock_sync.deliveries where subscription = $1",
-        [name],
-      );
-      firstId = Number(rows[0]!.id);
+      firstId = await firstDeliveryId(db, name);
       await engine.engine.start();
-      await waitUntil(
-        async () => {
-          const all = await attempts(t().db, name);
-          return all.length === 3 && all.every((a) => a.some((x) => x.errorClass === "ok"));
-        },
-        60_000,
-        "three parts delivered",
-      );
-      expect([stalled, paused, resumed]).toEqual([true, true, true]);
+      await threeDelivered(t().db, name);
+      expect([stall.state.stalled, paused, resumed]).toEqual([true, true, true]);
       const all = await attempts(t().db, name);
       const partOf = (file: string) => order.findIndex((n) => file === join(dir, n));
-      expect(lateRenames(renames, partOf, all)).toEqual([]);
-      expect(renames.map((r) => partOf(r.file))).toEqual([0, 1, 2]);
+      expect(lateRenames(stall.state.renames, partOf, all)).toEqual([]);
+      expect(stall.state.renames.map((r) => partOf(r.file))).toEqual([0, 1, 2]);
       expect(all.map((a) => a.filter((x) => x.errorClass === "ok").length)).toEqual([1, 1, 1]);
-      const got = await dropContents(dir);
-      expect([...got.keys()].sort()).toEqual(order);
-      for (const f of files) expect(got.get(f.name)!.equals(f.body)).toBe(true);
-      expect((await readdir(dir)).filter((n) => n.startsWith("."))).toEqual([]);
+      await expectArrived(dir, files, order);
     } finally {
-      sftpTrace.start = undefined;
-      clearTimeout(resumeAt);
-      proxy.resume();
+      stall.end();
       await engine.stop();
     }
   }, 90_000);
@@ -235,10 +251,7 @@ describeEachDb("sftp:// fifo staging, network stalled", (t) => {
     const dir = await sshd.folder(name);
     let order: string[] = [];
     let firstId = 0;
-    let stalled = false;
     let lostAt = 0;
-    let resumeAt: NodeJS.Timeout | undefined;
-    const renames: { file: string; at: number }[] = [];
     // part 1's first success record fails (the state database dropped it): part 1 is owed again,
     // and the head is no longer the part staged behind it
     const db = spyDb(t().db, {
@@ -249,55 +262,31 @@ describeEachDb("sftp:// fifo staging, network stalled", (t) => {
         throw new Error("test: the record of part 1 is lost");
       },
     });
-    sftpTrace.start = (phase, detail) => {
-      if (phase === "rename" && detail?.startsWith(`${dir}/`)) renames.push({ file: detail, at: Date.now() });
-      // part 2's staging starts: the network stalls before its first byte, for 2.5 timeouts
-      if (phase === "stage" && detail === order[1] && !stalled) {
-        stalled = true;
-        proxy.stall();
-        resumeAt = setTimeout(() => proxy.resume(), TIMEOUT_MS * 2.5);
-      }
-    };
+    const stall = stallPart2Staging(dir, () => order);
     const engine = await startEngine(db, testConfig(yaml(name, dir)), { start: false });
     try {
       await enqueueParts(engine, 3);
       const files = await expectedFiles(db, name);
       order = files.map((f) => f.name);
-      const { rows } = await db.query<{ id: string }>(
-        "select min(id) as id from stock_sync.deliveries where subscription = $1",
-        [name],
-      );
-      firstId = Number(rows[0]!.id);
+      firstId = await firstDeliveryId(db, name);
       await engine.engine.start();
-      await waitUntil(
-        async () => {
-          const all = await attempts(t().db, name);
-          return all.length === 3 && all.every((a) => a.some((x) => x.errorClass === "ok"));
-        },
-        60_000,
-        "three parts delivered",
-      );
-      expect([stalled, lostAt > 0]).toEqual([true, true]);
+      await threeDelivered(t().db, name);
+      expect([stall.state.stalled, lostAt > 0]).toEqual([true, true]);
       const all = await attempts(t().db, name);
       const partOf = (file: string) => order.findIndex((n) => file === join(dir, n));
       // the first rename of part 1 belongs to the attempt whose record was lost
       expect(
         lateRenames(
-          renames.filter((r) => r.at > lostAt),
+          stall.state.renames.filter((r) => r.at > lostAt),
           partOf,
           all,
         ),
       ).toEqual([]);
-      expect(renames.map((r) => partOf(r.file))).toEqual([0, 0, 1, 2]);
+      expect(stall.state.renames.map((r) => partOf(r.file))).toEqual([0, 0, 1, 2]);
       expect(all.map((a) => a.filter((x) => x.errorClass === "ok").length)).toEqual([1, 1, 1]);
-      const got = await dropContents(dir);
-      expect([...got.keys()].sort()).toEqual(order);
-      for (const f of files) expect(got.get(f.name)!.equals(f.body)).toBe(true);
-      expect((await readdir(dir)).filter((n) => n.startsWith("."))).toEqual([]);
+      await expectArrived(dir, files, order);
     } finally {
-      sftpTrace.start = undefined;
-      clearTimeout(resumeAt);
-      proxy.resume();
+      stall.end();
       await engine.stop();
     }
   }, 90_000);
