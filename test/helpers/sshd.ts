@@ -59,6 +59,8 @@ export type Sshd = {
   pid(): number | undefined;
   /** One process per client connection (the server's direct children), whatever it runs below. */
   connections(): number[];
+  /** What the server wrote to its log since it started (its LogLevel: SshdOptions.logLevel). */
+  log(): string;
   /** Ends every client connection (SIGKILL to their processes); the server keeps listening. */
   dropConnections(): void;
   stop(): Promise<void>;
@@ -69,6 +71,8 @@ export type Sshd = {
 export type SshdOptions = {
   /** Flags for the server's SFTP subsystem (internal-sftp takes sftp-server's), e.g. `-P req,…`. */
   sftpFlags?: string[];
+  /** The server's LogLevel (DEBUG1 shows each authentication request a client makes). @default ERROR */
+  logLevel?: string;
 };
 
 export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
@@ -104,18 +108,18 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   await mkdir(root);
   if (owner) await chown(root, owner.uid, owner.gid);
   const port = await freePort();
-  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot, options.sftpFlags ?? []));
+  await writeFile(join(dir, "sshd_config"), sshdConfig(dir, port, user, asRoot, options));
   // sshd insists on its privilege separation folder when it runs as root
   if (asRoot) await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
 
   let child: ChildProcess | null = null;
+  let log = "";
   const mounts: string[] = [];
   const start = async () => {
     if (child && child.exitCode === null && child.signalCode === null) return;
     child = spawn(SSHD, ["-D", "-e", "-f", join(dir, "sshd_config")], {
       stdio: ["ignore", "ignore", "pipe"],
     });
-    let log = "";
     child.stderr!.on("data", (d) => (log += d));
     await waitForBanner(port, child, () => log);
   };
@@ -186,6 +190,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
     sessions: () => (child?.pid ? descendants(child.pid) : []),
     pid: () => child?.pid,
     connections: () => (child?.pid ? children(child.pid) : []),
+    log: () => log,
     dropConnections() {
       for (const pid of child?.pid ? descendants(child.pid) : []) {
         try {
@@ -206,7 +211,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
   };
 }
 
-function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, sftpFlags: string[]): string {
+function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, options: SshdOptions): string {
   return `${[
     `Port ${port}`,
     "ListenAddress 127.0.0.1",
@@ -220,8 +225,8 @@ function sshdConfig(dir: string, port: number, user: string, asRoot: boolean, sf
     "PubkeyAuthentication yes",
     "PermitRootLogin yes",
     `AllowUsers ${user}`,
-    `Subsystem sftp ${["internal-sftp", ...sftpFlags].join(" ")}`,
-    "LogLevel ERROR",
+    `Subsystem sftp ${["internal-sftp", ...(options.sftpFlags ?? [])].join(" ")}`,
+    `LogLevel ${options.logLevel ?? "ERROR"}`,
   ].join("\n")}\n`;
 }
 

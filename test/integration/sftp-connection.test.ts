@@ -12,7 +12,7 @@ import { SftpDestination } from "../../src/sftp/destination.js";
 import { SftpBlock } from "../../src/sftp/options.js";
 import { waitUntil } from "../helpers/engine.js";
 import { watchDrop } from "../helpers/sftp-drop.js";
-import { type Sshd, startSshd } from "../helpers/sshd.js";
+import { type Sshd, startSshd, TEST_PASSWORD } from "../helpers/sshd.js";
 
 let sshd: Sshd;
 beforeAll(async () => {
@@ -129,5 +129,42 @@ it("without posix-rename (denied by the server), a re-delivery still replaces th
     expect((await readFile(join(dir, "000002-full.csv"))).equals(first)).toBe(true);
   } finally {
     await plain.close();
+  }
+});
+
+it("logs in with one request per configured method, the key first: no `none` probe the server answers late", async () => {
+  // At DEBUG1 the server logs each authentication request; a failed one is answered after a delay
+  // (OpenSSH's defence against user enumeration): ~8 ms of every connection's handshake.
+  const verbose = await startSshd({ logLevel: "DEBUG1" });
+  const methods = () =>
+    [...verbose.log().matchAll(/userauth-request for user \S+ service \S+ method (\S+)/g)].map((m) => m[1]);
+  try {
+    const dir = await verbose.folder("auth");
+    const login = async (opts: Record<string, string>) => {
+      const dest = new SftpDestination(
+        verbose.url(dir),
+        SftpBlock.parse({ host_key: verbose.hostKey, ...opts }),
+        1,
+      );
+      try {
+        return await dest.send({ url: verbose.url(dir), fileName: "a.csv", body, timeoutMs: 10_000 });
+      } finally {
+        dest.close();
+      }
+    };
+    expect(await login({ private_key: verbose.clientKey })).toEqual({ kind: "response", status: 200 });
+    // ssh2 asks whether the key would do, then signs: two publickey requests, nothing else
+    expect(methods()).toEqual(["publickey", "publickey"]);
+    if (verbose.passwordLogin) {
+      const before = methods().length;
+      // a key the server does not know, then the password: tried in that order, and in no other
+      expect(await login({ private_key: verbose.strangerKey, password: TEST_PASSWORD })).toEqual({
+        kind: "response",
+        status: 200,
+      });
+      expect(methods().slice(before)).toEqual(["publickey", "password"]);
+    }
+  } finally {
+    await verbose.close();
   }
 });
