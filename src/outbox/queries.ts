@@ -194,9 +194,12 @@ const DELIVERY_COLUMNS = `d.id, d.message_id, d.subscription, d.ordering_key, d.
  */
 export const backlogHead = (db: PayloadReader, subscription: string) => backlogRow(db, subscription);
 
-/** `where`: the first delivery of $1's backlog (after delivery `after`, a placeholder). */
-const backlogFirst = (after?: string) => `where d.id = (select id from stock_sync.deliveries
-  where subscription >= $1 and subscription <= $1 and ${BACKLOG}${after ? ` and id > ${after}` : ""}
+/**
+ * `where`: the first delivery of $1's backlog (after delivery `after`, or with delivery `without`
+ * left out; each a placeholder).
+ */
+const backlogFirst = (after?: string, without?: string) => `where d.id = (select id from stock_sync.deliveries
+  where subscription >= $1 and subscription <= $1 and ${BACKLOG}${after ? ` and id > ${after}` : ""}${without ? ` and id <> ${without}` : ""}
   order by subscription, id limit 1)`;
 
 /** The first delivery of the backlog (after delivery `afterId`), its payload read apart if big. */
@@ -216,17 +219,27 @@ async function backlogRow(db: PayloadReader, subscription: string, afterId?: num
 /**
  * backlogHead without the message's payload (the worker read it ahead: backlogPayloadAfter). With
  * `lease`, each row also says whether the last checks pass (`sendable`, as the due fetch makes
- * them), so a head that passes may start without another round trip (issue 13).
+ * them), so a head that passes may start without another round trip (issue 13). `without`: the
+ * head once that delivery has left the backlog (its outcome is being recorded).
  */
-export const backlogHeadMeta = async (db: Queryable, subscription: string, lease?: SendingLease) =>
-  (
-    await db.query<Omit<DeliveryRow, "payload"> & { sendable?: boolean }>(
-      `select ${DELIVERY_COLUMNS.replace("m.payload, ", "")}${lease ? `, ${sendable("$2", "$3")} as sendable` : ""}
-       from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
-       ${backlogFirst()}`,
-      lease ? [subscription, lease.owner, lease.forMs] : [subscription],
-    )
-  ).rows;
+export const backlogHeadMeta = async (
+  db: Queryable,
+  subscription: string,
+  lease?: SendingLease,
+  without?: number,
+) => {
+  const values: unknown[] = [subscription];
+  const at = (v: unknown) => `$${values.push(v)}`;
+  const checks = lease ? `, ${sendable(at(lease.owner), at(lease.forMs))} as sendable` : "";
+  const where = backlogFirst(undefined, without === undefined ? undefined : at(without));
+  const { rows } = await db.query<Omit<DeliveryRow, "payload"> & { sendable?: boolean }>(
+    `select ${DELIVERY_COLUMNS.replace("m.payload, ", "")}${checks}
+     from stock_sync.deliveries d join stock_sync.messages m on m.id = d.message_id
+     ${where}`,
+    values,
+  );
+  return rows;
+};
 
 /**
  * fifo, read ahead: the delivery behind `afterId` in the backlog with its message's payload, read

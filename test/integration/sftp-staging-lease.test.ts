@@ -211,21 +211,25 @@ describeEachDb("sftp:// fifo staging, lease moved to another engine", (t) => {
     let abandonsEnded = 0;
     let b: TestEngine | undefined;
     const leaseMoved = () => b?.engine.owned().includes(name) === true;
+    let part1Renamed = false;
     // once part 1's success record is answered, nothing A asks the database is answered (its
-    // renewals included) until the thaw
+    // renewals included) until the thaw; nor is the read of part 2's head made beside that record
+    // (worker.ts #readBeside), which would otherwise let A publish part 2 before its lease moved
     const dbA = spyDb(t().db, {
       before: async () => {
         if (frozen) await thaw.promise;
         return undefined;
       },
-      after: (text) => {
+      after: async (text) => {
         if (text.includes("status = 'delivered'")) frozen = true;
+        else if (part1Renamed && text.includes("as sendable")) await thaw.promise;
       },
     });
     sftpTrace.on = (phase, _s, _e, detail) => {
       if (phase === "stage" && detail === order[1] && !leaseMoved()) stagedByA = true;
     };
     sftpTrace.start = (phase, detail) => {
+      if (phase === "rename" && detail === join(dir, order[0] ?? "?")) part1Renamed = true;
       // only B renames part 2 (A's checks refuse it): the rename waits in B's stalled network
       if (phase === "rename" && detail === join(dir, order[1] ?? "?") && frozen) {
         toB.stall();

@@ -29,6 +29,8 @@ const isDueRead = (text: string) => text.includes("stock_sync.due_deliveries(");
 const isLastCheck = (text: string) => text.includes("where d.id = any($1::int8[])");
 /** The status read alone (queries.ts subscriptionStatuses). */
 const isStatusRead = (text: string) => text.startsWith("select name, status from stock_sync.subscriptions");
+/** A record of successes (outcome.ts recordSuccessGroups). */
+const isSuccessRecord = (text: string) => text.includes("set status = 'delivered'");
 /** fifo's head read whole, with its payload (queries.ts backlogHead). */
 const isWholeHeadRead = (text: string) => isHeadRead(text) && text.includes("m.payload");
 /** fifo's read of its head (queries.ts backlogHead / backlogHeadMeta, not the read ahead). */
@@ -445,6 +447,103 @@ describeEachDb("delivery worker decisions", (t) => {
     w.at(500); // the worker's timer (set for its due time) finds it due
     await r.waitFor(4, WAIT_MS);
     expect(r.requests.map(body)).toEqual([1, 2, 2, 3]);
+  });
+
+  /**
+   * fifo's next head is read (status, head, last checks) while the outcome before it is recorded,
+   * not after (issue 13: one round trip less between two stock parts). Each test holds the record
+   * of message 1 and acts meanwhile.
+   */
+  async function heldRecord(more = "") {
+    const r = await receiver();
+    const recordHeld = gate();
+    const release = gate();
+    const early = gate();
+    let recording = false;
+    let records = 0;
+    /** Head reads answered while message 1's record was held. */
+    let headsMeanwhile = 0;
+    /** Head reads made, in all. */
+    let heads = 0;
+    let statusReads = 0;
+    const w = await setup({
+      url: r.url,
+      more: `    ordering: fifo\n${more}`,
+      hooks: {
+        before: async (text) => {
+          if (!isSuccessRecord(text) || ++records > 1) return;
+          recording = true;
+          recordHeld.open();
+          await release.promise;
+          recording = false;
+        },
+        after: (text) => {
+          if (isStatusRead(text)) statusReads++;
+          if (!isHeadRead(text)) return;
+          heads++;
+          if (recording) {
+            headsMeanwhile++;
+            early.open();
+          }
+        },
+      },
+    });
+    await w.send(1, 2);
+    w.worker.wake();
+    await recordHeld.promise;
+    // the read made beside the record, if there is one (the code before it made none)
+    await Promise.race([early.promise, new Promise((res) => setTimeout(res, 300))]);
+    return {
+      r,
+      w,
+      release,
+      heads: () => heads,
+      headsMeanwhile: () => headsMeanwhile,
+      statusReads: () => statusReads,
+    };
+  }
+
+  it("fifo: the next head is read and checked while the outcome before it is recorded, and sent on that read once it is", async () => {
+    const h = await heldRecord();
+    expect(h.headsMeanwhile()).toBe(1);
+    expect(h.r.requests.map(body)).toEqual([1]);
+    const before = h.heads();
+    h.release.open();
+    await h.r.waitFor(2, WAIT_MS);
+    await h.w.idle();
+    expect(h.r.requests.map(body)).toEqual([1, 2]);
+    // message 2 went on the read made beside the record: no other head read before it, no check
+    expect(h.heads()).toBe(before + 1); // (the one after 2: an empty backlog)
+    expect((await h.w.rows()).map((d) => d.status)).toEqual(["delivered", "delivered"]);
+  });
+
+  it("fifo: an outcome fenced while it was recorded (the lease moved): nothing is sent on the read made beside it", async () => {
+    const h = await heldRecord();
+    await t().db.query(
+      "update stock_sync.subscriptions set lease_owner = 'another process', lease_until = now() + interval '1 hour' where name = $1",
+      [h.w.name],
+    );
+    h.release.open();
+    await waitUntil(async () => h.heads() > 1, WAIT_MS, "a head read after the record");
+    await h.w.idle();
+    expect(h.r.requests.map(body)).toEqual([1]);
+    expect((await h.w.rows()).map((d) => [d.status, d.attempts])).toEqual([
+      ["pending", 0],
+      ["pending", 0],
+    ]);
+  });
+
+  it("fifo: a pause while the outcome is recorded wakes the worker: nothing is sent on the read made before it", async () => {
+    const h = await heldRecord();
+    await t().db.query("update stock_sync.subscriptions set status = 'paused' where name = $1", [h.w.name]);
+    const reads = h.statusReads();
+    h.w.worker.wake(); // what a pause does (ops API, LISTEN)
+    await waitUntil(async () => h.statusReads() > reads, WAIT_MS, "the status read");
+    h.release.open();
+    await waitUntil(async () => (await h.w.rows())[0]?.status === "delivered", WAIT_MS, "the record");
+    await h.w.idle();
+    expect(h.r.requests.map(body)).toEqual([1]);
+    expect((await h.w.rows()).map((d) => d.status)).toEqual(["delivered", "pending"]);
   });
 
   it("concurrency: that many requests on the wire at once", async () => {
