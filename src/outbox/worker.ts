@@ -240,14 +240,15 @@ export class SubscriptionWorker {
       now = this.deps.clock.now();
     }
     const idle = !this.#stopped && this.#inFlight.size === 0;
+    // the read made beside the record before this (#readBeside), if it could tell the head
     const beside = idle ? this.#takeBeside() : null;
     const early = beside && (await beside.read.catch(() => null));
+    const used = early && early[1] !== null ? { read: early, askedAt: beside!.askedAt } : null;
     const [status, read] =
-      early && early[1] !== null
-        ? early
-        : await Promise.all([this.deps.batches.status(this.sub.name), idle ? this.#fifoHead() : undefined]);
+      used?.read ??
+      (await Promise.all([this.deps.batches.status(this.sub.name), idle ? this.#fifoHead() : undefined]));
     // the checks count from when they were asked
-    const checkedFrom = early && early[1] !== null ? beside!.askedAt : now.getTime();
+    const checkedFrom = used ? used.askedAt : now.getTime();
     this.#enabled = status === "enabled";
     if (!this.#enabled) this.#abandonStaged(); // paused: nothing staged waits on the server
     if (!this.#enabled || this.#stopped || this.#inFlight.size > 0 || !read) return [];
@@ -280,6 +281,8 @@ export class SubscriptionWorker {
    * this one is read without it (#fifo starts the read ahead when a head goes out). A message's
    * payload never changes; the row itself (status, attempts, lease checks) is always read fresh,
    * and a head that is not the message read ahead (a failed attempt, a replay) is read whole.
+   * Beside a record (`without`: #readBeside), such a head gives null: it is read once the record
+   * is in.
    */
   async #fifoHead(without?: number): Promise<FifoHead | undefined | null> {
     const { db } = this.deps;
