@@ -73,6 +73,11 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
   const leaseUntil = new Map<string, number>();
   /** Leases being handed over: the worker is stopping; renewed until it has. */
   const handing = new Map<string, Promise<void>>();
+  /**
+   * Workers whose lease was not renewed (stalled) or was lost, still stopping: their lease is
+   * not taken again (by this process, once it expired) before they have stopped.
+   */
+  const dropping = new Map<string, Promise<void>>();
   const names = opts.subscriptions.map((s) => s.name);
   const byName = new Map(opts.subscriptions.map((s) => [s.name, s]));
   const timers: NodeJS.Timeout[] = [];
@@ -173,7 +178,7 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
       const held = await acquireLeases(deps.db, {
         owner,
         renew,
-        candidates: names.filter((n) => !workers.has(n) && !handing.has(n)),
+        candidates: names.filter((n) => !workers.has(n) && !handing.has(n) && !dropping.has(n)),
         take: share - keep.length,
         leaseMs: opts.leaseMs,
         deadOwners: dead,
@@ -187,8 +192,15 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
       for (const [name, worker] of workers) {
         if (heldNames.has(name)) continue;
         workers.delete(name);
-        deps.log.warn({ subscription: name }, "lease lost: another process sends for this subscription");
-        void worker.stop(0);
+        deps.log.warn(
+          { subscription: name },
+          "lease lost or not renewed (worker stalled): stopping; any process may take it once it expires",
+        );
+        const done = worker
+          .stop(0)
+          .catch(() => undefined)
+          .finally(() => dropping.delete(name));
+        dropping.set(name, done);
       }
     } catch (err) {
       // The workers keep their leases until expiry; each attempt re-checks the lease in the database.
@@ -245,7 +257,7 @@ export function createDeliveryEngine(deps: EngineDeps, opts: EngineOptions): Del
       await unlisten?.().catch(() => undefined);
       // Every worker first stops and records what it sent; only then are the leases released.
       await Promise.all([...workers.values()].map((w) => w.stop(opts.shutdownGraceMs)));
-      await Promise.all(handing.values());
+      await Promise.all([...handing.values(), ...dropping.values()]);
       workers.clear();
       await releaseLeases(deps.db, owner).catch((err) => deps.log.warn({ err }, "could not release leases"));
       await forgetEngines(deps.db, owner, FORGET_AFTER_LEASES * opts.leaseMs).catch(() => undefined);

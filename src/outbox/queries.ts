@@ -116,7 +116,8 @@ export async function acquireLeases(
        returning name),
      free as (
        select name, lease_owner is not null as unclean from stock_sync.subscriptions
-       where name = any($3::text[]) and lease_owner is distinct from $1
+       -- (our own too once expired: a worker that stalled and was dropped, see engine.ts)
+       where name = any($3::text[])
          and (lease_owner is null or lease_until < now() or lease_owner = any($6::text[]))
        order by name limit $4
        for update skip locked),

@@ -6,7 +6,7 @@ import { useCleanup } from "../helpers/cleanup.js";
 import { describeEachDb } from "../helpers/db.js";
 import { startEngineProcess } from "../helpers/engine-process.js";
 import { startEngine, type TestEngine, testConfig, waitUntil } from "../helpers/engine.js";
-import { spyDb } from "../helpers/spy-db.js";
+import { gate, spyDb } from "../helpers/spy-db.js";
 
 const { cleanup, receiver } = useCleanup();
 
@@ -240,6 +240,36 @@ describeEachDb("delivery leases", (t) => {
     expect(held.every((q) => q.endedAt !== undefined)).toBe(true); // the held requests given up at a
     expect(await leaseOwner(t().db)).toBe(b.engine.owner);
   }, 150_000); // bounded wait by wait (15 + 30 + 60 s): a loaded machine needs more than the default
+
+  it("a worker stalled on a read loses its lease, and a process alone takes the subscription back once it has stopped", async () => {
+    // bench spread (one process, 20 subscriptions): a read of the backlog slower than half a lease
+    // (a busy database) let the lease expire, the worker was dropped, and as this process never
+    // took a lease of its own back, nobody sent for the subscription again.
+    const r = await receiver();
+    const held = gate();
+    let holding = false;
+    let heldReads = 0;
+    const db = spyDb(t().db, {
+      before: (text) => {
+        if (!holding || !text.includes("stock_sync.due_deliveries(")) return undefined;
+        holding = false;
+        heldReads++;
+        return held.promise;
+      },
+    });
+    const e = await startEngine(db, testConfig(yaml(r.url, "3s")));
+    cleanup.push(() => e.stop());
+    expect(e.engine.owned()).toEqual(["s"]);
+    holding = true;
+    await e.enqueue({ subject: "order.created", payload: JSON.stringify({ n: 1 }) });
+    await waitUntil(async () => heldReads === 1, 10_000, "the read held");
+    // stalled for half a lease (1.5 s): its lease is not renewed, and the worker is dropped
+    await waitUntil(async () => e.engine.owned().length === 0, 15_000, "the stalled worker dropped");
+    held.open();
+    await waitUntil(async () => e.engine.owned().length === 1, 15_000, "the subscription taken back");
+    await r.waitFor(1, 15_000);
+    expect(await leaseOwner(t().db)).toBe(e.engine.owner);
+  }, 60_000);
 
   it("the subscriptions are shared among live processes, and handed back when one stops", async () => {
     const r = await receiver();
