@@ -1,5 +1,5 @@
 import { Writable } from "node:stream";
-import { afterEach, expect, it } from "vitest";
+import { afterEach, expect, it, onTestFinished } from "vitest";
 import { systemClock } from "../../src/clock.js";
 import type { Db } from "../../src/db/db.js";
 import { createExporter } from "../../src/export/exporter.js";
@@ -176,10 +176,12 @@ describeEachDb("the hourly full is never dropped (issue 12.1)", (t) => {
     expect(api.stock.full_overdue).toBe(true);
     expect(await (await fetch(`${server.url}/status`)).text()).toContain("full overdue");
     if (t().url) {
-      const { writeFile, mkdtemp } = await import("node:fs/promises");
+      const { writeFile, mkdtemp, rm } = await import("node:fs/promises");
       const { join } = await import("node:path");
       const { tmpdir } = await import("node:os");
-      const path = join(await mkdtemp(join(tmpdir(), "stock-sync-overdue-")), "c.yaml");
+      const dir = await mkdtemp(join(tmpdir(), "stock-sync-overdue-"));
+      onTestFinished(() => rm(dir, { recursive: true, force: true }));
+      const path = join(dir, "c.yaml");
       await writeFile(path, `database: { url: "${t().url}" }\nsource: { url: "${t().url}" }\n${yaml}`);
       const r = await runCli(["--config", path, "status"]);
       expect(r.code, r.stderr).toBe(0);

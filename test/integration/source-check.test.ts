@@ -1,7 +1,7 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
 import { installCapture } from "../../src/inventory/capture-catalog.js";
 import { runCli } from "../helpers/cli.js";
 import { createTestDb } from "../helpers/db.js";
@@ -91,6 +91,7 @@ import { createShop, shopStockYaml } from "../helpers/shop.js";
 describe("stock-sync config check", () => {
   it("refuses a partial override of stock.queries (exit 2, naming the missing ones)", async () => {
     const dir = await mkdtemp(join(tmpdir(), "stock-sync-config-check-"));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const file = join(dir, "partial.yaml");
     await writeFile(
       file,
