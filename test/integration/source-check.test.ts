@@ -29,6 +29,7 @@ import { createShop, shopStockYaml } from "../helpers/shop.js";
   });
   afterAll(async () => {
     await source?.drop();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it("a sound configuration: every check ok, exit 0", async () => {
